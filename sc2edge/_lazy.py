@@ -1,0 +1,31 @@
+"""Import heavy optional dependencies only when used, with an error that names the install extra."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from sc2edge.errors import Sc2edgeError
+
+# Which pip extra brings each optional module.
+_EXTRAS = {
+    "torch": "full",
+    "torchvision": "full",
+    "compressai": "full",
+    "onnx": "full",
+    "openvino": "openvino",
+    "nncf": "full",
+    "matplotlib": "full",
+    "tensorrt": "tensorrt (NVIDIA's index; on Jetson it comes with JetPack)",
+}
+
+
+def lazy_import(name: str) -> ModuleType:
+    """Import ``name`` or raise Sc2edgeError saying which extra installs it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        extra = _EXTRAS.get(name.split(".")[0], "full")
+        raise Sc2edgeError(
+            f'"{name}" is needed here but cannot be imported ({exc}); install it with pip install "sc2edge[{extra}]"'
+        ) from exc

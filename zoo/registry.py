@@ -1,0 +1,142 @@
+"""Named models: builders registered in code, variants (betas, checkpoints, preprocessing) in models.yaml.
+
+``models.yaml`` is data only. Each entry names a ``builder`` registered here with ``@register_builder``;
+a test checks that every entry has a builder and every builder is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sc2edge.errors import CheckpointError, Sc2edgeError
+from sc2edge.zoo.checkpoint import sha256_file
+
+_BUILDERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_builder(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a model builder under ``name``; a second registration of the same name is an error."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _BUILDERS:
+            raise ValueError(f'builder "{name}" is already registered')
+        _BUILDERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_builders() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How the model's own input pipeline turns an image into a tensor (torchvision-style, done with PIL)."""
+
+    resize: int  # shorter side, bilinear
+    crop: int  # center crop, square
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    grayscale: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
+                "grayscale": self.grayscale}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a variant's weights are and what they reach; ``path`` is relative to the repo or the CWD."""
+
+    path: str | None
+    sha256: str | None = None
+    packaged: bool = False  # shipped inside sc2edge (zoo/weights), loaded from the installed package
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: str
+    task: str
+    num_classes: int
+    beta: float | None
+    preprocess: Preprocess
+    checkpoint: Checkpoint
+    labels: str | None
+    description: str
+    builder_args: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _registry_text() -> str:
+    return resources.files("sc2edge").joinpath("models.yaml").read_text()
+
+
+def load_specs() -> dict[str, ModelSpec]:
+    raw = yaml.safe_load(_registry_text())
+    specs = {}
+    for name, entry in raw["models"].items():
+        ckpt = dict(entry.get("checkpoint") or {})
+        specs[name] = ModelSpec(
+            name=name,
+            builder=entry["builder"],
+            task=entry.get("task", "classification"),
+            num_classes=int(entry["num_classes"]),
+            beta=entry.get("beta"),
+            preprocess=Preprocess(**{**entry["preprocess"], "mean": tuple(entry["preprocess"]["mean"]),
+                                     "std": tuple(entry["preprocess"]["std"])}),
+            checkpoint=Checkpoint(path=ckpt.get("path"), sha256=ckpt.get("sha256"),
+                                  packaged=bool(ckpt.get("packaged", False)), meta=dict(ckpt.get("meta") or {})),
+            labels=entry.get("labels"),
+            description=entry.get("description", ""),
+            builder_args=dict(entry.get("builder_args") or {}),
+            meta=dict(entry.get("meta") or {}),
+        )
+    return specs
+
+
+def default_model_name() -> str:
+    return yaml.safe_load(_registry_text())["default"]
+
+
+def list_models(include: str | None = None) -> list[str]:
+    """Names of registered models, optionally filtered by a substring."""
+    return sorted(n for n in load_specs() if include is None or include in n)
+
+
+def get_spec(name: str) -> ModelSpec:
+    specs = load_specs()
+    if name not in specs:
+        raise Sc2edgeError(f'unknown model "{name}" (available: {", ".join(sorted(specs))})')
+    return specs[name]
+
+
+def resolve_checkpoint(spec: ModelSpec, override: str | Path | None) -> Path | None:
+    """The checkpoint file to load: the user's, the packaged one, or the registry path if it exists."""
+    if override is not None:
+        return Path(override)
+    ckpt = spec.checkpoint
+    if ckpt.path is None:
+        return None
+    if ckpt.packaged:
+        path = Path(str(resources.files("sc2edge.zoo").joinpath(ckpt.path)))
+        if not path.is_file():
+            raise CheckpointError(f"packaged weights for {spec.name} are missing: {path}")
+        return path
+    path = Path(ckpt.path)
+    return path if path.is_file() else None
+
+
+def verify_sha256(path: Path, expected: str | None) -> str:
+    digest = sha256_file(path)
+    if expected and digest != expected:
+        raise CheckpointError(f"{path} has sha256 {digest[:16]}..., the registry expects {expected[:16]}...")
+    return digest
