@@ -9,7 +9,6 @@ run code. Key layouts of both repositories and both CompressAI naming schemes ar
 from __future__ import annotations
 
 import argparse
-import hashlib
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,14 +23,6 @@ from sc2edge.errors import CheckpointError
 _WRAPPER_PREFIXES = ("module.", "backbone.body.", "backbone.")
 # Constant buffers set in __init__ that older CompressAI versions did not save; the model's own are kept.
 _CONSTANT_BUFFER_SUFFIXES = (".target", "likelihood_lower_bound.bound", ".pedestal", "lower_bound.bound")
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path, *, trust: bool = False) -> dict[str, Tensor]:

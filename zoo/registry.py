@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from sc2edge.errors import CheckpointError, Sc2edgeError
-from sc2edge.zoo.checkpoint import sha256_file
+from sc2edge._files import sha256_file
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 
@@ -70,7 +70,7 @@ class ModelSpec:
     beta: float | None
     preprocess: Preprocess
     checkpoint: Checkpoint
-    labels: str | None
+    labels: str | list[str] | None
     description: str
     builder_args: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -122,6 +122,8 @@ def get_spec(name: str) -> ModelSpec:
 def resolve_checkpoint(spec: ModelSpec, override: str | Path | None) -> Path | None:
     """The checkpoint file to load: the user's, the packaged one, or the registry path if it exists."""
     if override is not None:
+        if not Path(override).is_file():
+            raise CheckpointError(f"checkpoint not found: {override}")
         return Path(override)
     ckpt = spec.checkpoint
     if ckpt.path is None:
@@ -140,3 +142,18 @@ def verify_sha256(path: Path, expected: str | None) -> str:
     if expected and digest != expected:
         raise CheckpointError(f"{path} has sha256 {digest[:16]}..., the registry expects {expected[:16]}...")
     return digest
+
+
+# ImageNet class names ship with Debian's opencv-doc (installed by scripts/setup-env.sh).
+IMAGENET_CLASS_FILE = Path("/usr/share/doc/opencv-doc/examples/data/dnn/classification_classes_ILSVRC2012.txt")
+
+
+def class_names(spec: ModelSpec) -> list[str] | None:
+    """The model's class names: a list in models.yaml, or "imagenet" read from the offline class file."""
+    if isinstance(spec.labels, list):
+        names = [str(n) for n in spec.labels]
+    elif spec.labels == "imagenet" and IMAGENET_CLASS_FILE.is_file():
+        names = [line.strip() for line in IMAGENET_CLASS_FILE.read_text().splitlines() if line.strip()]
+    else:
+        return None
+    return names if len(names) == spec.num_classes else None

@@ -1,0 +1,1 @@
+"""sc2edge bench."""

@@ -1,0 +1,81 @@
+"""Latency measurement: warm up, then repeat until both a minimum time and a minimum count are reached.
+
+One ``time.time()`` pair per image (CompressAI's habit) hides warm-up, caches and the spread; the figures
+here follow trtexec/MLPerf practice instead: a warm-up, many runs, and percentiles of the distribution.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """How long to measure each stage.
+
+    Args:
+        warmup_s (float): warm-up time before measuring. Defaults to 0.3.
+        warmup_count (int): at least this many warm-up runs. Defaults to 3.
+        min_time_s (float): measure for at least this long. Defaults to 1.0.
+        min_count (int): and at least this many runs. Defaults to 20.
+    """
+
+    warmup_s: float = 0.3
+    warmup_count: int = 3
+    min_time_s: float = 1.0
+    min_count: int = 20
+
+    @classmethod
+    def quick(cls) -> TimingConfig:
+        """A smoke-test setting for CI: a few runs, no minimum time."""
+        return cls(warmup_s=0.0, warmup_count=1, min_time_s=0.0, min_count=3)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Latency distribution of one stage, in milliseconds."""
+
+    n: int
+    mean: float
+    std: float
+    min: float
+    p50: float
+    p90: float
+    p99: float
+
+    @classmethod
+    def from_samples(cls, seconds: Sequence[float]) -> Stats:
+        ms = np.asarray(seconds, dtype=np.float64) * 1e3
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        return cls(n=int(ms.size), mean=float(ms.mean()), std=float(ms.std()), min=float(ms.min()),
+                   p50=float(p50), p90=float(p90), p99=float(p99))
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def measure(fn: Callable[[Any], Any], inputs: Sequence[Any], config: TimingConfig) -> Stats:
+    """Time ``fn(x)`` cycling over ``inputs`` (so every image counts), after a warm-up."""
+    cycle = itertools.cycle(inputs)
+    start = time.perf_counter()
+    runs = 0
+    while runs < config.warmup_count or time.perf_counter() - start < config.warmup_s:
+        fn(next(cycle))
+        runs += 1
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < config.min_count or time.perf_counter() - start < config.min_time_s:
+        x = next(cycle)
+        t0 = time.perf_counter()
+        fn(x)
+        samples.append(time.perf_counter() - t0)
+    return Stats.from_samples(samples)

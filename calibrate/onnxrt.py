@@ -1,0 +1,113 @@
+"""ONNX Runtime static INT8 (QDQ): collect activation ranges once, then write Q/DQ graphs from them.
+
+One calibration serves two graph forms: ``target="onnxruntime"`` (uint8 activations, int8 per-channel weights:
+what x86 and ARM CPUs run fastest) and ``target="tensorrt"`` (int8 activations and weights, all zero points 0:
+TensorRT's explicit-quantization form). The ranges are kept in ORT's calibration cache (JSON).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    create_calibrator,
+    quantize_static,
+)
+from onnxruntime.quantization.calibrate import save_tensors_data
+from tqdm import tqdm
+
+from sc2edge.calibrate.config import TARGETS, CalibConfig
+from sc2edge.errors import Sc2edgeError
+
+_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}
+
+Feeds = Callable[[], Iterable[dict[str, np.ndarray]]]
+
+
+class FeedReader(CalibrationDataReader):
+    """ORT's one-method calibration protocol over any iterable of input dicts."""
+
+    def __init__(self, feeds: Iterable[dict[str, np.ndarray]]):
+        self._feeds: Iterator[dict[str, np.ndarray]] = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """ORT's quantizer logs "consider pre-processing" on the root logger and its histogram calibrators print to
+    stdout for every graph; keep the CLI's own output readable."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def collect_ranges(model: str | Path, feeds: Iterable[dict[str, np.ndarray]], config: CalibConfig,
+                   cache: str | Path, *, total: int | None = None) -> Path:
+    """Run the calibrator over ``feeds`` (input dicts, e.g. batches of images) and save the ranges to ``cache``.
+
+    Feeding in batches keeps memory bounded: ORT's calibrators hold every collected tensor until the end of
+    ``collect_data``, so each batch is collected separately (MinMax merges ranges, histograms accumulate).
+    """
+    config = config.validate()
+    with tempfile.TemporaryDirectory(prefix="sc2edge-calib-") as tmp, _quiet_quantizer():
+        calibrator = create_calibrator(Path(model), list(config.op_types),
+                                       augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=_METHODS[config.method],
+                                       extra_options=config.calibrator_options())
+        seen = 0
+        for feed in tqdm(feeds, desc=f"calibrating {Path(model).name} ({config.method})", unit="batch",
+                         total=total, leave=False):
+            calibrator.collect_data(FeedReader([feed]))
+            seen += 1
+        if not seen:
+            raise Sc2edgeError("no calibration data: the image set is empty")
+        ranges = calibrator.compute_data()
+    save_tensors_data(ranges, cache)
+    return Path(cache)
+
+
+def quantize_onnx(model: str | Path, out: str | Path, cache: str | Path, config: CalibConfig,
+                  target: str = "onnxruntime") -> Path:
+    """Write the QDQ INT8 graph of ``model`` to ``out`` from the ranges in ``cache``.
+
+    Args:
+        model (str | Path): the FP32 ONNX graph that was calibrated.
+        out (str | Path): where to write the INT8 graph.
+        cache (str | Path): ranges from ``collect_ranges`` on ``model``.
+        config (CalibConfig): the same settings the ranges were collected with.
+        target (str): "onnxruntime" (U8S8) or "tensorrt" (S8S8, symmetric). Defaults to "onnxruntime".
+    """
+    config = config.validate()
+    if target not in TARGETS:
+        raise Sc2edgeError(f'unknown INT8 target "{target}" (available: {", ".join(TARGETS)})')
+    trt = target == "tensorrt"
+    with _quiet_quantizer():
+        quantize_static(
+            str(model), str(out), calibration_data_reader=None, calibration_cache_path=str(cache),
+            calibrate_method=_METHODS[config.method], quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(config.op_types), nodes_to_exclude=list(config.exclude),
+            per_channel=config.per_channel, reduce_range=config.reduce_range and not trt,
+            activation_type=QuantType.QInt8 if trt else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            extra_options={"ActivationSymmetric": trt, "WeightSymmetric": True,
+                           # TensorRT computes conv bias in float; ORT CPU wants int32 bias.
+                           "QuantizeBias": not trt},
+        )
+    return Path(out)

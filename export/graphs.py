@@ -1,0 +1,76 @@
+"""The two deployable halves of a split model, in the form that exports cleanly.
+
+GDN's reparametrization (pedestal, lower bound) is folded into constants first, leaving the plain
+Abs -> Conv1x1 -> Reciprocal/Mul pattern that ONNX Runtime, OpenVINO, INT8 tools and TensorRT handle best.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from compressai.layers import GDN
+from torch import Tensor, nn
+
+from sc2edge.zoo import SplitClassifier
+
+
+class FoldedGDN1(nn.Module):
+    """GDN1 (Johnston et al., 2019) with beta and gamma as constants: y = x / (beta + gamma * |x|), or x * (...)."""
+
+    def __init__(self, gdn: GDN):
+        super().__init__()
+        channels = gdn.beta.shape[0]
+        with torch.no_grad():
+            self.register_buffer("beta", gdn.beta_reparam(gdn.beta).detach().clone())
+            gamma = gdn.gamma_reparam(gdn.gamma).detach().clone()
+            self.register_buffer("gamma", gamma.reshape(channels, channels, 1, 1))
+        self.inverse = gdn.inverse
+
+    def forward(self, x: Tensor) -> Tensor:
+        norm = F.conv2d(torch.abs(x), self.gamma, self.beta)
+        return x * norm if self.inverse else x / norm
+
+
+def fold_gdn(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with every GDN1 replaced by its constant-folded equivalent."""
+    module = copy.deepcopy(module)
+    for name, child in list(module.named_children()):
+        if isinstance(child, GDN):
+            if type(child).__name__ != "GDN1":
+                raise NotImplementedError(f"only GDN1 is folded; {name} is {type(child).__name__}")
+            setattr(module, name, FoldedGDN1(child))
+        else:
+            setattr(module, name, fold_gdn(child))
+    return module
+
+
+def _medians(model: SplitClassifier) -> Tensor:
+    return model.bottleneck_layer.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1).clone()
+
+
+class DeviceGraph(nn.Module):
+    """Image -> int32 symbols ``round(y - median)``: exactly what EntropyBottleneck.compress codes."""
+
+    def __init__(self, model: SplitClassifier):
+        super().__init__()
+        self.encoder = fold_gdn(model.bottleneck_layer.encoder)
+        self.register_buffer("medians", _medians(model))
+
+    def forward(self, image: Tensor) -> Tensor:
+        return torch.round(self.encoder(image) - self.medians).to(torch.int32)
+
+
+class ServerGraph(nn.Module):
+    """int32 symbols -> ``symbols + median`` -> decoder -> task tail: what EntropyBottleneck.decompress feeds on."""
+
+    def __init__(self, model: SplitClassifier):
+        super().__init__()
+        self.decoder = fold_gdn(model.bottleneck_layer.decoder)
+        self.tail = fold_gdn(model)  # forward_tail only reads the tail modules
+        self.tail.bottleneck_layer = nn.Module()  # drop the duplicated bottleneck weights from the export
+        self.register_buffer("medians", _medians(model))
+
+    def forward(self, symbols: Tensor) -> Tensor:
+        return self.tail.forward_tail(self.decoder(symbols.to(torch.float32) + self.medians))

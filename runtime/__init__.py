@@ -1,0 +1,17 @@
+"""The deployable layer: exported graph + CompressAI-compatible rANS + a safe, versioned stream container.
+
+Torch-free by design (a test checks it): a device needs numpy, Pillow, its graph runtime and CompressAI's
+compiled coder (``pip install --no-deps compressai``).
+"""
+
+from sc2edge.runtime.backends import available_backends, create_runner
+from sc2edge.runtime.bundle import Artifact, Bundle
+from sc2edge.runtime.codec import Decoder, Encoder
+from sc2edge.runtime.coder import EntropyTables, RansCoder, available_coders
+from sc2edge.runtime.preprocess import preprocess_image
+from sc2edge.runtime.stream import pack_stream, read_header, unpack_stream
+
+__all__ = [
+    "Artifact", "Bundle", "Decoder", "Encoder", "EntropyTables", "RansCoder", "available_backends",
+    "available_coders", "create_runner", "pack_stream", "preprocess_image", "read_header", "unpack_stream",
+]

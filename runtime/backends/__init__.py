@@ -1,0 +1,72 @@
+"""Backends by name. Each is imported only when asked for, so a device needs only the runtime it uses."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from sc2edge.errors import Sc2edgeError
+from sc2edge.runtime.backends.base import BaseRunner
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    module: str
+    runner: str
+    artifact_format: str  # the bundle artifact format this backend runs
+    extra: str  # the pip extra (or other source) that brings the runtime
+
+
+_BACKENDS: dict[str, BackendInfo] = {
+    "onnxruntime": BackendInfo("sc2edge.runtime.backends.onnxrt", "OnnxRuntimeRunner", "onnx", "runtime"),
+    "openvino": BackendInfo("sc2edge.runtime.backends.openvino", "OpenVinoRunner", "openvino", "openvino"),
+    "tensorrt": BackendInfo("sc2edge.runtime.backends.tensorrt", "TensorRTRunner", "trt-engine",
+                            "tensorrt (NVIDIA's index / JetPack)"),
+}
+_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino", "trt": "tensorrt"}
+
+
+def canonical_backend(name: str) -> str:
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in _BACKENDS:
+        raise Sc2edgeError(f'unknown backend "{name}" (available: {", ".join(_BACKENDS)})')
+    return key
+
+
+def backend_info(name: str) -> BackendInfo:
+    return _BACKENDS[canonical_backend(name)]
+
+
+def available_backends() -> list[str]:
+    """Backends whose runtime imports here."""
+    found = []
+    for name, info in _BACKENDS.items():
+        try:
+            importlib.import_module(info.module)
+        except ImportError:
+            continue
+        found.append(name)
+    return found
+
+
+def runner_class(name: str) -> type[BaseRunner]:
+    info = backend_info(name)
+    try:
+        module = importlib.import_module(info.module)
+    except ImportError as exc:
+        raise Sc2edgeError(f'backend "{canonical_backend(name)}" is not installed ({exc}); '
+                           f"install sc2edge[{info.extra}]") from exc
+    return getattr(module, info.runner)
+
+
+__all__ = ["BackendInfo", "BaseRunner", "available_backends", "backend_info", "canonical_backend", "runner_class"]
+
+
+def create_runner(backend: str, bundle, role: str, precision: str = "fp32", *, threads: int | None = None,
+                  device: str | None = None) -> BaseRunner:
+    """A runner for the bundle's ``role`` graph ("device" or "server") at ``precision`` on ``backend``."""
+    artifact = bundle.artifact(role, backend_info(backend).artifact_format, precision)
+    return runner_class(backend)(bundle.path / artifact.path, threads=threads, device=device)
+
+
+__all__ += ["create_runner"]

@@ -1,0 +1,73 @@
+"""A backend is a small runner: load once, infer many times, close. The base class owns the state checks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from sc2edge.errors import Sc2edgeError
+
+
+class BaseRunner:
+    """Runs one exported graph. Subclasses implement ``load_impl``, ``infer_impl`` and ``close_impl``.
+
+    Args:
+        model_path (Path): the graph file (format per backend).
+        threads (int | None): intra-op threads; None lets the runtime decide. Defaults to None.
+        device (str | None): runtime device name (e.g. OpenVINO "CPU", "GPU"). Defaults to None.
+    """
+
+    name = "base"
+
+    def __init__(self, model_path: Path, *, threads: int | None = None, device: str | None = None):
+        self.model_path = Path(model_path)
+        self.threads = threads
+        self.device = device
+        self.is_active = False
+        self.inference_time: float | None = None  # seconds spent in the last infer() call
+        self.input_names: list[str] = []
+        self.output_names: list[str] = []
+
+    def load_impl(self) -> None:
+        raise NotImplementedError
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def close_impl(self) -> None:
+        """Release the runtime's resources; the default has nothing to release."""
+
+    def activate(self) -> BaseRunner:
+        if not self.is_active:
+            if not self.model_path.is_file():
+                raise Sc2edgeError(f"{self.name}: graph file not found: {self.model_path}")
+            self.load_impl()
+            self.is_active = True
+        return self
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on ``feed`` (input name -> array); returns output name -> array."""
+        if not self.is_active:
+            self.activate()
+        missing = set(self.input_names) - set(feed)
+        if missing:
+            raise Sc2edgeError(f"{self.name}: missing inputs {sorted(missing)} (graph inputs: {self.input_names})")
+        start = time.perf_counter()
+        outputs = self.infer_impl(feed)
+        self.inference_time = time.perf_counter() - start
+        return outputs
+
+    def close(self) -> None:
+        if self.is_active:
+            self.close_impl()
+            self.is_active = False
+
+    def __enter__(self) -> BaseRunner:
+        return self.activate()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

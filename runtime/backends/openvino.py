@@ -1,0 +1,57 @@
+"""OpenVINO backend: an IR (``.xml`` + ``.bin``) or ONNX file compiled for CPU (default), GPU, NPU or AUTO."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sc2edge._lazy import lazy_import
+from sc2edge.errors import Sc2edgeError
+from sc2edge.runtime.backends.base import BaseRunner
+
+_DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+
+
+class OpenVinoRunner(BaseRunner):
+    """Runs a graph with OpenVINO. Inputs are copied (``share_inputs=False``), so the caller may reuse its arrays.
+
+    ``precision_hint`` "f32" pins CPU execution to float32 (reference comparisons; OpenVINO otherwise may run
+    bf16/f16 where the CPU has it); None leaves OpenVINO's performance default.
+    """
+
+    name = "openvino"
+
+    def __init__(self, model_path, *, threads: int | None = None, device: str | None = None,
+                 precision_hint: str | None = "f32"):
+        super().__init__(model_path, threads=threads, device=device)
+        self.precision_hint = precision_hint
+
+    def load_impl(self) -> None:
+        ov = lazy_import("openvino")
+        device = (self.device or "CPU").upper()
+        if device.split(":")[0].split(".")[0] not in _DEVICES:
+            raise Sc2edgeError(f'openvino: unknown device "{self.device}" (use one of {", ".join(_DEVICES)})')
+        core = ov.Core()
+        base = device.split(":")[-1].split(",")[0].split(".")[0] if device.startswith("AUTO") else device
+        if not device.startswith("AUTO") and base.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
+            raise Sc2edgeError(f'openvino: device "{device}" is not present here (found: '
+                               f'{", ".join(core.available_devices)})')
+        config: dict[str, object] = {}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        if self.precision_hint:
+            config["INFERENCE_PRECISION_HINT"] = self.precision_hint
+        try:
+            self.compiled = core.compile_model(str(self.model_path), device, config)
+        except RuntimeError as exc:
+            raise Sc2edgeError(f"openvino cannot load {self.model_path} on {device}: {exc}") from exc
+        self.request = self.compiled.create_infer_request()
+        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
+        self.output_names = [port.get_any_name() for port in self.compiled.outputs]
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.request.infer({name: feed[name] for name in self.input_names}, share_inputs=False,
+                                     share_outputs=False)
+        return {port.get_any_name(): np.asarray(value) for port, value in results.items()}
+
+    def close_impl(self) -> None:
+        del self.request, self.compiled

@@ -1,0 +1,102 @@
+"""The deployable halves: ``Encoder`` (device: image -> stream) and ``Decoder`` (server: stream -> prediction).
+
+Both run an exported graph through a named backend and code symbols with the bundle's own entropy tables, so
+a stream made by any backend and precision decodes with any other (the factorized prior's indexes never depend
+on the data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from sc2edge.errors import Sc2edgeError
+from sc2edge.runtime.backends import BaseRunner, canonical_backend, create_runner
+from sc2edge.runtime.bundle import Bundle
+from sc2edge.runtime.coder import RansCoder
+from sc2edge.runtime.preprocess import ImageLike, preprocess_image
+from sc2edge.runtime.stream import pack_stream, unpack_stream
+
+
+def _open(bundle: Bundle | str | Path) -> Bundle:
+    return bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+
+
+class _Half:
+    role = ""
+
+    def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", precision: str = "fp32", *,
+                 threads: int | None = None, device: str | None = None):
+        self.bundle = _open(bundle)
+        self.backend = canonical_backend(backend)
+        self.precision = precision
+        self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision,
+                                                threads=threads, device=device).activate()
+        self.coder = RansCoder(self.bundle.tables)
+        self.table_hash = self.bundle.tables.hash
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Encoder(_Half):
+    """Device side. ``encode(images)`` returns one self-describing stream (bytes) per image.
+
+    Args:
+        bundle (Bundle | str | Path): the exported bundle.
+        backend (str): "onnxruntime", "openvino" or "tensorrt". Defaults to "onnxruntime".
+        precision (str): "fp32", "fp16" or "int8", as exported. Defaults to "fp32".
+        threads (int | None): intra-op threads of the graph runtime. Defaults to None (runtime's choice).
+        device (str | None): the runtime's device name. Defaults to None (CPU).
+    """
+
+    role = "device"
+
+    def preprocess(self, image: ImageLike) -> np.ndarray:
+        return preprocess_image(image, self.bundle.preprocess)
+
+    def symbols(self, batch: np.ndarray) -> np.ndarray:
+        """float32 NCHW images -> int32 NCHW symbols (the device graph)."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1] != self.bundle.manifest["input"]["channels"]:
+            raise Sc2edgeError(f"expected a float32 batch N x {self.bundle.manifest['input']['channels']} x H x W, "
+                               f"got shape {batch.shape}")
+        return self.runner.infer({"image": batch})["symbols"]
+
+    def compress_symbols(self, symbols: np.ndarray) -> bytes:
+        """One item's int32 CHW symbols -> a stream (container + rANS payload)."""
+        return pack_stream(self.coder.encode(symbols), self.table_hash, symbols.shape)
+
+    def encode_batch(self, batch: np.ndarray) -> list[bytes]:
+        return [self.compress_symbols(item) for item in self.symbols(batch)]
+
+    def encode(self, images: Iterable[ImageLike]) -> list[bytes]:
+        """Images (paths or PIL images) -> streams, one image at a time (batch 1 is the device's case)."""
+        return [self.encode_batch(self.preprocess(image)[None])[0] for image in images]
+
+
+class Decoder(_Half):
+    """Server side. ``decode(stream)`` returns the task output (logits) for one stream. Same arguments as Encoder."""
+
+    role = "server"
+
+    def decode_symbols(self, stream: bytes) -> np.ndarray:
+        """A stream -> int32 CHW symbols, after checking the container against this bundle's tables."""
+        header, payload = unpack_stream(stream, table_hash=self.table_hash,
+                                        channels=self.bundle.manifest["latent"]["channels"])
+        return self.coder.decode(payload, header.shape)
+
+    def predict(self, symbols: np.ndarray) -> np.ndarray:
+        """int32 NCHW symbols -> logits (the server graph)."""
+        return self.runner.infer({"symbols": np.ascontiguousarray(symbols, dtype=np.int32)})["logits"]
+
+    def decode(self, stream: bytes) -> np.ndarray:
+        return self.predict(self.decode_symbols(stream)[None])[0]

@@ -1,0 +1,67 @@
+"""Shared fixtures: real photos, a random-weight Entropic Student, and one exported bundle per session."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEFAULT_TEST_MODEL = "entropic_student_resnet50_beta0.08"
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Path]:
+    from sc2edge.photos import system_photos
+
+    found = system_photos()
+    if len(found) < 4:
+        pytest.fail("offline photos are missing: run scripts/setup-env.sh (installs opencv-doc, mate-backgrounds)")
+    return found[::max(1, len(found) // 8)][:8]
+
+
+@pytest.fixture(scope="session")
+def es_model():
+    from sc2edge.zoo import get_model
+
+    return get_model(DEFAULT_TEST_MODEL)
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory, photos) -> Path:
+    from sc2edge.export import ExportConfig, export_bundle
+
+    images = tmp_path_factory.mktemp("validation")
+    for p in photos[:2]:
+        (images / p.name).symlink_to(p)
+    return export_bundle(DEFAULT_TEST_MODEL, tmp_path_factory.mktemp("bundles") / "es",
+                         config=ExportConfig(validation_images=images))
+
+
+def paper_style_checkpoint(path: Path, seed: int = 1) -> dict:
+    """Save a checkpoint the way the paper's repository did (torchdistill dict, argparse args, old names)."""
+    import torch
+
+    from sc2edge.zoo import build, get_spec
+
+    torch.manual_seed(seed)
+    model = build(get_spec(DEFAULT_TEST_MODEL))
+    model.update(force=True)
+    state = {}
+    for key, value in model.state_dict().items():
+        for new, old in (("matrices.", "_matrix"), ("biases.", "_bias"), ("factors.", "_factor")):
+            key = key.replace(f"entropy_bottleneck.{new}", f"entropy_bottleneck.{old}")
+        state[key if key.startswith("fc.") else f"backbone.{key}"] = value
+    torch.save({"model": state, "optimizer": {"state": {}, "param_groups": []}, "best_value": 59.9,
+                "lr_scheduler": None, "args": argparse.Namespace(config="ilsvrc2012-b24ch_igdn.yaml", seed=None)},
+               path)
+    return model.state_dict()
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "sc2edge.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)

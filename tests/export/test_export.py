@@ -1,0 +1,84 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from sc2edge.errors import BundleError, Sc2edgeError
+from sc2edge.export import ExportConfig, export_bundle
+from sc2edge.runtime import Bundle
+from tests.conftest import DEFAULT_TEST_MODEL, paper_style_checkpoint
+
+
+def test_bundle_holds_graphs_tables_and_a_complete_manifest(bundle_dir, es_model):
+    bundle = Bundle.open(bundle_dir)
+    m = bundle.manifest
+    assert m["model"]["name"] == DEFAULT_TEST_MODEL and m["model"]["trained"] is False
+    assert m["latent"]["shape"] == [24, 55, 55]
+    assert {(a.role, a.format, a.precision) for a in bundle.artifacts} >= {("device", "onnx", "fp32"),
+                                                                           ("server", "onnx", "fp32")}
+    assert set(m["files"]) >= {"tables.npz", "device.fp32.onnx", "server.fp32.onnx"}
+    assert all(v["passed"] for v in m["validation"])
+    assert m["validation"][0]["streams_identical"] == m["validation"][0]["images"]
+    # the tables are the checkpoint's own, not recomputed
+    eb = es_model.model.bottleneck_layer.entropy_bottleneck
+    np.testing.assert_array_equal(bundle.tables.quantized_cdf, eb._quantized_cdf.numpy())
+    np.testing.assert_array_equal(bundle.tables.offset, eb._offset.numpy())
+
+
+def test_graphs_have_dynamic_batch_and_size_and_integer_symbols(bundle_dir):
+    device = onnx.load(str(bundle_dir / "device.fp32.onnx"))
+    dims = [d.dim_param or d.dim_value for d in device.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[0] == "batch" and dims[2] == "height" and dims[3] == "width"
+    assert device.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
+    ops = {n.op_type for n in device.graph.node}
+    assert {"Round", "Abs", "Conv"} <= ops and "Pow" not in ops  # GDN folded: no reparametrization left
+    server = onnx.load(str(bundle_dir / "server.fp32.onnx"), load_external_data=False)
+    assert server.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
+
+
+def test_tampered_bundle_is_refused(bundle_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle_dir, copy)
+    with open(copy / "device.fp32.onnx", "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(BundleError, match="device.fp32.onnx does not match its sha256"):
+        Bundle.open(copy)
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="format version 99"):
+        Bundle.open(copy)
+    with pytest.raises(BundleError, match="not an sc2edge bundle"):
+        Bundle.open(tmp_path)
+
+
+def test_existing_bundle_is_not_overwritten_without_force(bundle_dir):
+    with pytest.raises(BundleError, match="exists"):
+        export_bundle(DEFAULT_TEST_MODEL, bundle_dir)
+
+
+def test_failed_export_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "b"
+    with pytest.raises(Sc2edgeError):
+        export_bundle(DEFAULT_TEST_MODEL, out, config=ExportConfig(validation_images=tmp_path / "missing"))
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_export_carries_its_weights_and_hash(tmp_path, photos):
+    ckpt = tmp_path / "ckpt.pt"
+    paper_style_checkpoint(ckpt, seed=3)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / photos[0].name).symlink_to(photos[0])
+    out = export_bundle(DEFAULT_TEST_MODEL, tmp_path / "b", checkpoint=ckpt,
+                        config=ExportConfig(validation_images=images))
+    bundle = Bundle.open(out)
+    assert bundle.manifest["model"]["trained"] is True
+    assert len(bundle.manifest["model"]["checkpoint_sha256"]) == 64
+    assert all(v["passed"] and v["streams_identical"] == v["images"] for v in bundle.manifest["validation"])

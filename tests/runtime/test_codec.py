@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from sc2edge.errors import StreamError
+from sc2edge.runtime import Bundle, Decoder, Encoder
+from sc2edge.runtime.stream import unpack_stream
+
+
+def test_round_trip_matches_compressai_bytes_and_pytorch_predictions(bundle_dir, es_model, photos):
+    model = es_model.model
+    eb = model.bottleneck_layer.entropy_bottleneck
+    with Encoder(bundle_dir) as encoder, Decoder(bundle_dir) as decoder:
+        for path in photos[:3]:
+            x = encoder.preprocess(path)
+            stream = encoder.encode([path])[0]
+            with torch.no_grad():
+                y = model.bottleneck_layer.encoder(torch.from_numpy(x[None]))
+                reference = eb.compress(y)
+                expected = model.forward_tail(model.bottleneck_layer.decoder(
+                    eb.decompress(reference, y.shape[-2:]))).numpy()[0]
+            assert unpack_stream(stream)[1] == reference[0]
+            logits = decoder.decode(stream)
+            np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4 + 1e-3 * np.abs(expected).max())
+            assert logits.argmax() == expected.argmax()
+
+
+def test_preprocessing_matches_torchvision(photos):
+    from PIL import Image
+    from torchvision import transforms
+
+    spec = {"resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    reference = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                                    transforms.Normalize(spec["mean"], spec["std"])])
+    from sc2edge.runtime import preprocess_image
+
+    for path in photos[:3]:
+        expected = reference(Image.open(path).convert("RGB")).numpy()
+        np.testing.assert_allclose(preprocess_image(path, spec), expected, atol=1e-6)
+
+
+def _bundle_with_other_tables(bundle_dir, tmp_path):
+    """A copy of the bundle whose entropy tables differ, as another model's bundle would."""
+    import dataclasses
+    import shutil
+
+    from sc2edge._files import sha256_file
+
+    copy = tmp_path / "other"
+    shutil.copytree(bundle_dir, copy)
+    tables = Bundle.open(copy).tables
+    tables = dataclasses.replace(tables, medians=tables.medians + np.float32(0.25))
+    tables.save(copy / "tables.npz")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["entropy"]["hash"] = tables.hash
+    manifest["files"]["tables.npz"] = sha256_file(copy / "tables.npz")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_stream_for_other_tables_is_refused(bundle_dir, tmp_path, photos):
+    stream = Encoder(bundle_dir).encode([photos[0]])[0]
+    other = _bundle_with_other_tables(bundle_dir, tmp_path)
+    with Decoder(other) as decoder, pytest.raises(StreamError, match=Bundle.open(other).tables.hash):
+        decoder.decode(stream)
+
+
+DEVICE_SCRIPT = """
+import sys
+from sc2edge.runtime import Encoder
+streams = Encoder(sys.argv[1]).encode([sys.argv[2]])
+assert len(streams[0]) > 0
+heavy = sorted(m for m in ("torch", "torchvision", "compressai", "sc2edge.zoo", "sc2edge.export")
+               if m in sys.modules)
+print("IMPORTED:" + ",".join(heavy))
+"""
+
+
+def test_device_path_does_not_import_torch(bundle_dir, photos):
+    out = subprocess.run([sys.executable, "-c", DEVICE_SCRIPT, str(bundle_dir), str(photos[0])],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "IMPORTED:"

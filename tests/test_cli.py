@@ -1,0 +1,74 @@
+"""The console command end to end, in fresh interpreters, as a user runs it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sc2edge.runtime import Decoder
+from tests.conftest import DEFAULT_TEST_MODEL, run_cli
+
+
+@pytest.fixture(scope="module")
+def streams(bundle_dir, photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("streams")
+    result = run_cli("encode", "--bundle", bundle_dir, *photos[:2], "--out", out)
+    assert result.returncode == 0, result.stderr
+    return sorted(out.glob("*.sc2"))
+
+
+def test_encode_writes_one_stream_per_image_stem(streams, photos):
+    assert [s.stem for s in streams] == sorted(p.stem for p in photos[:2])
+
+
+def test_decode_json_gives_the_top5_of_the_runtime(bundle_dir, streams):
+    result = run_cli("decode", "--bundle", bundle_dir, *streams, "--json")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["stream"] for r in records] == [str(s) for s in streams]
+    logits = Decoder(bundle_dir).decode(streams[0].read_bytes())
+    assert records[0]["top5"] == [int(i) for i in np.argsort(-logits)[:5]]
+    assert records[0]["scores"] == sorted(records[0]["scores"], reverse=True)
+
+
+def test_inspect_describes_bundles_and_streams(bundle_dir, streams):
+    bundle = run_cli("inspect", bundle_dir)
+    assert bundle.returncode == 0 and DEFAULT_TEST_MODEL in bundle.stdout and "UNTRAINED" in bundle.stdout
+    stream = run_cli("inspect", streams[0], "--bundle", bundle_dir)
+    assert stream.returncode == 0 and "(24, 55, 55)" in stream.stdout and "CRC ok" in stream.stdout
+
+
+def _assert_one_line_error(result, *fragments):
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_user_errors_are_one_line(bundle_dir, streams, tmp_path):
+    _assert_one_line_error(run_cli("encode", "--bundle", tmp_path / "nope", streams[0], "--out", tmp_path),
+                           "not an sc2edge bundle")
+    corrupt = tmp_path / "corrupt.sc2"
+    data = bytearray(streams[0].read_bytes())
+    data[len(data) // 2] ^= 0x40
+    corrupt.write_bytes(bytes(data))
+    _assert_one_line_error(run_cli("decode", "--bundle", bundle_dir, corrupt), "CRC")
+    truncated = tmp_path / "truncated.sc2"
+    truncated.write_bytes(streams[0].read_bytes()[:20])
+    _assert_one_line_error(run_cli("decode", "--bundle", bundle_dir, truncated), "truncated")
+    _assert_one_line_error(run_cli("export", "no_such_model", "--out", tmp_path / "b"), "unknown model")
+    _assert_one_line_error(run_cli("encode", "--bundle", bundle_dir, tmp_path / "missing.jpg", "--out", tmp_path),
+                           "image not found")
+    _assert_one_line_error(run_cli("decode", "--bundle", bundle_dir, "--backend", "cuda-magic", streams[0]),
+                           'unknown backend "cuda-magic"')
+
+
+def test_export_from_the_command_line(tmp_path, photos):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / photos[0].name).symlink_to(photos[0])
+    result = run_cli("export", DEFAULT_TEST_MODEL, "--out", tmp_path / "b", "--validation-images", images)
+    assert result.returncode == 0, result.stderr
+    assert "validation onnxruntime/fp32: PASS" in result.stdout and "UNTRAINED" in result.stdout
+    assert (tmp_path / "b" / "manifest.json").is_file()

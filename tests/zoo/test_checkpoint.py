@@ -1,0 +1,63 @@
+import pickle
+
+import pytest
+import torch
+
+from sc2edge.errors import CheckpointError
+from sc2edge.zoo import get_model
+from tests.conftest import DEFAULT_TEST_MODEL, paper_style_checkpoint
+
+
+class _Payload:
+    """Anything that is not on the allow-list: the safe loader must refuse to build it."""
+
+    def __reduce__(self):
+        return (print, ("this would have run",))
+
+
+def test_paper_checkpoint_loads_with_old_names_and_paper_key_layout(tmp_path):
+    path = tmp_path / "ilsvrc2012-bottleneck_resnet50-b24ch_igdn-beta0.08_from_resnet50.pt"
+    expected = paper_style_checkpoint(path)
+    loaded = get_model(DEFAULT_TEST_MODEL, checkpoint=path)
+    assert loaded.trained and loaded.checkpoint_sha256
+    state = loaded.model.state_dict()
+    for key in ("bottleneck_layer.entropy_bottleneck.matrices.0", "bottleneck_layer.entropy_bottleneck._quantized_cdf",
+                "layer2.0.conv1.weight", "fc.weight", "bottleneck_layer.encoder.1.gamma"):
+        assert torch.equal(state[key], expected[key]), key
+
+
+def test_unsafe_checkpoint_is_refused_with_the_opt_in_flag(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"model": _Payload()}, f)
+    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+        get_model(DEFAULT_TEST_MODEL, checkpoint=path)
+
+
+def test_missing_keys_are_listed_not_silently_skipped(tmp_path):
+    path = tmp_path / "partial.pt"
+    state = paper_style_checkpoint(path)
+    del state["fc.weight"]
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError, match=r"missing 1 keys: fc\.weight"):
+        get_model(DEFAULT_TEST_MODEL, checkpoint=path)
+
+
+def test_wrong_shapes_are_reported(tmp_path):
+    path = tmp_path / "wrong.pt"
+    state = paper_style_checkpoint(path)
+    state["fc.weight"] = torch.zeros(10, 2048)
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError, match="fc.weight"):
+        get_model(DEFAULT_TEST_MODEL, checkpoint=path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        get_model(DEFAULT_TEST_MODEL, checkpoint=tmp_path / "nope.pt")
+
+
+def test_random_weights_are_deterministic_and_marked_untrained():
+    a, b = get_model(DEFAULT_TEST_MODEL), get_model(DEFAULT_TEST_MODEL)
+    assert not a.trained
+    assert torch.equal(a.model.bottleneck_layer.encoder[0].weight, b.model.bottleneck_layer.encoder[0].weight)

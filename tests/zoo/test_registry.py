@@ -1,0 +1,49 @@
+import pytest
+import yaml
+
+from sc2edge.errors import Sc2edgeError
+from sc2edge.zoo import build, default_model_name, get_spec, list_builders, list_models, load_specs, register_builder
+from sc2edge.zoo.entropic_student import EntropicStudentResNet50
+
+
+def test_every_entry_has_a_builder_and_every_builder_is_used():
+    specs = load_specs()
+    assert {s.builder for s in specs.values()} == set(list_builders())
+    assert default_model_name() in specs
+
+
+def test_duplicate_builder_name_is_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        register_builder("entropic_student_resnet50")(lambda **_: None)
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(Sc2edgeError, match="available: .*entropic_student_resnet50_beta0.08"):
+        get_spec("resnet51")
+
+
+def test_published_betas_are_registered_with_the_paper_checkpoint_paths():
+    names = list_models("entropic_student_resnet50")
+    assert len(names) == 9
+    spec = get_spec("entropic_student_resnet50_beta0.08")
+    assert spec.checkpoint.path == ("resource/ckpt/ilsvrc2012/entropic_student/"
+                                    "ilsvrc2012-bottleneck_resnet50-b24ch_igdn-beta0.08_from_resnet50.pt")
+    assert spec.preprocess.resize == 256 and spec.preprocess.crop == 224
+
+
+def test_resnet50_student_matches_the_paper_sizes():
+    model = build(get_spec("entropic_student_resnet50_beta0.08"))
+    assert type(model) is EntropicStudentResNet50
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(model.bottleneck_layer.encoder) == 138_672
+    assert count(model.bottleneck_layer.decoder) == 1_164_032
+    assert model.encoder_geometry() == [(5, 2, 2), (5, 2, 2), (2, 1, 0)]
+
+
+def test_registry_file_is_data_only():
+    from importlib import resources
+
+    raw = yaml.safe_load(resources.files("sc2edge").joinpath("models.yaml").read_text())
+    for entry in raw["models"].values():
+        assert set(entry) <= {"builder", "task", "num_classes", "labels", "preprocess", "description", "meta",
+                              "beta", "checkpoint", "builder_args"}
