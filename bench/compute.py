@@ -68,18 +68,18 @@ def onnx_available() -> bool:
 
 
 def count_onnx(path: str | Path, inputs: dict[str, tuple[tuple[int, ...], np.dtype]],
-               split: dict[str, str] | None = None) -> dict[str, StageCount]:
+               split: tuple[str, str, str] | None = None) -> dict[str, StageCount]:
     """Count every node of an ONNX graph at the given input shapes.
 
     Args:
         path (str | Path): the ONNX file.
         inputs (dict): input name -> (shape, dtype).
-        split (dict[str, str] | None): node-name prefix -> stage name, to divide one graph into stages (for
-            example the server graph into decoder and tail); nodes matching no prefix go to the first stage.
-            Defaults to None (one stage, "all").
+        split (tuple[str, str, str] | None): (marker, first, second): divide the graph after the last node whose
+            name contains ``marker`` (for example the server graph into "decoder" and "tail"); when no node name
+            contains it, only "all" is returned. Defaults to None (only "all").
 
     Returns:
-        dict[str, StageCount]: per stage, plus "all" with the whole graph and its activation memory.
+        dict[str, StageCount]: "all" (whole graph, with its activation memory) and the split stages if any.
     """
     onnx_tool = _load_onnx_tool()
     if onnx_tool is None:
@@ -89,10 +89,15 @@ def count_onnx(path: str | Path, inputs: dict[str, tuple[tuple[int, ...], np.dty
         graph = model.graph
         graph.shape_infer({name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in inputs.items()})
         graph.profile()
-    stages = list(dict.fromkeys((split or {}).values())) or ["all"]
-    counts = {s: StageCount(macs=0, dense_macs=0, params=0) for s in stages}
-    for node in graph.nodemap.values():
-        stage = next((s for prefix, s in (split or {}).items() if node.name.startswith(prefix)), stages[0])
+    nodes = list(graph.nodemap.values())
+    stage_of = ["all"] * len(nodes)
+    if split is not None:
+        marker, first, second = split
+        marked = [i for i, node in enumerate(nodes) if marker in node.name]
+        if marked:
+            stage_of = [first if i <= marked[-1] else second for i in range(len(nodes))]
+    counts = {s: StageCount(macs=0, dense_macs=0, params=0) for s in dict.fromkeys(stage_of)}
+    for node, stage in zip(nodes, stage_of, strict=True):
         count = counts[stage]
         macs = int(node.macs[0])
         count.macs += macs
@@ -101,12 +106,15 @@ def count_onnx(path: str | Path, inputs: dict[str, tuple[tuple[int, ...], np.dty
         if node.op_type in DENSE_OPS:
             bias = math.prod(graph.tensormap[node.output[0]].get_shape()) if len(node.input) > 2 else 0
             count.dense_macs += macs - bias
-    total = StageCount(macs=sum(c.macs for c in counts.values()),
-                       dense_macs=sum(c.dense_macs for c in counts.values()),
-                       params=sum(c.params for c in counts.values()))
-    for c in counts.values():
-        for op, macs in c.by_op.items():
-            total.by_op[op] = total.by_op.get(op, 0) + macs
+    if "all" in counts:
+        total = counts["all"]
+    else:
+        total = StageCount(macs=sum(c.macs for c in counts.values()),
+                           dense_macs=sum(c.dense_macs for c in counts.values()),
+                           params=sum(c.params for c in counts.values()))
+        for c in counts.values():
+            for op, macs in c.by_op.items():
+                total.by_op[op] = total.by_op.get(op, 0) + macs
     total.activation_bytes_total, total.activation_bytes_peak = _activation_memory(graph)
     counts["all"] = total
     return counts
@@ -183,6 +191,7 @@ def _torch_formulas() -> dict[Any, Any]:
     mapping[aten.convolution] = conv
     mapping[aten.addmm] = addmm
     mapping[aten._adaptive_avg_pool2d] = adaptive_avg_pool
+    mapping[aten.mean] = adaptive_avg_pool  # AdaptiveAvgPool2d(1) runs as a mean over H, W
     mapping[aten.max_pool2d_with_indices] = max_pool
     return mapping
 

@@ -99,14 +99,14 @@ def load_labels(labels: str | Path, images: Sequence[Path], root: str | Path) ->
 
 
 def select_images(images: Sequence[Path], count: int, seed: int = 0,
-                  exclude_sha256: Iterable[str] = ()) -> list[Path]:
-    """A seeded, order-independent choice of ``count`` images, skipping files whose sha256 is excluded."""
+                  exclude_sha256: Iterable[str] = ()) -> tuple[list[Path], int]:
+    """A seeded, order-independent choice of ``count`` images, skipping files whose sha256 is excluded;
+    returns the choice and how many images were skipped."""
     excluded = set(exclude_sha256)
     pool = sorted(images)
     random.Random(seed).shuffle(pool)
-    if excluded:
-        pool = [p for p in pool if sha256_file(p) not in excluded]
-    return pool[:count]
+    kept = [p for p in pool if sha256_file(p) not in excluded] if excluded else pool
+    return kept[:count], len(pool) - len(kept)
 
 
 @dataclass
@@ -122,6 +122,7 @@ class ImageSet:
     paths: list[Path]
     preprocess: Mapping[str, Any]
     progress: bool = True
+    excluded: int = 0  # images of the source skipped because they were used for calibration
     _arrays: list[np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -151,8 +152,7 @@ class ImageSet:
 def calibration_set(source: str | Path, preprocess: Mapping[str, Any], samples: int, seed: int = 0,
                     progress: bool = True) -> ImageSet:
     """``samples`` seeded images from ``source``; fewer (with a warning on stderr) when the source is smaller."""
-    images = find_images(source)
-    chosen = select_images(images, samples, seed)
+    chosen, _ = select_images(find_images(source), samples, seed)
     if len(chosen) < samples:
         tqdm.write(f"note: {source} has {len(chosen)} images, fewer than the {samples} calibration samples asked for")
     return ImageSet(chosen, preprocess, progress)
@@ -161,8 +161,7 @@ def calibration_set(source: str | Path, preprocess: Mapping[str, Any], samples: 
 def held_out_set(source: str | Path, preprocess: Mapping[str, Any], count: int, seed: int,
                  calibration_sha256: Iterable[str], progress: bool = True) -> ImageSet:
     """``count`` images from ``source`` that were not used for calibration (compared by content hash)."""
-    calibration_sha256 = set(calibration_sha256)
-    chosen = select_images(find_images(source), count, seed, exclude_sha256=calibration_sha256)
+    chosen, excluded = select_images(find_images(source), count, seed, exclude_sha256=calibration_sha256)
     if not chosen:
         raise Sc2edgeError(f"every image under {source} was used for calibration: give held-out images")
-    return ImageSet(chosen, preprocess, progress)
+    return ImageSet(chosen, preprocess, progress, excluded=excluded)

@@ -16,7 +16,9 @@ from sc2edge.runtime.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFES
 
 
 class BundleBuilder:
-    """Stage a bundle's files, ``write_manifest``, then ``commit`` it. Use as a context manager: an exception discards the staging.
+    """Stage a bundle's files, ``write_manifest``, then ``commit`` it.
+
+    Use it as a context manager: an exception (or a missing commit) discards the staging directory.
 
     Args:
         out_dir (Path): the bundle directory to create.

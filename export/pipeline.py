@@ -10,7 +10,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from sc2edge import __version__
@@ -21,8 +20,8 @@ from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, SERVER_IO, export_onnx
 from sc2edge.export.validate import Tolerance, ValidationResult, validate_bundle
 from sc2edge.photos import list_images, system_photos
 from sc2edge.runtime import Bundle
-from sc2edge.runtime.bundle import LABELS_FILE
 from sc2edge.runtime.backends import canonical_backend
+from sc2edge.runtime.bundle import LABELS_FILE
 from sc2edge.runtime.coder import EntropyTables
 from sc2edge.zoo import LoadedModel, class_names, get_model, latent_size
 
@@ -80,16 +79,6 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _tables(loaded: LoadedModel) -> EntropyTables:
-    eb = loaded.model.bottleneck_layer.entropy_bottleneck
-    return EntropyTables(
-        quantized_cdf=eb._quantized_cdf.numpy().astype(np.int32),
-        cdf_length=eb._cdf_length.numpy().astype(np.int32).reshape(-1),
-        offset=eb._offset.numpy().astype(np.int32).reshape(-1),
-        medians=eb._get_medians().detach().numpy().astype(np.float32).reshape(-1),
-    )
-
-
 def _manifest(loaded: LoadedModel, tables: EntropyTables, config: ExportConfig) -> dict[str, Any]:
     spec, model = loaded.spec, loaded.model
     size = spec.preprocess.crop
@@ -135,7 +124,7 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
     """
     config = config.validate()
     loaded = get_model(model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint)
-    tables = _tables(loaded)
+    tables = EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
     manifest = _manifest(loaded, tables, config)
     size = manifest["input"]["height"]
     example = torch.zeros(1, manifest["input"]["channels"], size, size)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from sc2edge.zoo import efficientnet_student, entropic_student, fashion_mnist  # noqa: F401  (register builders)
 from sc2edge._files import sha256_file
+from sc2edge.zoo import efficientnet_student, entropic_student, fashion_mnist  # noqa: F401  (register builders)
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
 from sc2edge.zoo.entropic_student import SplitClassifier, latent_size
 from sc2edge.zoo.registry import (
@@ -78,7 +78,7 @@ def get_model(
 
 
 __all__ = [
-    "LoadedModel", "ModelSpec", "Preprocess", "SplitClassifier", "build", "class_names", "default_model_name", "get_model",
-    "get_spec", "latent_size", "list_builders", "list_models", "load_into", "load_specs", "read_state_dict",
-    "register_builder", "sha256_file",
+    "LoadedModel", "ModelSpec", "Preprocess", "SplitClassifier", "build", "class_names", "default_model_name",
+    "get_model", "get_spec", "latent_size", "list_builders", "list_models", "load_into", "load_specs",
+    "read_state_dict", "register_builder", "sha256_file",
 ]

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from sc2edge.errors import CheckpointError, Sc2edgeError
 from sc2edge._files import sha256_file
+from sc2edge.errors import CheckpointError, Sc2edgeError
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 

@@ -1,8 +1,9 @@
 """Two-stage Entropic Student training (Matsubara et al., WACV 2022, section 3), scaled down for a CPU.
 
 Stage 1 (no labels): the encoder, entropy bottleneck and decoder learn to reproduce the teacher's features
-at the split point and at later stages of the frozen tail, with ``beta`` weighting the rate (bits per input
-pixel from the bottleneck's likelihoods); the bottleneck's quantiles follow their own aux loss and optimizer.
+at the split point and at later stages of the frozen tail (squared error relative to each map's variance),
+with ``beta`` weighting the rate (bits per input pixel from the bottleneck's likelihoods); the
+bottleneck's quantiles follow their own aux loss and optimizer.
 Stage 2: encoder and bottleneck are frozen, and the decoder is fine-tuned on the quantized latent (what a
 receiver gets) to match the teacher's output distribution (KD), plus cross-entropy where labels exist.
 
@@ -118,6 +119,12 @@ def rate_bpp(likelihoods: Tensor, x: Tensor) -> Tensor:
     return -torch.log2(likelihoods).sum() / (x.shape[0] * x.shape[2] * x.shape[3])
 
 
+def relative_mse(output: Tensor, target: Tensor) -> Tensor:
+    """MSE over the target's variance: feature maps of very different scales (a 24-channel block output, the
+    1280-channel head) weigh alike, and beta means the same trade-off for every model."""
+    return F.mse_loss(output, target) / target.var().clamp_min(1e-8)
+
+
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     """Hinton et al.'s knowledge distillation: KL(teacher || student) at ``temperature``, scaled by T^2."""
     t = temperature
@@ -152,7 +159,7 @@ def train_stage1(
             targets = [split, *model.tail_features(split)[:-1]]
         z, likelihoods = layer(x)
         outputs = [z, *model.tail_features(z)[:-1]]
-        distortion = sum(F.mse_loss(o, t) for o, t in zip(outputs, targets, strict=True))
+        distortion = sum(relative_mse(o, t) for o, t in zip(outputs, targets, strict=True))
         bpp = rate_bpp(likelihoods, x)
         loss = distortion + cfg.beta * bpp
         main.zero_grad()
@@ -163,8 +170,8 @@ def train_stage1(
         aux.zero_grad()
         model.aux_loss().backward()
         aux.step()
-        log.loss.append(float(loss))
-        log.bpp.append(float(bpp))
+        log.loss.append(loss.item())
+        log.bpp.append(bpp.item())
         bar.set_postfix(loss=f"{log.loss[-1]:.4f}", bpp=f"{log.bpp[-1]:.3f}", refresh=False)
     log.seconds = time.perf_counter() - start
     return log
@@ -199,7 +206,7 @@ def train_stage2(
         loss.backward()
         opt.step()
         schedule.step()
-        log.loss.append(float(loss))
+        log.loss.append(loss.item())
         bar.set_postfix(loss=f"{log.loss[-1]:.4f}", refresh=False)
     log.seconds = time.perf_counter() - start
     return log
@@ -233,7 +240,7 @@ def train_classifier(
         loss.backward()
         opt.step()
         schedule.step()
-        log.loss.append(float(loss))
+        log.loss.append(loss.item())
         bar.set_postfix(loss=f"{log.loss[-1]:.4f}", refresh=False)
     log.seconds = time.perf_counter() - start
     model.eval()

@@ -14,8 +14,10 @@ _DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 class OpenVinoRunner(BaseRunner):
     """Runs a graph with OpenVINO. Inputs are copied (``share_inputs=False``), so the caller may reuse its arrays.
 
-    ``precision_hint`` "f32" pins CPU execution to float32 (reference comparisons; OpenVINO otherwise may run
-    bf16/f16 where the CPU has it); None leaves OpenVINO's performance default.
+    Args:
+        precision_hint (str | None): INFERENCE_PRECISION_HINT on CPU/GPU. "f32" (the default) keeps float ops
+            in float32, so symbols match the other backends; OpenVINO's own default may pick bf16/f16 where the
+            hardware has it. None leaves OpenVINO's choice. Defaults to "f32".
     """
 
     name = "openvino"
@@ -28,17 +30,17 @@ class OpenVinoRunner(BaseRunner):
     def load_impl(self) -> None:
         ov = lazy_import("openvino")
         device = (self.device or "CPU").upper()
-        if device.split(":")[0].split(".")[0] not in _DEVICES:
+        kind = device.split(":")[0].split(".")[0]
+        if kind not in _DEVICES:
             raise Sc2edgeError(f'openvino: unknown device "{self.device}" (use one of {", ".join(_DEVICES)})')
         core = ov.Core()
-        base = device.split(":")[-1].split(",")[0].split(".")[0] if device.startswith("AUTO") else device
-        if not device.startswith("AUTO") and base.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
-            raise Sc2edgeError(f'openvino: device "{device}" is not present here (found: '
-                               f'{", ".join(core.available_devices)})')
+        present = {d.split(".")[0] for d in core.available_devices}
+        if kind != "AUTO" and kind not in present:
+            raise Sc2edgeError(f'openvino: device "{device}" is not present here (found: {", ".join(sorted(present))})')
         config: dict[str, object] = {}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
-        if self.precision_hint:
+        if self.precision_hint and kind in ("CPU", "GPU"):
             config["INFERENCE_PRECISION_HINT"] = self.precision_hint
         try:
             self.compiled = core.compile_model(str(self.model_path), device, config)

@@ -1,0 +1,468 @@
+"""``run_bench``: measure bundles on backends and precisions, one configuration per process, and report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from sc2edge.bench import compute
+from sc2edge.bench.links import Link, load_links, select_links
+from sc2edge.bench.machine import bundle_hash, files_hash, machine_record
+from sc2edge.bench.size import ImageSize, image_size, summarize
+from sc2edge.bench.timing import TimingConfig
+from sc2edge.bench.worker import load_streams
+from sc2edge.errors import Sc2edgeError
+from sc2edge.photos import list_images, system_photos
+from sc2edge.runtime import Bundle, unpack_stream
+from sc2edge.runtime.backends import canonical_backend
+
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_CODECS = (("jpeg", 75), ("webp", 80))  # Pillow's default qualities
+DEFAULT_MAX_IMAGES = 8
+QUICK_MAX_IMAGES = 2
+WORKER_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``run_bench`` measures; ``validate()`` checks the combination and fills the defaults.
+
+    Args:
+        bundles (tuple[Path, ...]): bundle directories; several make a sweep (e.g. every beta).
+        backends (tuple[str, ...]): runtimes. Defaults to ("onnxruntime",).
+        precisions (tuple[str, ...]): graph precisions. Defaults to ("fp32",).
+        threads (int | None): intra-op threads everywhere, recorded. Defaults to None (all cores).
+        images (tuple[Path, ...]): image files; empty means the offline photos. Defaults to ().
+        links (tuple[str, ...]): link profile names; empty means all. Defaults to ().
+        links_file (Path | None): link profiles instead of the packaged ``links.yaml``. Defaults to None.
+        quick (bool): a few runs per stage, two images (CI smoke test). Defaults to False.
+        out_dir (Path): where the reports go. Defaults to "bench-report".
+        max_images (int | None): use at most this many images. Defaults to 8 (2 with ``quick``).
+        torch_baseline (bool): measure the paper's PyTorch eager path too. Defaults to True.
+        codecs (tuple[tuple[str, int], ...]): image codecs and qualities for the send-the-image alternative.
+            Defaults to JPEG q75 and WebP q80.
+    """
+
+    bundles: tuple[Path, ...]
+    backends: tuple[str, ...] = ("onnxruntime",)
+    precisions: tuple[str, ...] = ("fp32",)
+    threads: int | None = None
+    images: tuple[Path, ...] = ()
+    links: tuple[str, ...] = ()
+    links_file: Path | None = None
+    quick: bool = False
+    out_dir: Path = Path("bench-report")
+    max_images: int | None = None
+    torch_baseline: bool = True
+    codecs: tuple[tuple[str, int], ...] = DEFAULT_CODECS
+    timing: TimingConfig = field(default_factory=TimingConfig)
+
+    def validate(self) -> BenchConfig:
+        if not self.bundles:
+            raise Sc2edgeError("name at least one bundle directory")
+        backends = tuple(dict.fromkeys(canonical_backend(b) for b in self.backends))
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad:
+            raise Sc2edgeError(f'unknown precision "{bad[0]}" (available: {", ".join(PRECISIONS)})')
+        threads = self.threads or os.cpu_count() or 1
+        if threads < 1:
+            raise Sc2edgeError(f"--threads must be positive, got {threads}")
+        limit = self.max_images or (QUICK_MAX_IMAGES if self.quick else DEFAULT_MAX_IMAGES)
+        images = _resolve_images(self.images)[:limit]
+        bad_codecs = [c for c, q in self.codecs if c not in ("jpeg", "webp") or not 1 <= q <= 100]
+        if bad_codecs:
+            raise Sc2edgeError(f'unsupported codec "{bad_codecs[0]}" (jpeg or webp, quality 1..100)')
+        return BenchConfig(
+            bundles=tuple(Path(b) for b in self.bundles), backends=backends,
+            precisions=tuple(dict.fromkeys(self.precisions)), threads=threads, images=tuple(images),
+            links=self.links, links_file=self.links_file, quick=self.quick, out_dir=Path(self.out_dir),
+            max_images=limit, torch_baseline=self.torch_baseline, codecs=self.codecs,
+            timing=TimingConfig.quick() if self.quick else self.timing)
+
+
+def _resolve_images(images: tuple[Path, ...]) -> list[Path]:
+    if not images:
+        found = system_photos()
+        if not found:
+            raise Sc2edgeError("no images: pass --images DIR (no offline photos are installed here)")
+        return found
+    paths: list[Path] = []
+    for item in map(Path, images):
+        if item.is_dir():
+            paths += list_images(item)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise Sc2edgeError(f"image file or folder not found: {item}")
+    if not paths:
+        raise Sc2edgeError(f"no images found in {', '.join(map(str, images))}")
+    return paths
+
+
+def _labels(images: tuple[Path, ...]) -> list[int] | None:
+    """Class indexes when every image sits in a folder named by its class index (ImageFolder-style)."""
+    names = [p.parent.name for p in images]
+    return [int(n) for n in names] if names and all(n.isdigit() for n in names) else None
+
+
+class _Workers:
+    """Runs worker processes one after another (timings need a quiet machine), each with threads pinned."""
+
+    def __init__(self, config: BenchConfig, work_dir: Path):
+        self.config = config
+        self.work_dir = work_dir
+        self.count = 0
+        n = str(config.threads)
+        self.env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
+
+    def run(self, mode: str, **spec: Any) -> dict[str, Any]:
+        self.count += 1
+        job_dir = self.work_dir / f"{self.count:03d}-{mode}"
+        job_dir.mkdir()
+        spec = {"mode": mode, "threads": self.config.threads, "timing": self.config.timing.to_json(),
+                "images": [str(p) for p in self.config.images], "work_dir": str(job_dir), **spec}
+        spec_path, result_path = job_dir / "spec.json", job_dir / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        proc = subprocess.run([sys.executable, "-m", "sc2edge.bench.worker", str(spec_path), str(result_path)],
+                              capture_output=True, text=True, env=self.env, timeout=WORKER_TIMEOUT_S)
+        if not result_path.is_file():
+            return {"mode": mode, "ok": False, "skipped": False,
+                    "error": f"worker exited with status {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
+        result = json.loads(result_path.read_text())
+        result["work_dir"] = str(job_dir)
+        return result
+
+
+def _key(bundle: str, backend: str, precision: str) -> str:
+    return f"{bundle}/{backend}/{precision}"
+
+
+def _server_precision(bundle: Bundle, backend: str, precision: str) -> str:
+    """The server graph runs at ``precision`` when the bundle has it, else FP32 (INT8 is often device-only)."""
+    from sc2edge.runtime.backends import backend_info
+
+    fmt = backend_info(backend).artifact_format
+    have = {(a.role, a.format, a.precision) for a in bundle.artifacts}
+    return precision if ("server", fmt, precision) in have else "fp32"
+
+
+def _compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
+    """Per-stage MACs/params from PyTorch and ONNX side by side, activation memory, device fraction, file sizes."""
+    manifest = bundle.manifest
+    h, w = manifest["input"]["height"], manifest["input"]["width"]
+    latent = tuple(manifest["latent"]["shape"])
+    onnx_counts: dict[str, compute.StageCount] = {}
+    notes: list[str] = []
+    if compute.onnx_available():
+        device = bundle.artifact("device", "onnx", "fp32")
+        server = bundle.artifact("server", "onnx", "fp32")
+        d = compute.count_onnx(bundle.path / device.path, {"image": ((1, manifest["input"]["channels"], h, w),
+                                                                     np.float32)})
+        s = compute.count_onnx(bundle.path / server.path, {"symbols": ((1, *latent), np.int32)},
+                               split=("decoder", "decoder", "tail"))
+        onnx_counts = {"device": d["all"], "server": s["all"]}
+        onnx_counts.update({k: v for k, v in s.items() if k in ("decoder", "tail")})
+        if "decoder" not in s:
+            notes.append("the server graph's node names do not mark the decoder: decoder/tail split n/a on ONNX")
+    else:
+        notes.append("onnx-tool is not installed (pip install sc2edge[bench]): ONNX-side counts n/a")
+    torch_counts: dict[str, compute.StageCount] = {}
+    try:
+        torch_counts = compute.count_torch(bundle.name, h, w)
+        torch_counts["server"] = compute.StageCount(
+            macs=torch_counts["decoder"].macs + torch_counts["tail"].macs,
+            dense_macs=torch_counts["decoder"].dense_macs + torch_counts["tail"].dense_macs,
+            params=torch_counts["decoder"].params + torch_counts["tail"].params)
+    except ImportError as exc:
+        notes.append(f"PyTorch-side counts n/a: {exc}")
+    stages = {}
+    for stage in ("device", "decoder", "tail", "server"):
+        t, o = torch_counts.get(stage), onnx_counts.get(stage)
+        warning = compute.compare(t, o)
+        if warning:
+            warnings.append(f"{bundle.name} {stage}: PyTorch and ONNX counts disagree: {warning}")
+        stages[stage] = {"torch": t.to_json() if t else None, "onnx": o.to_json() if o else None,
+                         "warning": warning}
+    best = onnx_counts or torch_counts
+    fraction = None
+    if best:
+        total = best["device"].macs + best["server"].macs
+        fraction = {"macs": best["device"].macs / total,
+                    "params": best["device"].params / (best["device"].params + best["server"].params)}
+    artifacts = []
+    for a in bundle.artifacts:
+        files = [bundle.path / a.path]
+        if a.path.endswith(".xml"):
+            files.append((bundle.path / a.path).with_suffix(".bin"))
+        artifacts.append({"role": a.role, "format": a.format, "precision": a.precision, "path": a.path,
+                          "bytes": sum(f.stat().st_size for f in files if f.is_file())})
+    artifacts.append({"role": "tables", "format": "npz", "precision": "-", "path": manifest["entropy"]["file"],
+                      "bytes": (bundle.path / manifest["entropy"]["file"]).stat().st_size})
+    return {"stages": stages, "device_fraction": fraction, "artifacts": artifacts, "notes": notes,
+            "counted_with": "onnx" if onnx_counts else ("torch" if torch_counts else None)}
+
+
+def _sizes(bundle: Bundle, streams: list[bytes], symbols: list[np.ndarray],
+           images: tuple[Path, ...]) -> list[ImageSize]:
+    hw = (bundle.manifest["input"]["height"], bundle.manifest["input"]["width"])
+    return [image_size(p.name, s, unpack_stream(s)[1], sym, bundle.tables, hw)
+            for p, s, sym in zip(images, streams, symbols, strict=True)]
+
+
+def run_bench(bundles, backends=("onnxruntime",), precisions=("fp32",), threads: int | None = None,
+              images=None, links=None, quick: bool = False, out_dir: str | Path = "bench-report", **options: Any
+              ) -> dict[str, Any]:
+    """Benchmark bundles and write the report (JSON, CSV, Markdown, PNG, HTML) into ``out_dir``.
+
+    Args:
+        bundles: bundle directories (several = a sweep).
+        backends: runtime names. Defaults to ("onnxruntime",).
+        precisions: "fp32", "fp16", "int8". Defaults to ("fp32",).
+        threads (int | None): threads for every runtime. Defaults to None (all cores).
+        images: image files or folders. Defaults to None (the offline photos).
+        links: link profile names. Defaults to None (all in links.yaml).
+        quick (bool): CI smoke-test mode. Defaults to False.
+        out_dir (str | Path): report folder. Defaults to "bench-report".
+        **options: further BenchConfig fields (links_file, max_images, torch_baseline, codecs, timing).
+
+    Returns:
+        dict: the report (also written as report.json), with "files" listing what was written.
+    """
+    from sc2edge.bench.report import write_reports
+
+    config = BenchConfig(bundles=tuple(Path(b) for b in ([bundles] if isinstance(bundles, (str, Path)) else bundles)),
+                         backends=tuple(backends), precisions=tuple(precisions), threads=threads,
+                         images=tuple(Path(p) for p in (images if isinstance(images, (list, tuple)) else
+                                                        ([images] if images else []))),
+                         links=tuple(links or ()), quick=quick, out_dir=Path(out_dir), **options).validate()
+    link_profiles = select_links(load_links(config.links_file), list(config.links))
+    opened = [Bundle.open(b) for b in config.bundles]
+    report: dict[str, Any] = {
+        "schema": "sc2edge-bench", "schema_version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": {"bundles": [str(b) for b in config.bundles], "backends": list(config.backends),
+                   "precisions": list(config.precisions), "threads": config.threads, "quick": config.quick,
+                   "timing": config.timing.to_json(), "codecs": [list(c) for c in config.codecs],
+                   "torch_baseline": config.torch_baseline},
+        "machine": machine_record(config.threads),
+        "inputs": {"images": [str(p) for p in config.images], "images_hash": files_hash(config.images),
+                   "bundles": [{"path": str(b.path), "model": b.name, "beta": b.manifest["model"].get("beta"),
+                                "trained": b.manifest["model"].get("trained"), "hash": bundle_hash(b.path)}
+                               for b in opened]},
+        "links": [link.to_json() for link in link_profiles],
+        "warnings": [], "skipped": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="sc2edge-bench-") as tmp:
+        _measure(config, opened, link_profiles, report, _Workers(config, Path(tmp)))
+    report["files"] = write_reports(report, config.out_dir)
+    return report
+
+
+def _record_failure(report: dict[str, Any], what: str, result: dict[str, Any]) -> None:
+    entry = {"what": what, "reason": result.get("error", "unknown")}
+    (report["skipped"] if result.get("skipped") else report["warnings"]).append(
+        entry if result.get("skipped") else f"{what} failed: {entry['reason']}")
+
+
+def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], report: dict[str, Any],
+             workers: _Workers) -> None:
+    """Every measurement, in the order that lets later ones reuse earlier outputs (streams, FLOPs)."""
+    configs = [(b, be, p) for b in bundles for be in config.backends for p in config.precisions]
+    jobs = len(config.backends) + 3 * len(configs) + len(config.backends) * len(config.precisions) + len(bundles)
+    jobs += 3 if config.torch_baseline else 0
+    progress = tqdm(total=jobs, desc="bench", unit="job", disable=None)
+
+    def step(label: str) -> None:
+        progress.set_postfix_str(label)
+        progress.update(1)
+
+    report["compute"] = {}
+    for bundle in bundles:
+        report["compute"][bundle.name] = _compute_section(bundle, report["warnings"])
+        step(f"compute {bundle.name}")
+
+    report["roofline"] = {}
+    for backend in config.backends:
+        result = workers.run("roofline", backend=backend)
+        if result["ok"]:
+            report["roofline"][backend] = result["result"]
+        else:
+            _record_failure(report, f"roofline {backend}", result)
+        step(f"roofline {backend}")
+
+    report["latency"], report["memory"], report["size"], report["predictions"] = {}, [], {}, {}
+    for bundle, backend, precision in configs:
+        key = _key(bundle.name, backend, precision)
+        base = {"bundle": str(bundle.path), "backend": backend}
+        device = workers.run("device", **base, precision=precision)
+        step(f"device {key}")
+        if not device["ok"]:
+            _record_failure(report, f"device {key}", device)
+            progress.update(2)
+            continue
+        streams_path = str(Path(device["work_dir"]) / "streams.npz")
+        streams, symbols = load_streams(Path(streams_path))
+        server_precision = _server_precision(bundle, backend, precision)
+        server = workers.run("server", **base, precision=server_precision, streams=streams_path)
+        step(f"server {key}")
+        memory = {side: workers.run("memory", **base, side=side, engine="runtime", streams=streams_path,
+                                    precision=precision if side == "device" else server_precision)
+                  for side in ("device", "server")}
+        step(f"memory {key}")
+        entry = {"bundle": bundle.name, "backend": backend, "precision": precision,
+                 "server_precision": server_precision, "stages": dict(device["result"]["stages"])}
+        if server["ok"]:
+            entry["stages"].update(server["result"]["stages"])
+            report["predictions"][key] = [t[0] for t in server["result"]["top5"]]
+        else:
+            _record_failure(report, f"server {key}", server)
+        report["latency"][key] = entry
+        for side, result in memory.items():
+            report["memory"].append({"config": key, "side": side, "engine": "runtime", "ok": result["ok"],
+                                     "peak_rss_bytes": result["peak_rss_bytes"],
+                                     "torch_imported": result["torch_imported"],
+                                     "timing_process_peak_rss_bytes": (device if side == "device" else server)[
+                                         "peak_rss_bytes"]})
+            if not result["ok"]:
+                _record_failure(report, f"memory {side} {key}", result)
+        sizes = _sizes(bundle, streams, symbols, config.images)
+        report["size"][key] = {"per_image": [s.to_json() for s in sizes], "summary": summarize(sizes)}
+
+    report["alternatives"] = {}
+    first = bundles[0]
+    for backend in config.backends:
+        for precision in config.precisions:
+            key = _key(first.name, backend, precision)
+            if key not in report["latency"]:
+                step(f"local {key}")
+                continue
+            local = workers.run("local", bundle=str(first.path), backend=backend, precision=precision,
+                                codecs=[list(c) for c in config.codecs])
+            step(f"local {key}")
+            if local["ok"]:
+                report["alternatives"][key] = local["result"]
+            else:
+                _record_failure(report, f"all-on-device/codecs {key}", local)
+
+    report["baseline"] = None
+    if config.torch_baseline:
+        report["baseline"] = _paper_path(config, first, workers, report, step)
+    progress.close()
+    _derive(config, report, links)
+
+
+def _paper_path(config: BenchConfig, bundle: Bundle, workers: _Workers, report: dict[str, Any], step) -> Any:
+    """The paper's eager PyTorch path on the same images, threads and machine."""
+    common = {"model": bundle.name, "preprocess": bundle.preprocess}
+    device = workers.run("torch-device", **common)
+    step("paper path device")
+    if not device["ok"]:
+        _record_failure(report, "PyTorch eager baseline", device)
+        step("paper path server")
+        step("paper path memory")
+        return None
+    payloads = str(Path(device["work_dir"]) / "torch-payloads.npz")
+    server = workers.run("torch-server", **common, streams=payloads, latent_hw=device["result"]["latent_hw"])
+    step("paper path server")
+    memory = workers.run("memory", **common, side="device", engine="torch")
+    step("paper path memory")
+    stages = dict(device["result"]["stages"])
+    if server["ok"]:
+        stages.update(server["result"]["stages"])
+    else:
+        _record_failure(report, "PyTorch eager baseline (server)", server)
+    manifest_model = bundle.manifest["model"]
+    same_weights = (device["result"]["trained"] == manifest_model.get("trained")
+                    and device["result"]["checkpoint_sha256"] == manifest_model.get("checkpoint_sha256"))
+    paper_payloads, _ = load_streams(Path(payloads))
+    ours = [s["payload_bytes"] for s in report["size"].get(_key(bundle.name, "onnxruntime", "fp32"), {})
+            .get("per_image", [])]
+    return {"model": bundle.name, "stages": stages, "same_weights_as_bundle": same_weights,
+            "payload_bytes": [len(p) for p in paper_payloads],
+            "payload_bytes_equal_to_ours": ours == [len(p) for p in paper_payloads] if ours else None,
+            "device_peak_rss_bytes": memory["peak_rss_bytes"] if memory["ok"] else None,
+            "device_timing_process_peak_rss_bytes": device["peak_rss_bytes"]}
+
+
+def _derive(config: BenchConfig, report: dict[str, Any], links: list[Link]) -> None:
+    """Figures computed from the measurements: roofline ratios, paper ratios, end-to-end, rate-accuracy."""
+    baseline = report.get("baseline")
+    headline = []
+    for key, entry in report["latency"].items():
+        stages = entry["stages"]
+        compute_section = report["compute"][entry["bundle"]]["stages"]["device"]
+        device_count = compute_section["onnx"] or compute_section["torch"]
+        peak = report["roofline"].get(entry["backend"], {}).get("peak_gflops")
+        row: dict[str, Any] = {"config": key, **{s: stages[s]["p50"] for s in stages}}
+        if peak and device_count:
+            roofline_ms = device_count["flops"] / (peak * 1e9) * 1e3
+            row.update(roofline_ms=roofline_ms, pct_of_roofline=100 * roofline_ms / stages["encoder_graph"]["p50"],
+                       x_of_roofline=stages["encoder_graph"]["p50"] / roofline_ms)
+        if baseline and "device_total" in baseline["stages"]:
+            row["paper_over_ours_device"] = baseline["stages"]["device_total"]["p50"] / stages["device_total"]["p50"]
+        size = report["size"][key]["summary"]
+        row["bytes_mean"] = size["stream_bytes"]["mean"]
+        row["payload_bytes_mean"] = size["payload_bytes"]["mean"]
+        headline.append(row)
+    report["headline"] = headline
+    report["end_to_end"] = _end_to_end(report, links)
+    report["rate_accuracy"] = _rate_accuracy(config, report)
+
+
+def _end_to_end(report: dict[str, Any], links: list[Link]) -> list[dict[str, Any]]:
+    rows = []
+    for key, entry in report["latency"].items():
+        stages = entry["stages"]
+        if "server_total" not in stages:
+            continue
+        nbytes = report["size"][key]["summary"]["stream_bytes"]["mean"]
+        local = report["alternatives"].get(key)  # measured on the first bundle: the same whole model
+        for link in links:
+            rows.append({"config": key, "link": link.name, "path": "split", "device_ms": stages["device_total"]["p50"],
+                         "bytes": nbytes, "transfer_ms": link.transfer_ms(nbytes), "rtt_ms": link.rtt_ms,
+                         "server_ms": stages["server_total"]["p50"],
+                         "total_ms": link.end_to_end_ms(stages["device_total"]["p50"], nbytes,
+                                                        stages["server_total"]["p50"])})
+            if not local:
+                continue
+            full = local["stages"]["full_model"]["p50"]
+            rows.append({"config": key, "link": link.name, "path": "all on device", "device_ms": full, "bytes": 0,
+                         "transfer_ms": 0.0, "rtt_ms": 0.0, "server_ms": 0.0, "total_ms": full})
+            for name, codec in local["codecs"].items():
+                size = float(np.mean(codec["bytes"]))
+                device_ms = stages["preprocess"]["p50"] + codec["encode"]["p50"]
+                rows.append({"config": key, "link": link.name, "path": name, "device_ms": device_ms, "bytes": size,
+                             "transfer_ms": link.transfer_ms(size), "rtt_ms": link.rtt_ms,
+                             "server_ms": codec["server_total"]["p50"],
+                             "total_ms": link.end_to_end_ms(device_ms, size, codec["server_total"]["p50"])})
+    return rows
+
+
+def _rate_accuracy(config: BenchConfig, report: dict[str, Any]) -> dict[str, Any]:
+    """Mean bytes vs top-1 agreement with a reference (and accuracy when the images carry class labels)."""
+    predictions = report["predictions"]
+    fp32 = [k for k in predictions if k.endswith("/fp32")]
+    reference = max(fp32 or predictions, key=lambda k: report["size"][k]["summary"]["stream_bytes"]["mean"],
+                    default=None)
+    labels = _labels(config.images)
+    points = []
+    for key, top1 in predictions.items():
+        entry = report["latency"][key]
+        beta = next((b["beta"] for b in report["inputs"]["bundles"] if b["model"] == entry["bundle"]), None)
+        points.append({"config": key, "bundle": entry["bundle"], "beta": beta, "backend": entry["backend"],
+                       "precision": entry["precision"],
+                       "bytes_mean": report["size"][key]["summary"]["stream_bytes"]["mean"],
+                       "agreement": float(np.mean(np.array(top1) == np.array(predictions[reference]))),
+                       "accuracy": float(np.mean(np.array(top1) == np.array(labels))) if labels else None})
+    return {"reference": reference, "reference_rule": "FP32 configuration with the most bytes per image",
+            "labels": "folder names (class indexes)" if labels else None, "points": points}

@@ -1,0 +1,82 @@
+"""A record of everything on this machine that changes the figures: CPU, cores, threads, versions, inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sc2edge import __version__
+from sc2edge._files import sha256_file
+
+PACKAGES = ("numpy", "pillow", "onnxruntime", "openvino", "torch", "torchvision", "compressai", "onnx",
+            "onnx-tool", "nncf", "matplotlib")
+
+
+def _cpuinfo() -> dict[str, str]:
+    info: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "flags", "vendor_id") and key not in info:
+            info[key] = value.strip()
+    return info
+
+
+def _memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def package_versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"sc2edge": __version__, "python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def machine_record(threads: int) -> dict[str, Any]:
+    """CPU model and flags, cores, memory, OS, the thread count used and package versions."""
+    cpu = _cpuinfo()
+    return {
+        "cpu_model": cpu.get("model name") or platform.processor(),
+        "cpu_vendor": cpu.get("vendor_id"),
+        "cpu_flags": sorted(cpu.get("flags", "").split()),
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "threads": threads,
+        "versions": package_versions(),
+    }
+
+
+def files_hash(paths: Iterable[Path]) -> str:
+    """sha256 over each file's name and bytes, in the given order: identifies an image set (first 16 hex)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode() + b"\0")
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def bundle_hash(bundle_dir: Path) -> str:
+    """sha256 of the manifest, which itself holds the sha256 of every file of the bundle (first 16 hex)."""
+    return sha256_file(Path(bundle_dir) / "manifest.json")[:16]

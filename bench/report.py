@@ -1,0 +1,372 @@
+"""Reports people read: one set of tables rendered as Markdown and as a self-contained HTML page, plus CSV
+files, PNG plots (matplotlib, Agg) and the full JSON record."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEVICE_STAGES = ("preprocess", "encoder_graph", "entropy_encode")
+SERVER_STAGES = ("entropy_decode", "server_graph")
+TOTAL_STAGES = ("device_total", "server_total")
+STAGE_LABELS = {"preprocess": "preprocess", "encoder_graph": "encoder graph", "entropy_encode": "entropy encode",
+                "device_total": "device total", "entropy_decode": "entropy decode", "server_graph": "server graph",
+                "server_total": "server total"}
+HEADLINE_LINKS = 2
+
+
+@dataclass
+class Table:
+    """A titled table with an optional note; rendered to Markdown and HTML from the same rows."""
+
+    title: str
+    header: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+    images: list[str] = field(default_factory=list)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _mb(nbytes: int | None) -> float | None:
+    return None if nbytes is None else nbytes / 2**20
+
+
+def _g(count: dict[str, Any] | None, key: str = "macs") -> float | None:
+    return None if not count else count[key] / 1e9
+
+
+def _headline(report: dict[str, Any]) -> Table:
+    links = [link["name"] for link in report["links"]][:HEADLINE_LINKS]
+    e2e = {(r["config"], r["link"]): r["total_ms"] for r in report["end_to_end"] if r["path"] == "split"}
+    header = ["configuration", *(STAGE_LABELS[s] for s in (*DEVICE_STAGES, "device_total", *SERVER_STAGES,
+                                                           "server_total")),
+              "% of roofline", "x of roofline", "bytes/image", *(f"end-to-end {n} (ms)" for n in links)]
+    rows = []
+    for row in report["headline"]:
+        rows.append([row["config"], *(row.get(s) for s in (*DEVICE_STAGES, "device_total", *SERVER_STAGES,
+                                                              "server_total")),
+                     row.get("pct_of_roofline"), row.get("x_of_roofline"), row["bytes_mean"],
+                     *(e2e.get((row["config"], n)) for n in links)])
+    baseline = report.get("baseline")
+    if baseline:
+        st = baseline["stages"]
+        rows.append([f"PyTorch eager, paper path ({baseline['model']})",
+                     *(st.get(s, {}).get("p50") for s in (*DEVICE_STAGES, "device_total", *SERVER_STAGES,
+                                                           "server_total")),
+                     None, None, sum(baseline["payload_bytes"]) / max(len(baseline["payload_bytes"]), 1),
+                     *([None] * len(links))])
+    ratios = [f"{r['config']}: {r['paper_over_ours_device']:.1f}x" for r in report["headline"]
+              if "paper_over_ours_device" in r]
+    note = (f"Latencies are p50 in ms, {report['machine']['threads']} threads, {report['machine']['cpu_model']}. "
+            "Roofline: device-graph FLOPs / peak FLOP/s of the same runtime (3x3 convolution microbenchmark); "
+            "% of roofline = roofline time / measured encoder-graph time. bytes/image = stream incl. container.")
+    if ratios:
+        note += " Paper path / our device path (image -> bytes): " + ", ".join(ratios) + "."
+    return Table("Headline", header, rows, note)
+
+
+def _latency(report: dict[str, Any]) -> Table:
+    rows = []
+    entries = [(k, e["stages"]) for k, e in report["latency"].items()]
+    if report.get("baseline"):
+        entries.append(("PyTorch eager (paper path)", report["baseline"]["stages"]))
+    for key, stages in entries:
+        for stage, s in stages.items():
+            rows.append([key, STAGE_LABELS.get(stage, stage), s["p50"], s["p90"], s["p99"], s["mean"], s["std"],
+                         s["n"]])
+    for key, alt in report.get("alternatives", {}).items():
+        rows.append([key, "whole model on device", *(alt["stages"]["full_model"][k]
+                                                     for k in ("p50", "p90", "p99", "mean", "std", "n"))])
+        for name, codec in alt["codecs"].items():
+            for what in ("encode", "server_total"):
+                s = codec[what]
+                rows.append([key, f"{name} {what.replace('_', ' ')}", s["p50"], s["p90"], s["p99"], s["mean"],
+                             s["std"], s["n"]])
+    timing = report["config"]["timing"]
+    note = (f"ms; warm-up {timing['warmup_count']} runs / {timing['warmup_s']} s, then at least {timing['min_count']} "
+            f"runs and {timing['min_time_s']} s per stage; each configuration in its own process.")
+    return Table("Latency per stage", ["configuration", "stage", "p50", "p90", "p99", "mean", "std", "runs"], rows,
+                 note)
+
+
+def _compute(report: dict[str, Any]) -> list[Table]:
+    tables = []
+    for model, section in report["compute"].items():
+        rows = []
+        for stage, c in section["stages"].items():
+            t, o = c["torch"], c["onnx"]
+            rows.append([stage, _g(t), _g(o), _g(t, "dense_macs"), _g(o, "dense_macs"),
+                         t["params"] if t else None, o["params"] if o else None,
+                         _mb(o.get("activation_bytes_peak")) if o else None, c["warning"] or "agree"])
+        fraction = section["device_fraction"]
+        note = "GMACs (FLOPs = 2 x MACs); dense = Conv/Gemm only; ONNX params = initializer elements. "
+        if fraction:
+            note += (f"On the device: {fraction['macs']:.1%} of the MACs, {fraction['params']:.2%} of the "
+                     "parameters. ")
+        note += " ".join(section["notes"])
+        tables.append(Table(f"Compute: {model}", ["stage", "GMACs PyTorch", "GMACs ONNX", "dense GMACs PyTorch",
+                                                   "dense GMACs ONNX", "params PyTorch", "params ONNX",
+                                                   "peak activations (MB)", "check"], rows, note))
+        tables.append(Table(f"Files: {model}", ["role", "format", "precision", "path", "MB"],
+                            [[a["role"], a["format"], a["precision"], a["path"], _mb(a["bytes"])]
+                             for a in section["artifacts"]]))
+    return tables
+
+
+def _memory(report: dict[str, Any]) -> Table:
+    rows = [[m["config"], m["side"], _mb(m["peak_rss_bytes"]), _mb(m["timing_process_peak_rss_bytes"]),
+             m["torch_imported"]] for m in report["memory"]]
+    baseline = report.get("baseline")
+    if baseline:
+        rows.append(["PyTorch eager (paper path)", "device", _mb(baseline["device_peak_rss_bytes"]),
+                     _mb(baseline["device_timing_process_peak_rss_bytes"]), True])
+    note = ("Peak RSS (MB) of a fresh process that encodes (or decodes) the images one at a time; the timing "
+            "process also holds every decoded image. The device process must not import torch.")
+    return Table("Memory", ["configuration", "side", "peak RSS (MB)", "timing process peak RSS (MB)",
+                            "torch imported"], rows, note)
+
+
+def _size(report: dict[str, Any]) -> list[Table]:
+    summary_rows, image_rows = [], []
+    for key, size in report["size"].items():
+        s = size["summary"]
+        summary_rows.append([key, s["stream_bytes"]["mean"], s["stream_bytes"]["std"], s["payload_bytes"]["mean"],
+                             s["bpp"]["mean"], s["information_bits"]["mean"] / 8, f"{s['coder_overhead']['mean']:+.3%}",
+                             s["paper_kb"]["mean"]])
+        for im in size["per_image"]:
+            image_rows.append([key, im["image"], im["stream_bytes"], im["payload_bytes"], im["bpp"],
+                               im["information_bits"] / 8, f"{im['coder_overhead']:+.3%}", im["paper_kb"]])
+    note = ("stream = container header + rANS payload (what is sent); bpp = payload bits per input pixel; "
+            "information = -log2 p(symbols) under the bundle's CDF tables (escapes incl. bypass bits); overhead = "
+            "payload / information - 1; paper KB = sys.getsizeof(pickle.dumps({'strings': [[payload]], "
+            "'shape': (h, w)}))/1024, sc2bench's figure, for comparison with the paper only.")
+    return [Table("Size (mean over images)", ["configuration", "stream bytes", "std", "payload bytes", "bpp",
+                                              "information (bytes)", "coder overhead", "paper KB"],
+                  summary_rows, note),
+            Table("Size per image", ["configuration", "image", "stream bytes", "payload bytes", "bpp",
+                                     "information (bytes)", "coder overhead", "paper KB"], image_rows)]
+
+
+def _end_to_end(report: dict[str, Any]) -> Table:
+    rows = [[r["config"], r["link"], r["path"], r["device_ms"], r["bytes"], r["transfer_ms"], r["rtt_ms"],
+             r["server_ms"], r["total_ms"]] for r in report["end_to_end"]]
+    links = "; ".join(f"{link['name']}: {link['uplink_mbps']} Mbit/s up, {link['rtt_ms']} ms RTT ({link['label']})"
+                      for link in report["links"])
+    methods = {alt.get("full_model_method") for alt in report.get("alternatives", {}).values()}
+    note = (f"total = device + bytes / uplink + RTT + server, p50 latencies measured on this machine. Links: {links}. "
+            f"All on device: {', '.join(sorted(m for m in methods if m)) or 'n/a'}. Codec rows: resize+crop+normalize "
+            "(upper bound of the crop) and codec encode of the 224x224 input crop on the device; the server decodes "
+            "the image and runs the whole model.")
+    return Table("End-to-end split latency", ["configuration", "link", "path", "device ms", "bytes", "transfer ms",
+                                              "RTT ms", "server ms", "total ms"], rows, note)
+
+
+def _rate_accuracy(report: dict[str, Any]) -> Table:
+    ra = report["rate_accuracy"]
+    rows = [[p["bundle"], p["beta"], p["backend"], p["precision"], p["bytes_mean"], p["agreement"], p["accuracy"]]
+            for p in ra["points"]]
+    trained = {b["model"]: b["trained"] for b in report["inputs"]["bundles"]}
+    note = f"agreement = top-1 equal to the reference {ra['reference']} ({ra['reference_rule']})."
+    if not all(trained.values()):
+        note += " Untrained bundles (random weights): agreement measures numerical fidelity, not accuracy."
+    return Table("Rate-accuracy", ["bundle", "beta", "backend", "precision", "bytes/image", "top-1 agreement",
+                                   "top-1 accuracy"], rows, note)
+
+
+def _roofline(report: dict[str, Any]) -> Table:
+    rows = [[backend, s["op"], s["flops"] / 1e9, s["latency_ms"]["p50"], s["gflops"]]
+            for backend, r in report["roofline"].items() for s in r["shapes"]]
+    return Table("Roofline microbenchmark", ["backend", "operation", "GFLOP", "p50 ms", "GFLOP/s"], rows,
+                 "Peak = the best GFLOP/s of these, with the same runtime runner and thread count as the graphs.")
+
+
+def _machine(report: dict[str, Any]) -> Table:
+    m = report["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    rows = [["CPU", m["cpu_model"]], ["cores (usable)", f"{m['cores']} ({m['cores_usable']})"],
+            ["threads", m["threads"]], ["memory (MB)", _mb(m["memory_bytes"])], ["OS", m["os"]],
+            ["versions", versions], ["images", f"{len(report['inputs']['images'])} (hash {report['inputs']['images_hash']})"],
+            *[[f"bundle {b['model']}", f"hash {b['hash']}, beta {b['beta']}, trained {_fmt(b['trained'])}"]
+              for b in report["inputs"]["bundles"]],
+            ["CPU flags", " ".join(f for f in m["cpu_flags"] if f.startswith(("avx", "amx", "fma", "sse4", "vnni")))]]
+    return Table("Machine and inputs", ["item", "value"], rows)
+
+
+def _problems(report: dict[str, Any]) -> Table:
+    rows = [["warning", w] for w in report["warnings"]]
+    rows += [["skipped", f"{s['what']}: {s['reason']}"] for s in report["skipped"]]
+    return Table("Warnings and skipped configurations", ["kind", "detail"], rows or [["none", ""]])
+
+
+def build_tables(report: dict[str, Any]) -> list[Table]:
+    return [_headline(report), _latency(report), *_compute(report), _memory(report), *_size(report),
+            _end_to_end(report), _rate_accuracy(report), _roofline(report), _machine(report), _problems(report)]
+
+
+def to_markdown(tables: list[Table], plots: dict[str, Path]) -> str:
+    lines = ["# sc2edge bench report", ""]
+    for table in tables:
+        lines += [f"## {table.title}", ""]
+        lines.append("| " + " | ".join(table.header) + " |")
+        lines.append("|" + "---|" * len(table.header))
+        lines += ["| " + " | ".join(_fmt(v).replace("|", "/") for v in row) + " |" for row in table.rows]
+        lines.append("")
+        if table.note:
+            lines += [table.note, ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{name}]({path.name})" for name, path in plots.items()] + [""]
+    return "\n".join(lines)
+
+
+def to_html(tables: list[Table], plots: dict[str, Path]) -> str:
+    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}table{border-collapse:collapse;"
+             "margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}p.note{color:#555;max-width:80em}"
+             "img{max-width:48%;margin:.5em}")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>sc2edge bench</title><style>{style}</style>"
+             "</head><body><h1>sc2edge bench report</h1>"]
+    for table in tables:
+        parts.append(f"<h2>{html.escape(table.title)}</h2><table><tr>"
+                     + "".join(f"<th>{html.escape(h)}</th>" for h in table.header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in table.rows]
+        parts.append("</table>")
+        if table.note:
+            parts.append(f"<p class='note'>{html.escape(table.note)}</p>")
+    if plots:
+        parts.append("<h2>Plots</h2>")
+        for name, path in plots.items():
+            data = base64.b64encode(path.read_bytes()).decode()
+            parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_csvs(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    stats = ["n", "mean", "std", "min", "p50", "p90", "p99"]
+    latency_rows = [[key, e["backend"], e["precision"], stage, *(s[k] for k in stats)]
+                    for key, e in report["latency"].items() for stage, s in e["stages"].items()]
+    if report.get("baseline"):
+        latency_rows += [["paper-path", "pytorch-eager", "fp32", stage, *(s[k] for k in stats)]
+                         for stage, s in report["baseline"]["stages"].items()]
+    size_fields = ["image", "stream_bytes", "payload_bytes", "bpp", "information_bits", "coder_overhead", "paper_kb"]
+    e2e_fields = ["config", "link", "path", "device_ms", "bytes", "transfer_ms", "rtt_ms", "server_ms", "total_ms"]
+    return {
+        "latency_csv": _write_csv(out_dir / "latency.csv", ["config", "backend", "precision", "stage", *stats],
+                                  latency_rows),
+        "size_csv": _write_csv(out_dir / "size.csv", ["config", *size_fields],
+                               [[k, *(im[f] for f in size_fields)] for k, s in report["size"].items()
+                                for im in s["per_image"]]),
+        "end_to_end_csv": _write_csv(out_dir / "end_to_end.csv", e2e_fields,
+                                     [[r[f] for f in e2e_fields] for r in report["end_to_end"]]),
+    }
+
+
+def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """PNG plots; empty when matplotlib is not installed (the tables still carry every figure)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        report["warnings"].append("matplotlib is not installed: no plots (pip install sc2edge[bench])")
+        return {}
+    plots: dict[str, Path] = {}
+
+    bars = [(k, e["stages"]) for k, e in report["latency"].items()]
+    if report.get("baseline"):
+        bars.append(("PyTorch eager (paper)", report["baseline"]["stages"]))
+    if bars:
+        fig, ax = plt.subplots(figsize=(10, 1.2 + 0.6 * len(bars)))
+        for i, (_, stages) in enumerate(bars):
+            left = 0.0
+            for j, stage in enumerate((*DEVICE_STAGES, *SERVER_STAGES)):
+                width = stages.get(stage, {}).get("p50", 0.0)
+                ax.barh(i, width, left=left, color=f"C{j}", label=STAGE_LABELS[stage] if i == 0 else None)
+                left += width
+        ax.set_yticks(range(len(bars)), [k for k, _ in bars], fontsize=8)
+        ax.set_xlabel("p50 latency (ms), stages one after another")
+        ax.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.05 * len(bars)))
+        ax.set_title("Latency per stage (device: preprocess, encoder, entropy encode; server: decode, graph)")
+        fig.tight_layout()
+        plots["latency_stages"] = out_dir / "latency_stages.png"
+        fig.savefig(plots["latency_stages"], dpi=110)
+        plt.close(fig)
+
+    rows = report["end_to_end"]
+    if rows:
+        config = rows[0]["config"]
+        links = list(dict.fromkeys(r["link"] for r in rows if r["config"] == config))
+        paths = list(dict.fromkeys(r["path"] for r in rows if r["config"] == config))
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        width = 0.8 / len(paths)
+        for j, path in enumerate(paths):
+            values = [next((r["total_ms"] for r in rows if (r["config"], r["link"], r["path"]) == (config, link, path)),
+                           0.0) for link in links]
+            ax.bar([i + j * width for i in range(len(links))], values, width, label=path, color=f"C{j}")
+        ax.set_xticks([i + width * (len(paths) - 1) / 2 for i in range(len(links))], links)
+        ax.set_ylabel("end-to-end latency (ms)")
+        ax.set_yscale("log")
+        ax.set_title(f"End-to-end: split vs alternatives ({config})")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        plots["end_to_end"] = out_dir / "end_to_end.png"
+        fig.savefig(plots["end_to_end"], dpi=110)
+        plt.close(fig)
+
+    points = report["rate_accuracy"]["points"]
+    if points:
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for series in dict.fromkeys((p["backend"], p["precision"]) for p in points):
+            pts = sorted((p["bytes_mean"], p["accuracy"] if p["accuracy"] is not None else p["agreement"])
+                         for p in points if (p["backend"], p["precision"]) == series)
+            ax.plot([x / 1024 for x, _ in pts], [100 * y for _, y in pts], marker="o", label=" ".join(series).upper())
+        ax.set_xlabel("KiB per image (stream)")
+        ax.set_ylabel("top-1 accuracy (%)" if points[0]["accuracy"] is not None else "top-1 agreement (%)")
+        ax.set_title("Rate-accuracy")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        plots["rate_accuracy"] = out_dir / "rate_accuracy.png"
+        fig.savefig(plots["rate_accuracy"], dpi=110)
+        plt.close(fig)
+    return plots
+
+
+def write_reports(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
+    """report.json, latency/size/end_to_end CSVs, report.md, PNG plots and report.html in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(report, out_dir)
+    files: dict[str, Path] = {**write_csvs(report, out_dir), **{f"plot_{k}": v for k, v in plots.items()}}
+    tables = build_tables(report)
+    files["markdown"] = out_dir / "report.md"
+    files["markdown"].write_text(to_markdown(tables, plots))
+    files["html"] = out_dir / "report.html"
+    files["html"].write_text(to_html(tables, plots))
+    files["json"] = out_dir / "report.json"
+    listing = {k: str(v) for k, v in files.items()}
+    files["json"].write_text(json.dumps({**report, "files": listing}, indent=1, default=str))
+    return listing

@@ -1,0 +1,267 @@
+"""One benchmark configuration in a fresh process: ``python -m sc2edge.bench.worker SPEC.json RESULT.json``.
+
+A fresh process per configuration keeps one backend's threads, caches and allocations out of another's
+figures, and makes its peak RSS the memory that side really needs. The runtime modes ("device", "server",
+"local", "roofline") must not import torch: the worker checks ``sys.modules`` at the end and fails if it was.
+The "torch-device"/"torch-server" modes are the paper's eager path (encoder + ``EntropyBottleneck.compress``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import resource
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from sc2edge.bench.timing import TimingConfig, measure
+from sc2edge.errors import Sc2edgeError
+
+TORCH_FREE_MODES = ("device", "server", "local", "roofline")
+_CODEC_FORMATS = {"jpeg": "JPEG", "webp": "WEBP"}
+
+
+def _images(spec: dict[str, Any]) -> list[Image.Image]:
+    """The images decoded once, up front: a device encodes frames it already holds in memory."""
+    from sc2edge.runtime.preprocess import load_image
+
+    return [load_image(p) for p in spec["images"]]
+
+
+def _timing(spec: dict[str, Any]) -> TimingConfig:
+    return TimingConfig(**spec["timing"])
+
+
+def _save_streams(path: Path, streams: list[bytes], symbols: list[np.ndarray] | None = None) -> None:
+    arrays = {f"stream{i}": np.frombuffer(s, dtype=np.uint8) for i, s in enumerate(streams)}
+    arrays.update({f"symbols{i}": s for i, s in enumerate(symbols or [])})
+    np.savez(path, **arrays)
+
+
+def load_streams(path: Path) -> tuple[list[bytes], list[np.ndarray]]:
+    """Streams (and symbols, when saved) written by a device worker; plain npz, no pickle."""
+    with np.load(path, allow_pickle=False) as npz:
+        n = sum(1 for k in npz.files if k.startswith("stream"))
+        streams = [npz[f"stream{i}"].tobytes() for i in range(n)]
+        symbols = [npz[f"symbols{i}"] for i in range(n) if f"symbols{i}" in npz.files]
+    return streams, symbols
+
+
+def run_device(spec: dict[str, Any]) -> dict[str, Any]:
+    """Image -> stream on the device: preprocess, encoder graph, entropy encode, and the whole path."""
+    from sc2edge.runtime import Encoder
+
+    timing = _timing(spec)
+    images = _images(spec)
+    encoder = Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
+    batches = [encoder.preprocess(im)[None] for im in images]
+    symbols = [encoder.symbols(b)[0] for b in batches]
+    stages = {
+        "preprocess": measure(encoder.preprocess, images, timing),
+        "encoder_graph": measure(encoder.symbols, batches, timing),
+        "entropy_encode": measure(encoder.coder.encode, symbols, timing),
+        "device_total": measure(lambda im: encoder.encode([im]), images, timing),
+    }
+    streams = encoder.encode(images)
+    _save_streams(Path(spec["work_dir"]) / "streams.npz", streams, symbols)
+    return {"stages": {k: v.to_json() for k, v in stages.items()}}
+
+
+def _top(logits: np.ndarray, k: int = 5) -> list[int]:
+    return [int(i) for i in np.argsort(-logits)[:k]]
+
+
+def run_server(spec: dict[str, Any]) -> dict[str, Any]:
+    """Stream -> prediction on the server: entropy decode, server graph, and the whole path."""
+    from sc2edge.runtime import Decoder
+
+    timing = _timing(spec)
+    streams, _ = load_streams(Path(spec["streams"]))
+    decoder = Decoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
+    symbols = [decoder.decode_symbols(s)[None] for s in streams]
+    stages = {
+        "entropy_decode": measure(decoder.decode_symbols, streams, timing),
+        "server_graph": measure(decoder.predict, symbols, timing),
+        "server_total": measure(decoder.decode, streams, timing),
+    }
+    return {"stages": {k: v.to_json() for k, v in stages.items()},
+            "top5": [_top(decoder.decode(s)) for s in streams]}
+
+
+def _model_input_crop(encoder, image: Image.Image) -> Image.Image:
+    """The RGB crop the model sees (resize + center crop), recovered exactly from the runtime's preprocessing."""
+    spec = encoder.bundle.preprocess
+    array = encoder.preprocess(image).transpose(1, 2, 0) * np.asarray(spec["std"]) + np.asarray(spec["mean"])
+    pixels = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+
+
+def run_local(spec: dict[str, Any]) -> dict[str, Any]:
+    """The two alternatives to splitting: the whole model on the device, and an image codec + the whole model
+    on the server (codec encode time and size measured on the model's input crop)."""
+    from sc2edge.runtime import Decoder, Encoder
+
+    timing = _timing(spec)
+    images = _images(spec)
+    encoder = Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
+    decoder = Decoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
+
+    def full_model(image: Image.Image) -> np.ndarray:
+        return decoder.predict(encoder.symbols(encoder.preprocess(image)[None]))[0]
+
+    result: dict[str, Any] = {"stages": {"full_model": measure(full_model, images, timing).to_json()},
+                              "full_model_method": "device graph then server graph, in one process",
+                              "codecs": {}}
+    crops = [_model_input_crop(encoder, im) for im in images]
+    for codec, quality in spec["codecs"]:
+        def encode(crop: Image.Image, fmt: str = _CODEC_FORMATS[codec], q: int = quality) -> bytes:
+            buffer = io.BytesIO()
+            crop.save(buffer, format=fmt, quality=q)
+            return buffer.getvalue()
+
+        encoded = [encode(c) for c in crops]
+
+        def server(data: bytes) -> np.ndarray:
+            return full_model(Image.open(io.BytesIO(data)))
+
+        result["codecs"][f"{codec}-q{quality}"] = {
+            "codec": codec, "quality": quality, "bytes": [len(e) for e in encoded],
+            "encode": measure(encode, crops, timing).to_json(),
+            "server_total": measure(server, encoded, timing).to_json(),
+            "top5": [_top(server(e)) for e in encoded],
+        }
+    return result
+
+
+def run_roofline(spec: dict[str, Any]) -> dict[str, Any]:
+    from sc2edge.bench.roofline import measure_peak
+
+    return measure_peak(spec["backend"], spec["threads"], _timing(spec))
+
+
+def _torch_model(spec: dict[str, Any]):
+    import torch
+
+    from sc2edge.zoo import get_model
+
+    torch.set_num_threads(spec["threads"])
+    loaded = get_model(spec["model"])
+    return torch, loaded
+
+
+def _paper_transform(spec: dict[str, Any]):
+    """torchvision's Resize -> CenterCrop -> ToTensor -> Normalize, as the paper's evaluation runs it."""
+    from torchvision import transforms
+
+    pre = spec["preprocess"]
+    return transforms.Compose([transforms.Resize(pre["resize"]), transforms.CenterCrop(pre["crop"]),
+                               transforms.ToTensor(), transforms.Normalize(pre["mean"], pre["std"])])
+
+
+def run_torch_device(spec: dict[str, Any]) -> dict[str, Any]:
+    """The paper's device path: torchvision preprocessing, eager encoder, ``EntropyBottleneck.compress``."""
+    torch, loaded = _torch_model(spec)
+    transform = _paper_transform(spec)
+    bottleneck = loaded.model.bottleneck_layer
+    timing = _timing(spec)
+    images = _images(spec)
+    with torch.no_grad():
+        batches = [transform(im).unsqueeze(0) for im in images]
+        latents = [bottleneck.encoder(b) for b in batches]
+        stages = {
+            "preprocess": measure(lambda im: transform(im).unsqueeze(0), images, timing),
+            "encoder_graph": measure(bottleneck.encoder, batches, timing),
+            "entropy_encode": measure(bottleneck.entropy_bottleneck.compress, latents, timing),
+            "device_total": measure(
+                lambda im: bottleneck.entropy_bottleneck.compress(bottleneck.encoder(transform(im).unsqueeze(0))),
+                images, timing),
+        }
+        payloads = [bottleneck.entropy_bottleneck.compress(y)[0] for y in latents]
+    _save_streams(Path(spec["work_dir"]) / "torch-payloads.npz", payloads)
+    return {"stages": {k: v.to_json() for k, v in stages.items()}, "latent_hw": list(latents[0].shape[-2:]),
+            "trained": loaded.trained, "checkpoint_sha256": loaded.checkpoint_sha256}
+
+
+def run_torch_server(spec: dict[str, Any]) -> dict[str, Any]:
+    """The paper's server path: ``EntropyBottleneck.decompress``, eager decoder and tail."""
+    torch, loaded = _torch_model(spec)
+    model = loaded.model
+    bottleneck = model.bottleneck_layer
+    payloads, _ = load_streams(Path(spec["streams"]))
+    size = tuple(spec["latent_hw"])
+    timing = _timing(spec)
+    with torch.no_grad():
+        latents = [bottleneck.entropy_bottleneck.decompress([p], size) for p in payloads]
+        stages = {
+            "entropy_decode": measure(lambda p: bottleneck.entropy_bottleneck.decompress([p], size), payloads, timing),
+            "server_graph": measure(lambda y: model.forward_tail(bottleneck.decoder(y)), latents, timing),
+            "server_total": measure(
+                lambda p: model.forward_tail(bottleneck.decoder(bottleneck.entropy_bottleneck.decompress([p], size))),
+                payloads, timing),
+        }
+    return {"stages": {k: v.to_json() for k, v in stages.items()}}
+
+
+def run_memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """A deployment loop for peak RSS: one image (or stream) at a time, read, processed and dropped.
+
+    ``engine`` "runtime" is our device/server; "torch" is the paper's path, which loads the whole model.
+    """
+    side, engine = spec["side"], spec["engine"]
+    if engine == "torch":
+        torch, loaded = _torch_model(spec)
+        transform = _paper_transform(spec)
+        bottleneck = loaded.model.bottleneck_layer
+        from sc2edge.runtime.preprocess import load_image
+
+        with torch.no_grad():
+            for path in spec["images"]:
+                bottleneck.entropy_bottleneck.compress(bottleneck.encoder(transform(load_image(path)).unsqueeze(0)))
+        return {"images": len(spec["images"])}
+    if side == "device":
+        from sc2edge.runtime import Encoder
+
+        encoder = Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
+        for path in spec["images"]:
+            encoder.encode([path])
+        return {"images": len(spec["images"])}
+    from sc2edge.runtime import Decoder
+
+    decoder = Decoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
+    streams, _ = load_streams(Path(spec["streams"]))
+    for stream in streams:
+        decoder.decode(stream)
+    return {"streams": len(streams)}
+
+
+MODES = {"device": run_device, "server": run_server, "local": run_local, "roofline": run_roofline,
+         "torch-device": run_torch_device, "torch-server": run_torch_server, "memory": run_memory}
+
+
+def main(argv: list[str] | None = None) -> int:
+    spec_path, result_path = argv if argv is not None else sys.argv[1:]
+    spec = json.loads(Path(spec_path).read_text())
+    out: dict[str, Any] = {"mode": spec["mode"]}
+    try:
+        out["result"] = MODES[spec["mode"]](spec)
+        out["ok"] = True
+    except (Sc2edgeError, ImportError) as exc:  # a missing artifact or runtime: skipped, with the reason
+        out.update(ok=False, skipped=True, error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - any other failure is reported, with its traceback
+        out.update(ok=False, skipped=False, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["torch_imported"] = "torch" in sys.modules
+    torch_free = spec["mode"] in TORCH_FREE_MODES or (spec["mode"] == "memory" and spec["engine"] == "runtime")
+    if torch_free and out["torch_imported"]:
+        out.update(ok=False, skipped=False, error="the runtime imported torch in a device-side process")
+    Path(result_path).write_text(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""The INT8 part of an export: one calibration image set, every INT8 graph a bundle carries.
+
+``add_int8_artifacts`` is called by ``sc2edge.export.export_bundle`` (``--int8 --calib DIR``) after the FP32
+ONNX graphs (and, for OpenVINO, the FP32 IR) are staged. Per role (device, then server) it writes:
+
+- ``<role>.int8.onnx``       ONNX Runtime QDQ (uint8 activations, per-channel int8 weights)   [onnxruntime]
+- ``<role>.int8.trt.onnx``   TensorRT Q/DQ from the same ranges (symmetric int8)              [always]
+- ``<role>.fp16.trt.onnx``   TensorRT FP16 graph (strongly typed)                              [always]
+- ``<role>.int8.xml/.bin``   OpenVINO INT8 by NNCF                                            [openvino]
+
+The server graph is calibrated on the symbols the FP32 device graph produces for the same images.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sc2edge.calibrate.config import CalibConfig
+from sc2edge.calibrate.data import ImageSet, calibration_set
+from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
+from sc2edge.calibrate.onnxrt import collect_ranges, quantize_onnx
+from sc2edge.errors import Sc2edgeError
+from sc2edge.export.tensorrt import TRT_ONNX_FORMAT, check_trt_qdq, write_fp16_onnx
+from sc2edge.runtime.backends.onnxrt import OnnxRuntimeRunner
+
+ROLE_INPUT = {"device": "image", "server": "symbols"}
+
+
+def _feeds(role: str, images: ImageSet, batch: int, device_graph: Path) -> Iterator[dict[str, np.ndarray]]:
+    """Calibration inputs of a role: image batches, or the FP32 device graph's symbols for them."""
+    if role == "device":
+        for x in images.batches(batch):
+            yield {"image": x}
+        return
+    with OnnxRuntimeRunner(device_graph) as runner:
+        for x in images.batches(batch):
+            yield {"symbols": runner.infer({"image": x})["symbols"]}
+
+
+def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Path, *,
+                       config: CalibConfig = CalibConfig(), backends: Sequence[str] = ("onnxruntime",),
+                       roles: Sequence[str] = ("device", "server"), progress: bool = True) -> dict[str, Any]:
+    """Calibrate on ``calib`` and stage the INT8 (and TensorRT FP16) graphs of ``roles``; returns the
+    calibration record for the manifest (method, seed, images' sha256: check-quant holds these out).
+
+    Args:
+        builder (BundleBuilder): the export's builder; ``<role>.fp32.onnx`` must be staged.
+        preprocess (dict): the manifest's ``preprocess`` record.
+        calib (str | Path): calibration images (folder, class-folder tree or file list).
+        config (CalibConfig): calibration settings. Defaults to CalibConfig().
+        backends (Sequence[str]): canonical backend names being exported. Defaults to ("onnxruntime",).
+        roles (Sequence[str]): graphs to quantize. Defaults to ("device", "server").
+        progress (bool): progress bars. Defaults to True.
+    """
+    config = config.validate()
+    staging = Path(builder.staging)
+    images = calibration_set(calib, preprocess, config.samples, config.seed, progress)
+    device_graph = staging / "device.fp32.onnx"
+    record = {**images.describe(calib, config.seed), "config": config.to_json()}
+    meta = {"calibration": {"method": config.method, "samples": len(images), "seed": config.seed}}
+    for role in roles:
+        fp32 = staging / f"{role}.fp32.onnx"
+        if not fp32.is_file():
+            raise Sc2edgeError(f"{fp32.name} must be exported before its INT8 graphs")
+        batches = -(-len(images) // config.batch)
+        with tempfile.TemporaryDirectory(prefix="sc2edge-ranges-") as tmp:
+            cache = collect_ranges(fp32, _feeds(role, images, config.batch, device_graph), config,
+                                   Path(tmp) / "ranges.json", total=batches)
+            if "onnxruntime" in backends:
+                out = quantize_onnx(fp32, staging / f"{role}.int8.onnx", cache, config, target="onnxruntime")
+                builder.add_artifact(role, "onnx", "int8", out.name,
+                                     {**meta, "form": "QDQ U8S8 per-channel", "op_types": list(config.op_types),
+                                      "excluded": list(config.exclude)})
+            trt = quantize_onnx(fp32, staging / f"{role}.int8.trt.onnx", cache, config, target="tensorrt")
+        conformance = check_trt_qdq(trt)
+        if not conformance:
+            raise Sc2edgeError(f"{trt.name} breaks TensorRT's Q/DQ rules:\n{conformance}")
+        builder.add_artifact(role, TRT_ONNX_FORMAT, "int8", trt.name,
+                             {**meta, "form": "QDQ S8S8 symmetric, per-channel axis 0",
+                              "quantized_convs": len(conformance.quantized_convs)})
+        fp16 = write_fp16_onnx(fp32, staging / f"{role}.fp16.trt.onnx")
+        builder.add_artifact(role, TRT_ONNX_FORMAT, "fp16", fp16.name, {"source": fp32.name})
+        if "openvino" in backends:
+            feeds = [{ROLE_INPUT[role]: f[ROLE_INPUT[role]][i:i + 1]}
+                     for f in _feeds(role, images, config.batch, device_graph)
+                     for i in range(len(f[ROLE_INPUT[role]]))]
+            source = staging / f"{role}.fp32.xml"
+            xml = quantize_openvino(source if source.is_file() else fp32, staging / f"{role}.int8.xml", feeds, config)
+            builder.add_artifact(role, "openvino", "int8", xml.name,
+                                 {**meta, "weights": xml.with_suffix(".bin").name, "tool": "nncf",
+                                  "preset": "mixed", "float_op_types": list(FLOAT_OP_TYPES)})
+    return record

@@ -1,0 +1,61 @@
+"""OpenVINO INT8 with NNCF: ``nncf.quantize`` (preset MIXED: GDN's activations are signed, so activations get
+asymmetric ranges and weights symmetric ones), or ``quantize_with_accuracy_control`` given a maximum drop.
+
+GDN's ``Divide`` stays float with unquantized inputs. Quantizing both of its inputs (NNCF's default) makes
+OpenVINO 2026.4's CPU plugin output ~1e-7 instead of x / norm, so the encoder emits all-zero symbols (fast,
+and useless: that is what an INT8 encoder "at 1.0 ms" was). ``FLOAT_OP_TYPES`` names what stays float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sc2edge._lazy import lazy_import
+from sc2edge.calibrate.config import CalibConfig
+from sc2edge.errors import Sc2edgeError
+
+FLOAT_OP_TYPES = ("Divide",)
+
+# (compiled model, validation items) -> metric (higher is better), as NNCF's accuracy control expects.
+ValidationFn = Callable[[Any, Sequence[Any]], float]
+
+
+def quantize_openvino(model: str | Path, out_xml: str | Path, feeds: Sequence[dict[str, np.ndarray]],
+                      config: CalibConfig, *, max_drop: float | None = None,
+                      validation: tuple[Sequence[Any], ValidationFn] | None = None) -> Path:
+    """Quantize an OpenVINO model (IR or ONNX) to INT8 and save it as IR.
+
+    Args:
+        model (str | Path): the FP32 graph (``.xml`` or ``.onnx``).
+        out_xml (str | Path): the ``.xml`` file to write.
+        feeds (Sequence[dict]): calibration inputs (input name -> batch of one), the same images ORT uses.
+        config (CalibConfig): ``exclude`` names nodes kept in float. ``samples`` caps the subset size.
+        max_drop (float | None): largest allowed metric drop; needs ``validation``. Defaults to None.
+        validation (tuple | None): (items, fn) for accuracy control: fn(compiled_model, items) -> metric.
+            Defaults to None.
+    """
+    config = config.validate()
+    ov, nncf = lazy_import("openvino"), lazy_import("nncf")
+    if not feeds:
+        raise Sc2edgeError("no calibration data for NNCF: the image set is empty")
+    ov_model = ov.Core().read_model(str(model))
+    dataset = nncf.Dataset(list(feeds))
+    options: dict[str, Any] = {
+        "preset": nncf.QuantizationPreset.MIXED, "subset_size": min(config.samples, len(feeds)),
+        "ignored_scope": nncf.IgnoredScope(names=list(config.exclude), types=list(FLOAT_OP_TYPES), validate=False),
+    }
+    if max_drop is None:
+        quantized = nncf.quantize(ov_model, dataset, **options)
+    else:
+        if validation is None:
+            raise Sc2edgeError("accuracy control (max_drop) needs validation images")
+        items, fn = validation
+        quantized = nncf.quantize_with_accuracy_control(
+            ov_model, dataset, nncf.Dataset(list(items)), validation_fn=fn, max_drop=max_drop,
+            drop_type=nncf.DropType.ABSOLUTE, **options)
+    ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
+    return Path(out_xml)

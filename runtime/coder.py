@@ -1,0 +1,321 @@
+"""Entropy tables and CompressAI's compiled rANS coder, used without torch.
+
+``RansCoder(tables).encode(symbols)`` returns exactly the bytes of ``EntropyBottleneck.compress`` (the
+factorized prior: one CDF per channel, the index of a symbol is its channel), so streams stay compatible with
+the paper's code. The extension ``compressai/ans*.so`` is a plain pybind11 module: it is loaded straight from
+the installed compressai files, never through ``compressai/__init__.py`` (which imports torch).
+
+CompressAI's C++ coder trusts its input. Everything it is handed here is checked first, and every limit below
+comes from reading ``compressai/cpp_exts/rans/rans_interface.cpp`` (1.2.8) and ryg's ``rans64.h``:
+
+* The tables must be valid CDFs (``cdf[0] == 0``, ``cdf[len - 1] == 1 << 16``, strictly increasing), or the
+  decoder's CDF search and ``cdf[s + 1]`` run past a row.
+* Encoding: the encoder's output buffer holds one 32-bit word per coded item (symbols plus bypass nibbles);
+  rANS writes at most 16 bits per item plus the 2-word flush, which overflows the buffer below 3 symbols
+  (``MIN_SYMBOLS``; CompressAI corrupts the heap with 1 symbol). An escaped value needs ``raw < 2**28``: at 8
+  nibbles its ``raw >> 32`` is undefined and the encoder loops forever, hence ``MAX_ABS_SYMBOL``.
+* Decoding reads the payload without bounds checks; see ``_decoder_padding_words`` for the proof of how far a
+  crafted payload can make it read, and the zero padding that keeps every read inside our buffer.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.machinery
+import importlib.util
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from sc2edge.errors import BundleError, Sc2edgeError, StreamError
+
+PRECISION = 16  # CompressAI's fixed probability precision: every CDF ends at 1 << 16.
+MIN_SYMBOLS = 3  # below this CompressAI's encoder writes before its output buffer (see the module docstring)
+MAX_SYMBOLS = 1 << 22  # C*h*w; 24 x 418 x 418 (a 1672 x 1672 image); detection at 800 x 1333 needs 1.6 M
+MAX_ABS_SYMBOL = 1 << 24  # keeps every escaped value below 2**28 (7 bypass nibbles), see the module docstring
+MAX_ABS_OFFSET = 1 << 20  # table offsets are -ceil(median - lower quantile): tens in practice
+MAX_PAYLOAD_BYTES = 16 << 20  # also bounds the decoder's int32 bypass arithmetic (see _decoder_padding_words)
+RANS64_L = 1 << 31  # rans64.h's lower bound of a valid coder state
+
+_CODERS = {"rans64": "compressai-rans64"}  # our name -> the name recorded in bundles
+_ARRAYS = (("quantized_cdf", np.int32, 2), ("cdf_length", np.int32, 1), ("offset", np.int32, 1),
+           ("medians", np.float32, 1))
+_INSTALL_HINT = 'install it with "pip install --no-deps compressai" (its coder needs no torch)'
+
+
+def available_coders() -> list[str]:
+    """Names of the entropy coders this runtime can use (the bundle records ``coder_label(name)``)."""
+    return list(_CODERS)
+
+
+def coder_label(name: str = "rans64") -> str:
+    """The coder name written into a bundle manifest, e.g. "compressai-rans64"."""
+    if name not in _CODERS:
+        raise Sc2edgeError(f'Unknown entropy coder "{name}" (available: {", ".join(_CODERS)})')
+    return _CODERS[name]
+
+
+@functools.cache
+def _ans_module() -> ModuleType:
+    """CompressAI's compiled ``ans`` extension, loaded from its file: compressai (and torch) stay unimported.
+
+    It is loaded under its own name ``compressai.ans``: pybind11 registers its classes once per process, and
+    Python's extension cache keys on (file, name), so a later ``import compressai`` gets this same module
+    instead of initialising the extension twice (which fails with "type already registered").
+    """
+    if "compressai.ans" in sys.modules:
+        return sys.modules["compressai.ans"]
+    spec = importlib.util.find_spec("compressai")  # locates the package without executing it
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    candidates = [Path(folder) / f"ans{suffix}" for folder in folders
+                  for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        where = f"in {', '.join(folders)}" if folders else "(compressai is not installed)"
+        raise Sc2edgeError(f"CompressAI's compiled rANS coder (compressai/ans*.so) was not found {where}; "
+                           f"{_INSTALL_HINT}")
+    loader = importlib.machinery.ExtensionFileLoader("compressai.ans", str(path))
+    module_spec = importlib.util.spec_from_file_location("compressai.ans", path, loader=loader)
+    try:
+        module = importlib.util.module_from_spec(module_spec)
+        loader.exec_module(module)
+    except ImportError as exc:
+        raise Sc2edgeError(f"cannot load CompressAI's rANS coder {path} ({exc}); {_INSTALL_HINT}") from exc
+    return module
+
+
+@dataclass(frozen=True, eq=False)
+class EntropyTables:
+    """The factorized prior's quantized CDFs: shipped as computed at export, never recomputed on a device
+    (``update()`` uses floating point, so two machines could disagree and corrupt every stream).
+
+    Args:
+        quantized_cdf (np.ndarray): int32 (C, L), row c valid up to ``cdf_length[c]``, then zeros.
+        cdf_length (np.ndarray): int32 (C,).
+        offset (np.ndarray): int32 (C,), the symbol value of each row's first entry.
+        medians (np.ndarray): float32 (C,), added back to the symbols on the server.
+    """
+
+    quantized_cdf: np.ndarray
+    cdf_length: np.ndarray
+    offset: np.ndarray
+    medians: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name, dtype, ndim in _ARRAYS:
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray) or value.dtype != dtype or value.ndim != ndim:
+                got = f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else type(value)
+                raise BundleError(f"entropy tables: {name} must be a {ndim}-d {np.dtype(dtype)} array, "
+                                  f"got {got}")
+            frozen = np.array(value, dtype=np.dtype(dtype).newbyteorder("<"), order="C")
+            frozen.flags.writeable = False
+            object.__setattr__(self, name, frozen)
+        self._validate()
+
+    def _validate(self) -> None:
+        channels, width = self.quantized_cdf.shape
+        if not 1 <= channels <= 0xFFFF or width < 3:
+            raise BundleError(f"entropy tables: quantized_cdf has shape {self.quantized_cdf.shape}; "
+                              f"expected 1..65535 channels and at least 3 entries per CDF")
+        for name in ("cdf_length", "offset", "medians"):
+            if getattr(self, name).shape != (channels,):
+                raise BundleError(f"entropy tables: {name} has shape {getattr(self, name).shape}, "
+                                  f"expected ({channels},) like quantized_cdf")
+        lengths = self.cdf_length.astype(np.int64)
+        if lengths.min() < 3 or lengths.max() > width:
+            raise BundleError(f"entropy tables: cdf_length must lie in 3..{width} (the CDF width), "
+                              f"got {lengths.min()}..{lengths.max()}")
+        if np.abs(self.offset.astype(np.int64)).max() > MAX_ABS_OFFSET:
+            raise BundleError(f"entropy tables: offsets beyond +-{MAX_ABS_OFFSET}")
+        if not np.isfinite(self.medians).all():
+            raise BundleError("entropy tables: medians must be finite")
+        cdf = self.quantized_cdf.astype(np.int64)
+        inside = np.arange(width)[None, :] < lengths[:, None]
+        rising = np.diff(cdf, axis=1) > 0
+        bad = np.flatnonzero((cdf[:, 0] != 0) | (cdf[np.arange(channels), lengths - 1] != 1 << PRECISION)
+                             | ~np.where(inside[:, 1:], rising, True).all(axis=1))
+        if bad.size:
+            raise BundleError(f"entropy tables: CDF of channel {bad[0]} is not a valid {PRECISION}-bit CDF "
+                              f"(must start at 0, rise strictly and end at {1 << PRECISION})")
+
+    @property
+    def channels(self) -> int:
+        return self.quantized_cdf.shape[0]
+
+    @functools.cached_property
+    def hash(self) -> str:
+        """16 hex digits identifying the tables; streams carry it so they never decode with other tables.
+
+        sha256 over, for each array in the order quantized_cdf, cdf_length, offset, medians:
+        ``name + "\\0" + dtype.str + "\\0" + ",".join(shape) + "\\0"`` (ASCII; dtype.str is "<i4" or "<f4"),
+        then the array's C-order little-endian bytes.
+        """
+        digest = hashlib.sha256()
+        for name, _, _ in _ARRAYS:
+            value = getattr(self, name)
+            shape = ",".join(str(n) for n in value.shape)
+            digest.update(f"{name}\0{value.dtype.str}\0{shape}\0".encode("ascii"))
+            digest.update(value.tobytes(order="C"))
+        return digest.hexdigest()[:16]
+
+    @classmethod
+    def from_bottleneck(cls, bottleneck: object) -> EntropyTables:
+        """The tables of an updated CompressAI ``EntropyBottleneck`` (duck-typed: no torch import here)."""
+        if bottleneck._offset.numel() == 0:
+            raise Sc2edgeError("the entropy bottleneck has no CDF tables yet: run update() first")
+        return cls(
+            quantized_cdf=bottleneck._quantized_cdf.cpu().numpy().astype(np.int32),
+            cdf_length=bottleneck._cdf_length.cpu().numpy().astype(np.int32).reshape(-1),
+            offset=bottleneck._offset.cpu().numpy().astype(np.int32).reshape(-1),
+            medians=bottleneck.quantiles[:, 0, 1].detach().cpu().numpy().astype(np.float32),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> EntropyTables:
+        """Read and validate ``tables.npz`` (no pickle); anything missing or off raises BundleError."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                names = {name for name, _, _ in _ARRAYS}
+                if set(npz.files) != names:
+                    raise BundleError(f"{path}: expected arrays {sorted(names)}, found {sorted(npz.files)}")
+                arrays = {name: npz[name] for name in names}
+        except (OSError, ValueError) as exc:  # missing, not a zip, or an object array (pickle refused)
+            raise BundleError(f"{path}: cannot read entropy tables ({exc})") from exc
+        try:
+            return cls(**arrays)
+        except BundleError as exc:
+            raise BundleError(f"{path}: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        """Write the four arrays as an uncompressed npz (``load`` reads it back bit for bit)."""
+        with open(path, "wb") as f:
+            np.savez(f, **{name: getattr(self, name) for name, _, _ in _ARRAYS})
+
+
+def _decoder_padding_words(symbols: int, payload_words: int) -> int:
+    """Zero words to append so that CompressAI's decoder cannot read past the buffer, whatever the payload.
+
+    Proof sketch (state x is rans64's 64-bit state; a "read" takes the next 32-bit word):
+    1. ``decode`` refuses payloads whose first 8 bytes give x < 2**31 (no encoder writes such a state).
+       From then on x stays in [2**31, 2**64) for any data: DecAdvance leaves x' >= freq*(x >> 16) >= 2**15
+       and reads only when x' < 2**31, giving x' * 2**32 >= 2**47; DecGetBits leaves x >> 4 >= 2**27 and
+       reads only when that is < 2**31, giving >= 2**59. Every read is an ``if``, never a loop: at most one
+       word per call.
+    2. With x >= 2**31, a read multiplies x by at least 2**32 (+32 bits of log2 x), a DecAdvance divides it
+       by at most 2**16 * (1 + 2**-15) and a DecGetBits by at most 16 * (1 + 2**-27). As log2 x stays in
+       [31, 64), reads <= (33 + 16.0001 * symbols + 4.00001 * G) / 32, G = the number of DecGetBits calls.
+    3. G comes only from escapes: 1 + r + n_bypass calls, where r is the run of 15-nibbles that extends
+       n_bypass = 15 * r + (last nibble <= 14). Before an escape's first read, its nibbles come from x
+       (< 2**64, so a read happens by the 9th call); after it, each group of 8 calls returns exactly one
+       stream word's nibbles. A zero padding word ends the run, so r <= 9 + 8 * p, p = payload words read
+       in that run, and G <= sum(15 + 16 * r) <= 159 * symbols + 128 * payload_words.
+    4. So reads <= 20.4 * symbols + 16.1 * payload_words + 1.1, plus the 2 words of DecInit: padding the
+       payload with 21 * symbols + 16 * payload_words + 4 zero words covers every possible read.
+    Also, n_bypass <= 149 + 120 * payload_words < 2**29 under MAX_PAYLOAD_BYTES, so the decoder's
+    ``j * 4`` shift counts never overflow int32 (shifts past 31 give garbage symbols, not memory accesses).
+    """
+    return 21 * symbols + 16 * payload_words + 4
+
+
+def max_payload_bytes(symbols: int) -> int:
+    """The longest payload CompressAI's encoder can produce for this many symbols (escapes included).
+
+    Each symbol codes one rANS item (<= 16 bits) plus at most 8 bypass nibbles (count + 7 value nibbles, as
+    |raw| < 2**28), i.e. <= 48.0001 bits: floor(1.5 * symbols) words + 2 flush words, with a little slack.
+    """
+    return min(MAX_PAYLOAD_BYTES, 4 * (3 * symbols // 2 + symbols // 65536 + 3))
+
+
+class RansCoder:
+    """The factorized prior's symbols <-> CompressAI rANS bytes, with the tables converted to lists once.
+
+    Args:
+        tables (EntropyTables): the bundle's tables.
+        name (str): a name from ``available_coders()``. Defaults to "rans64".
+    """
+
+    def __init__(self, tables: EntropyTables, name: str = "rans64"):
+        self.name = name
+        self.label = coder_label(name)
+        self.tables = tables
+        ans = _ans_module()
+        self._encoder = ans.RansEncoder()
+        self._decoder = ans.RansDecoder()
+        # What EntropyBottleneck.compress passes, converted once instead of on every call.
+        self._cdfs = tables.quantized_cdf.tolist()
+        self._cdf_lengths = tables.cdf_length.tolist()
+        self._offsets = tables.offset.tolist()
+        self._indexes: dict[tuple[int, int, int], list[int]] = {}
+        self._lock = threading.Lock()  # guards the reusable decode buffer below
+        self._buffer = bytearray()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"tables": self.tables, "name": self.name}  # the coder is named, never pickled
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(state["tables"], state["name"])
+
+    def _check_shape(self, shape: tuple[int, ...], error: type[Sc2edgeError]) -> tuple[int, int, int]:
+        if len(shape) != 3 or shape[0] != self.tables.channels:
+            raise error(f"expected a latent of shape ({self.tables.channels}, h, w), got {tuple(shape)}")
+        count = int(np.prod(shape, dtype=np.int64))
+        if not MIN_SYMBOLS <= count <= MAX_SYMBOLS:
+            raise error(f"latent {tuple(shape)} has {count} symbols; the coder takes "
+                        f"{MIN_SYMBOLS} to {MAX_SYMBOLS}")
+        return tuple(int(n) for n in shape)
+
+    def _channel_indexes(self, shape: tuple[int, int, int]) -> list[int]:
+        """The CDF index of every symbol (its channel), cached per latent shape."""
+        indexes = self._indexes.get(shape)
+        if indexes is None:
+            if len(self._indexes) >= 8:
+                self._indexes.clear()
+            channels, height, width = shape
+            indexes = np.repeat(np.arange(channels, dtype=np.int32), height * width).tolist()
+            self._indexes[shape] = indexes
+        return indexes
+
+    def encode(self, symbols: np.ndarray) -> bytes:
+        """int32 (C, h, w) symbols ``round(y - median)`` -> the bytes ``EntropyBottleneck.compress`` makes."""
+        if not isinstance(symbols, np.ndarray) or symbols.dtype != np.int32:
+            got = symbols.dtype if isinstance(symbols, np.ndarray) else type(symbols).__name__
+            raise Sc2edgeError(f"symbols must be an int32 numpy array, got {got}")
+        shape = self._check_shape(symbols.shape, Sc2edgeError)
+        low, high = int(symbols.min()), int(symbols.max())
+        if max(-low, high) > MAX_ABS_SYMBOL:
+            raise Sc2edgeError(f"latent symbols span {low}..{high}, beyond the +-{MAX_ABS_SYMBOL} that the "
+                               "rANS coder can escape-code; the device graph's output is broken")
+        return self._encoder.encode_with_indexes(symbols.ravel().tolist(), self._channel_indexes(shape),
+                                                 self._cdfs, self._cdf_lengths, self._offsets)
+
+    def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        """rANS bytes -> int32 (C, h, w) symbols; a crafted payload gives garbage, never a bad read."""
+        shape = self._check_shape(tuple(shape), StreamError)
+        count = shape[0] * shape[1] * shape[2]
+        payload = bytes(payload)
+        limit = max_payload_bytes(count)
+        if len(payload) < 8 or len(payload) % 4 or len(payload) > limit:
+            raise StreamError(f"rANS payload of {len(payload)} bytes is impossible for {count} symbols "
+                              f"(a multiple of 4 bytes from 8 to {limit})")
+        if int.from_bytes(payload[:8], "little") < RANS64_L:
+            raise StreamError("rANS payload is corrupt: its initial coder state is below 2**31")
+        words = len(payload) // 4
+        size = len(payload) + 4 * _decoder_padding_words(count, words)
+        indexes = self._channel_indexes(shape)
+        with self._lock:
+            # One zero-padded buffer, reused (pybind11 copies all of it into a std::string on each call).
+            if not size <= len(self._buffer) <= 2 * size:
+                self._buffer = bytearray(size)
+            self._buffer[:len(payload)] = payload
+            try:
+                values = self._decoder.decode_with_indexes(self._buffer, indexes, self._cdfs,
+                                                           self._cdf_lengths, self._offsets)
+            finally:
+                self._buffer[:len(payload)] = bytes(len(payload))  # the padding must stay zero
+        return np.fromiter(values, dtype=np.int32, count=count).reshape(shape)
