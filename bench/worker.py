@@ -243,6 +243,21 @@ MODES = {"device": run_device, "server": run_server, "local": run_local, "roofli
          "torch-device": run_torch_device, "torch-server": run_torch_server, "memory": run_memory}
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size.
+
+    Linux's ``ru_maxrss`` survives ``exec``: a worker started from a big parent would report the parent's peak.
+    ``VmHWM`` belongs to the current address space, so it is the worker's own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux; other systems differ
+
+
 def main(argv: list[str] | None = None) -> int:
     spec_path, result_path = argv if argv is not None else sys.argv[1:]
     spec = json.loads(Path(spec_path).read_text())
@@ -254,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         out.update(ok=False, skipped=True, error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - any other failure is reported, with its traceback
         out.update(ok=False, skipped=False, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["peak_rss_bytes"] = peak_rss_bytes()
     out["torch_imported"] = "torch" in sys.modules
     torch_free = spec["mode"] in TORCH_FREE_MODES or (spec["mode"] == "memory" and spec["engine"] == "runtime")
     if torch_free and out["torch_imported"]:

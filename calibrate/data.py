@@ -33,7 +33,7 @@ def read_file_list(path: Path) -> tuple[list[Path], dict[Path, int]]:
         if not line or line.startswith("#"):
             continue
         name, _, rest = line.partition(" ") if " " in line else line.partition("\t")
-        image = (path.parent / name).resolve() if not Path(name).is_absolute() else Path(name)
+        image = (path.parent / name).absolute() if not Path(name).is_absolute() else Path(name)
         if not image.is_file():
             raise Sc2edgeError(f"{path}:{number}: image not found: {image}")
         paths.append(image)
@@ -56,7 +56,7 @@ def find_images(source: str | Path) -> list[Path]:
         images = [source]
     else:
         raise Sc2edgeError(f"image source not found: {source} (give a folder, a class-folder tree or a file list)")
-    images = sorted({p.resolve() for p in images})
+    images = sorted({p.absolute() for p in images})  # symlinks kept: their names may carry the class
     if not images:
         raise Sc2edgeError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {source}")
     return images
@@ -83,7 +83,7 @@ def load_labels(labels: str | Path, images: Sequence[Path], root: str | Path) ->
             if len(parts) < 2 or not parts[-1].lstrip("-").isdigit():
                 raise Sc2edgeError(f"{labels}:{number}: expected 'path label', got {raw_line!r}")
             entries[" ".join(parts[:-1])] = int(parts[-1])
-    root = Path(root)
+    root = Path(root).absolute()
     root = root if root.is_dir() else root.parent
     found: dict[Path, int] = {}
     for image in images:

@@ -25,6 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "build-engine": ("build_engine", "build a TensorRT engine from a bundle (on the target GPU)"),
     "bench": ("bench", "FLOPs, memory, latency per stage, size, end-to-end split latency, reports"),
     "models": ("models", "list the models in the registry"),
+    "demo": ("demo", "the whole pipeline on the default model: export, INT8, encode/decode, check-quant, bench"),
 }
 
 

@@ -65,3 +65,43 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real console entry point in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "sc2edge.cli", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory) -> Path:
+    """Calibration images: every other offline photo (the rest stay held out for check-quant)."""
+    from sc2edge.photos import system_photos
+
+    folder = tmp_path_factory.mktemp("calib")
+    for p in system_photos()[::2][:12]:
+        (folder / p.name).symlink_to(p)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def int8_bundle_dir(tmp_path_factory, bundle_dir, calib_dir) -> Path:
+    """The session bundle plus OpenVINO IR (FP32/FP16), INT8 graphs for ONNX Runtime, OpenVINO and TensorRT, and
+    TensorRT FP16 graphs, calibrated on ``calib_dir``: the artifacts ``export --backend onnx,openvino --int8`` adds.
+    """
+    import json
+    import shutil
+
+    from sc2edge.calibrate.artifacts import add_int8_artifacts
+    from sc2edge.calibrate.config import CalibConfig
+    from sc2edge.export.bundle import BundleBuilder
+    from sc2edge.export.openvino import add_openvino_artifacts
+    from sc2edge.runtime import Bundle
+
+    source = Bundle.open(bundle_dir)
+    manifest = {k: v for k, v in source.manifest.items() if k not in ("format", "format_version", "artifacts", "files")}
+    out = tmp_path_factory.mktemp("bundles") / "es-int8"
+    with BundleBuilder(out) as builder:
+        for name in source.manifest["files"]:
+            shutil.copy(source.path / name, builder.staging / name)
+        builder.artifacts = list(source.artifacts)
+        add_openvino_artifacts(builder)
+        manifest["calibration"] = add_int8_artifacts(builder, source.preprocess, calib_dir,
+                                                     config=CalibConfig(samples=12),
+                                                     backends=("onnxruntime", "openvino"), progress=False)
+        builder.write_manifest(json.loads(json.dumps(manifest)))
+        return builder.commit()

@@ -1,0 +1,20 @@
+"""sc2edge demo: the whole pipeline on the default model and the offline photos."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: %(default)s)")
+    parser.add_argument("--model", help="a registered model (default: the registry's default)")
+    parser.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
+    parser.add_argument("--quick", action="store_true", help="fewer timing repeats")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sc2edge.demo import run_demo
+
+    print(run_demo(args.out, model=args.model, quick=args.quick, threads=args.threads))
+    return 0

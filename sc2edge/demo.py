@@ -1,0 +1,125 @@
+"""The main job, end to end on one model: export (ONNX + OpenVINO, FP32 + INT8 calibrated on real photos),
+encode/decode held-out photos through the runtime, check-quant, bench, and a short summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sc2edge.errors import Sc2edgeError
+
+BACKENDS = ("onnxruntime", "openvino")
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass
+class DemoSummary:
+    """What the demo measured, per backend and precision, and where its outputs are."""
+
+    model: str
+    trained: bool
+    bundle: Path
+    held_out: int
+    calibration: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    check_quant: dict[str, str] = field(default_factory=dict)
+    report: Path | None = None
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        lines = [f"model {self.model}{'' if self.trained else ' (UNTRAINED: random weights)'}; bundle {self.bundle}",
+                 f"{self.calibration} calibration photos, {self.held_out} held-out photos", "",
+                 "| backend | precision | bytes/image | bits/pixel | top-1 = FP32 ORT | device ms (median) |",
+                 "|---|---|---|---|---|---|"]
+        for r in self.rows:
+            lines.append(f"| {r['backend']} | {r['precision']} | {r['bytes']:.0f} | {r['bpp']:.4f} | "
+                         f"{r['agreement']:.0%} | {r['device_ms']:.2f} |")
+        for backend, text in self.check_quant.items():
+            lines += ["", f"check-quant ({backend}):", text]
+        if self.report:
+            lines += ["", f"bench report: {self.report}"]
+        lines.append(f"done in {self.seconds / 60:.1f} min")
+        return "\n".join(lines)
+
+
+def _write_list(path: Path, images: list[Path]) -> Path:
+    path.write_text("".join(f"{p}\n" for p in images))
+    return path
+
+
+def run_demo(out: str | Path, *, model: str | None = None, quick: bool = False, threads: int | None = None,
+             calib_samples: int = 300) -> DemoSummary:
+    """Run the whole pipeline on ``model`` (default: the registry's default) into ``out``.
+
+    Args:
+        out (str | Path): output folder (bundle, streams, check-quant JSON, bench report).
+        model (str | None): a registered model. Defaults to the registry's default.
+        quick (bool): fewer timing repeats (for smoke tests). Defaults to False.
+        threads (int | None): runtime threads. Defaults to None (all cores).
+        calib_samples (int): calibration images. Defaults to 300 (all available photos if fewer).
+    """
+    from sc2edge.bench import run_bench
+    from sc2edge.calibrate import check_quant
+    from sc2edge.export import ExportConfig, export_bundle
+    from sc2edge.runtime import Decoder, Encoder
+    from sc2edge.zoo import default_model_name
+    from sc2edge.zoo.datasets import split_photos
+
+    start = time.perf_counter()
+    out = Path(out)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    model = model or default_model_name()
+    calibration, held_out = split_photos()
+    if not calibration or not held_out:
+        raise Sc2edgeError("no offline photos found: run scripts/setup-env.sh")
+    calib_list = _write_list(out / "data" / "calibration.txt", calibration)
+    held_out_list = _write_list(out / "data" / "held_out.txt", held_out)
+
+    print(f"[1/4] export {model}: ONNX + OpenVINO, FP32 + INT8 calibrated on {len(calibration)} photos", flush=True)
+    bundle_dir = export_bundle(model, out / "bundle", config=ExportConfig(
+        backends=BACKENDS, int8=True, calib=calib_list, calib_samples=calib_samples, overwrite=True))
+
+    print(f"[2/4] encode/decode {len(held_out)} held-out photos with every backend and precision", flush=True)
+    summary = DemoSummary(model, trained=False, bundle=bundle_dir, held_out=len(held_out),
+                          calibration=len(calibration))
+    reference_top1: list[int] | None = None
+    for backend in BACKENDS:
+        for precision in PRECISIONS:
+            streams_dir = out / "streams" / f"{backend}-{precision}"
+            streams_dir.mkdir(parents=True, exist_ok=True)
+            with Encoder(bundle_dir, backend, precision, threads=threads) as encoder, \
+                    Decoder(bundle_dir, backend, "fp32", threads=threads) as decoder:
+                summary.trained = bool(encoder.bundle.manifest["model"]["trained"])
+                sizes, top1, device_ms = [], [], []
+                for path in held_out:
+                    batch = encoder.preprocess(path)[None]
+                    t0 = time.perf_counter()
+                    stream = encoder.encode_batch(batch)[0]
+                    device_ms.append(1e3 * (time.perf_counter() - t0))
+                    (streams_dir / f"{path.stem}.sc2").write_bytes(stream)
+                    sizes.append(len(stream))
+                    top1.append(int(decoder.decode(stream).argmax()))
+            reference_top1 = reference_top1 or top1
+            pixels = batch.shape[-1] * batch.shape[-2]
+            summary.rows.append({"backend": backend, "precision": precision, "bytes": float(np.mean(sizes)),
+                                 "bpp": float(np.mean(sizes)) * 8 / pixels,
+                                 "agreement": float(np.mean(np.equal(top1, reference_top1))),
+                                 "device_ms": float(np.median(device_ms))})
+
+    print("[3/4] check-quant: what INT8 costs on the held-out photos", flush=True)
+    for backend in BACKENDS:
+        report = check_quant(bundle_dir, held_out_list, backend=backend, threads=threads)
+        (out / f"check-quant-{backend}.json").write_text(json.dumps(report.to_json(), indent=2))
+        summary.check_quant[backend] = str(report)
+
+    print("[4/4] bench", flush=True)
+    bench = run_bench([bundle_dir], backends=BACKENDS, precisions=PRECISIONS, threads=threads,
+                      images=[held_out_list], quick=quick, out_dir=out / "report")
+    summary.report = Path(bench["files"]["html"]) if "html" in bench.get("files", {}) else out / "report"
+    summary.seconds = time.perf_counter() - start
+    return summary
