@@ -115,7 +115,7 @@ def _labels(images: tuple[Path, ...]) -> list[int] | None:
     return [int(n) for n in names] if names and all(n.isdigit() for n in names) else None
 
 
-class _Workers:
+class Workers:
     """Runs worker processes one after another (timings need a quiet machine), each with threads pinned."""
 
     def __init__(self, config: BenchConfig, work_dir: Path):
@@ -156,7 +156,7 @@ def _server_precision(bundle: Bundle, backend: str, precision: str) -> str:
     return precision if ("server", fmt, precision) in have else "fp32"
 
 
-def _compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
+def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
     """Per-stage MACs/params from PyTorch and ONNX side by side, activation memory, device fraction, file sizes."""
     manifest = bundle.manifest
     h, w = manifest["input"]["height"], manifest["input"]["width"]
@@ -183,7 +183,7 @@ def _compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
             macs=torch_counts["decoder"].macs + torch_counts["tail"].macs,
             dense_macs=torch_counts["decoder"].dense_macs + torch_counts["tail"].dense_macs,
             params=torch_counts["decoder"].params + torch_counts["tail"].params)
-    except ImportError as exc:
+    except (ImportError, Sc2edgeError) as exc:  # no torch here, or a model the registry does not know
         notes.append(f"PyTorch-side counts n/a: {exc}")
     stages = {}
     for stage in ("device", "decoder", "tail", "server"):
@@ -263,7 +263,7 @@ def run_bench(bundles, backends=("onnxruntime",), precisions=("fp32",), threads:
         "warnings": [], "skipped": [],
     }
     with tempfile.TemporaryDirectory(prefix="sc2edge-bench-") as tmp:
-        _measure(config, opened, link_profiles, report, _Workers(config, Path(tmp)))
+        _measure(config, opened, link_profiles, report, Workers(config, Path(tmp)))
     report["files"] = write_reports(report, config.out_dir)
     return report
 
@@ -275,7 +275,7 @@ def _record_failure(report: dict[str, Any], what: str, result: dict[str, Any]) -
 
 
 def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], report: dict[str, Any],
-             workers: _Workers) -> None:
+             workers: Workers) -> None:
     """Every measurement, in the order that lets later ones reuse earlier outputs (streams, FLOPs)."""
     configs = [(b, be, p) for b in bundles for be in config.backends for p in config.precisions]
     jobs = len(config.backends) + 3 * len(configs) + len(config.backends) * len(config.precisions) + len(bundles)
@@ -288,7 +288,7 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
 
     report["compute"] = {}
     for bundle in bundles:
-        report["compute"][bundle.name] = _compute_section(bundle, report["warnings"])
+        report["compute"][bundle.name] = compute_section(bundle, report["warnings"])
         step(f"compute {bundle.name}")
 
     report["roofline"] = {}
@@ -347,6 +347,7 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
                 step(f"local {key}")
                 continue
             local = workers.run("local", bundle=str(first.path), backend=backend, precision=precision,
+                                server_precision=report["latency"][key]["server_precision"],
                                 codecs=[list(c) for c in config.codecs])
             step(f"local {key}")
             if local["ok"]:
@@ -361,7 +362,7 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
     _derive(config, report, links)
 
 
-def _paper_path(config: BenchConfig, bundle: Bundle, workers: _Workers, report: dict[str, Any], step) -> Any:
+def _paper_path(config: BenchConfig, bundle: Bundle, workers: Workers, report: dict[str, Any], step) -> Any:
     """The paper's eager PyTorch path on the same images, threads and machine."""
     common = {"model": bundle.name, "preprocess": bundle.preprocess}
     device = workers.run("torch-device", **common)

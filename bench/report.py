@@ -74,7 +74,7 @@ def _headline(report: dict[str, Any]) -> Table:
     ratios = [f"{r['config']}: {r['paper_over_ours_device']:.1f}x" for r in report["headline"]
               if "paper_over_ours_device" in r]
     note = (f"Latencies are p50 in ms, {report['machine']['threads']} threads, {report['machine']['cpu_model']}. "
-            "Roofline: device-graph FLOPs / peak FLOP/s of the same runtime (3x3 convolution microbenchmark); "
+            "Roofline: device-graph FLOPs / FP32 peak FLOP/s of the same runtime (3x3 convolution microbenchmark); "
             "% of roofline = roofline time / measured encoder-graph time. bytes/image = stream incl. container.")
     if ratios:
         note += " Paper path / our device path (image -> bytes): " + ", ".join(ratios) + "."
@@ -201,7 +201,8 @@ def _machine(report: dict[str, Any]) -> Table:
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     rows = [["CPU", m["cpu_model"]], ["cores (usable)", f"{m['cores']} ({m['cores_usable']})"],
             ["threads", m["threads"]], ["memory (MB)", _mb(m["memory_bytes"])], ["OS", m["os"]],
-            ["versions", versions], ["images", f"{len(report['inputs']['images'])} (hash {report['inputs']['images_hash']})"],
+            ["versions", versions],
+            ["images", f"{len(report['inputs']['images'])} (hash {report['inputs']['images_hash']})"],
             *[[f"bundle {b['model']}", f"hash {b['hash']}, beta {b['beta']}, trained {_fmt(b['trained'])}"]
               for b in report["inputs"]["bundles"]],
             ["CPU flags", " ".join(f for f in m["cpu_flags"] if f.startswith(("avx", "amx", "fma", "sse4", "vnni")))]]
@@ -301,17 +302,19 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     if report.get("baseline"):
         bars.append(("PyTorch eager (paper)", report["baseline"]["stages"]))
     if bars:
-        fig, ax = plt.subplots(figsize=(10, 1.2 + 0.6 * len(bars)))
-        for i, (_, stages) in enumerate(bars):
-            left = 0.0
-            for j, stage in enumerate((*DEVICE_STAGES, *SERVER_STAGES)):
-                width = stages.get(stage, {}).get("p50", 0.0)
-                ax.barh(i, width, left=left, color=f"C{j}", label=STAGE_LABELS[stage] if i == 0 else None)
-                left += width
-        ax.set_yticks(range(len(bars)), [k for k, _ in bars], fontsize=8)
-        ax.set_xlabel("p50 latency (ms), stages one after another")
-        ax.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.05 * len(bars)))
-        ax.set_title("Latency per stage (device: preprocess, encoder, entropy encode; server: decode, graph)")
+        fig, axes = plt.subplots(1, 2, figsize=(12, 1.8 + 0.5 * len(bars)), sharey=True)
+        for ax, side, offset in ((axes[0], DEVICE_STAGES, 0), (axes[1], SERVER_STAGES, len(DEVICE_STAGES))):
+            for i, (_, stages) in enumerate(bars):
+                left = 0.0
+                for j, stage in enumerate(side):
+                    width = stages.get(stage, {}).get("p50", 0.0)
+                    ax.barh(i, width, left=left, color=f"C{offset + j}", label=STAGE_LABELS[stage] if i == 0 else None)
+                    left += width
+            ax.set_xlabel("p50 latency (ms)")
+            ax.legend(fontsize=8, loc="lower right")
+        axes[0].set_yticks(range(len(bars)), [k for k, _ in bars], fontsize=8)
+        axes[0].set_title("device: image -> bytes")
+        axes[1].set_title("server: bytes -> prediction")
         fig.tight_layout()
         plots["latency_stages"] = out_dir / "latency_stages.png"
         fig.savefig(plots["latency_stages"], dpi=110)
@@ -320,19 +323,28 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     rows = report["end_to_end"]
     if rows:
         config = rows[0]["config"]
-        links = list(dict.fromkeys(r["link"] for r in rows if r["config"] == config))
-        paths = list(dict.fromkeys(r["path"] for r in rows if r["config"] == config))
-        fig, ax = plt.subplots(figsize=(9, 4.5))
+        mine = [r for r in rows if r["config"] == config]
+        links = list(dict.fromkeys(r["link"] for r in mine))
+        paths = list(dict.fromkeys(r["path"] for r in mine))
+        fig, ax = plt.subplots(figsize=(10, 4.8))
         width = 0.8 / len(paths)
+        parts = (("device_ms", "device", "C0"), ("transfer_ms", "transfer", "C1"), ("rtt_ms", "round trip", "C2"),
+                 ("server_ms", "server", "C3"))
         for j, path in enumerate(paths):
-            values = [next((r["total_ms"] for r in rows if (r["config"], r["link"], r["path"]) == (config, link, path)),
-                           0.0) for link in links]
-            ax.bar([i + j * width for i in range(len(links))], values, width, label=path, color=f"C{j}")
+            xs = [i + j * width for i in range(len(links))]
+            bottom = [0.0] * len(links)
+            for field_name, label, color in parts:
+                values = [next((r[field_name] for r in mine if (r["link"], r["path"]) == (link, path)), 0.0)
+                          for link in links]
+                ax.bar(xs, values, width * 0.95, bottom=bottom, color=color, label=label if j == 0 else None)
+                bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+            for x, total in zip(xs, bottom, strict=True):
+                ax.text(x, total, path, rotation=90, ha="center", va="bottom", fontsize=7)
         ax.set_xticks([i + width * (len(paths) - 1) / 2 for i in range(len(links))], links)
         ax.set_ylabel("end-to-end latency (ms)")
-        ax.set_yscale("log")
-        ax.set_title(f"End-to-end: split vs alternatives ({config})")
-        ax.legend(fontsize=8)
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.25)
+        ax.set_title(f"End-to-end per link: split vs alternatives\n{config}", fontsize=10)
+        ax.legend(fontsize=8, loc="upper right")
         fig.tight_layout()
         plots["end_to_end"] = out_dir / "end_to_end.png"
         fig.savefig(plots["end_to_end"], dpi=110)

@@ -82,7 +82,7 @@ def measure_peak(backend: str, threads: int | None, timing: TimingConfig) -> dic
             path.write_bytes(data)
             runner = runner_class(backend)(path, threads=threads).activate()
             x = np.random.default_rng(1).standard_normal((1, channels, size, size)).astype(np.float32)
-            stats: Stats = measure(lambda feed: runner.infer(feed), [{"x": x}], timing)
+            stats: Stats = measure(runner.infer, [{"x": x}], timing)
             runner.close()
             shapes.append({"op": f"Conv 3x3 {channels}->{channels} at {size}x{size}", "flops": flops,
                            "latency_ms": stats.to_json(), "gflops": flops / stats.p50 / 1e6})

@@ -109,7 +109,7 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
     timing = _timing(spec)
     images = _images(spec)
     encoder = Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
-    decoder = Decoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
+    decoder = Decoder(spec["bundle"], spec["backend"], spec["server_precision"], threads=spec["threads"])
 
     def full_model(image: Image.Image) -> np.ndarray:
         return decoder.predict(encoder.symbols(encoder.preprocess(image)[None]))[0]

@@ -1,9 +1,10 @@
 """OpenVINO INT8 with NNCF: ``nncf.quantize`` (preset MIXED: GDN's activations are signed, so activations get
 asymmetric ranges and weights symmetric ones), or ``quantize_with_accuracy_control`` given a maximum drop.
 
-GDN's ``Divide`` stays float with unquantized inputs. Quantizing both of its inputs (NNCF's default) makes
-OpenVINO 2026.4's CPU plugin output ~1e-7 instead of x / norm, so the encoder emits all-zero symbols (fast,
-and useless: that is what an INT8 encoder "at 1.0 ms" was). ``FLOAT_OP_TYPES`` names what stays float.
+GDN's ``Divide`` (and inverse GDN's ``Multiply``) stay float with unquantized inputs. With both of their
+activation inputs quantized (NNCF's default), OpenVINO 2026.4's CPU plugin outputs ~1e-7 instead of x / norm
+(x * norm): the encoder emits all-zero symbols (fast, and useless: that is what an INT8 encoder "at 1.0 ms"
+was) and the server's logits are noise. ``FLOAT_OP_TYPES`` names what stays float.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sc2edge._lazy import lazy_import
 from sc2edge.calibrate.config import CalibConfig
 from sc2edge.errors import Sc2edgeError
 
-FLOAT_OP_TYPES = ("Divide",)
+FLOAT_OP_TYPES = ("Divide", "Multiply")
 
 # (compiled model, validation items) -> metric (higher is better), as NNCF's accuracy control expects.
 ValidationFn = Callable[[Any, Sequence[Any]], float]

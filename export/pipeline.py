@@ -22,7 +22,7 @@ from sc2edge.photos import list_images, system_photos
 from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.bundle import LABELS_FILE
-from sc2edge.runtime.coder import EntropyTables
+from sc2edge.runtime.coder import PRECISION, EntropyTables, coder_label
 from sc2edge.zoo import LoadedModel, class_names, get_model, latent_size
 
 VALIDATION_IMAGES = 4
@@ -94,7 +94,7 @@ def _manifest(loaded: LoadedModel, tables: EntropyTables, config: ExportConfig) 
         "input": {"channels": channels, "height": size, "width": size},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
-        "entropy": {"coder": "compressai-rans64", "precision": 16, "file": "tables.npz", "hash": tables.hash},
+        "entropy": {"coder": coder_label(), "precision": PRECISION, "file": "tables.npz", "hash": tables.hash},
         "opset": config.opset,
         "versions": _versions(),
     }

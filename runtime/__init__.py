@@ -7,11 +7,20 @@ compiled coder (``pip install --no-deps compressai``).
 from sc2edge.runtime.backends import available_backends, create_runner
 from sc2edge.runtime.bundle import Artifact, Bundle
 from sc2edge.runtime.codec import Decoder, Encoder
-from sc2edge.runtime.coder import EntropyTables, RansCoder, available_coders
+from sc2edge.runtime.coder import (
+    MAX_PAYLOAD_BYTES,
+    MAX_SYMBOLS,
+    EntropyTables,
+    RansCoder,
+    available_coders,
+    coder_label,
+    max_payload_bytes,
+)
 from sc2edge.runtime.preprocess import preprocess_image
-from sc2edge.runtime.stream import pack_stream, read_header, unpack_stream
+from sc2edge.runtime.stream import FORMAT_VERSION, HEADER_SIZE, StreamHeader, pack_stream, read_header, unpack_stream
 
 __all__ = [
-    "Artifact", "Bundle", "Decoder", "Encoder", "EntropyTables", "RansCoder", "available_backends",
+    "FORMAT_VERSION", "HEADER_SIZE", "MAX_PAYLOAD_BYTES", "MAX_SYMBOLS", "StreamHeader", "coder_label",
+    "max_payload_bytes", "Artifact", "Bundle", "Decoder", "Encoder", "EntropyTables", "RansCoder", "available_backends",
     "available_coders", "create_runner", "pack_stream", "preprocess_image", "read_header", "unpack_stream",
 ]

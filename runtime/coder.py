@@ -180,7 +180,10 @@ class EntropyTables:
     def load(cls, path: str | Path) -> EntropyTables:
         """Read and validate ``tables.npz`` (no pickle); anything missing or off raises BundleError."""
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise BundleError(f"{path}: cannot read entropy tables (a single array, not an npz archive)")
+            with archive as npz:
                 names = {name for name, _, _ in _ARRAYS}
                 if set(npz.files) != names:
                     raise BundleError(f"{path}: expected arrays {sorted(names)}, found {sorted(npz.files)}")
@@ -215,8 +218,10 @@ def _decoder_padding_words(symbols: int, payload_words: int) -> int:
        (< 2**64, so a read happens by the 9th call); after it, each group of 8 calls returns exactly one
        stream word's nibbles. A zero padding word ends the run, so r <= 9 + 8 * p, p = payload words read
        in that run, and G <= sum(15 + 16 * r) <= 159 * symbols + 128 * payload_words.
-    4. So reads <= 20.4 * symbols + 16.1 * payload_words + 1.1, plus the 2 words of DecInit: padding the
-       payload with 21 * symbols + 16 * payload_words + 4 zero words covers every possible read.
+    4. So reads <= 1.04 + 20.38 * symbols + 16.0001 * payload_words; with the 2 words of DecInit, at most
+       3.04 + 20.38 * symbols + 15.0001 * payload_words of them lie past the payload: padding it with
+       21 * symbols + 16 * payload_words + 4 zero words covers every possible read
+       (tests/runtime/test_coder.py checks that 0xFF words right after this padding never change a decode).
     Also, n_bypass <= 149 + 120 * payload_words < 2**29 under MAX_PAYLOAD_BYTES, so the decoder's
     ``j * 4`` shift counts never overflow int32 (shifts past 31 give garbage symbols, not memory accesses).
     """

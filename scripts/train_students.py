@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from sc2edge.zoo import training as tr
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
 from sc2edge.zoo.datasets import HELD_OUT_PHOTOS, evaluation_crops, fashion_mnist, split_photos
@@ -165,11 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     args.stage2_steps = defaults[1] if args.stage2_steps is None else args.stage2_steps
     args.batch_size = defaults[2] if args.batch_size is None else args.batch_size
     torch.set_num_threads(args.threads)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     results = (fashion if args.recipe == "fashion-mnist" else efficientnet)(args)
-    seconds = round(time.perf_counter() - start, 1)
-    results.update(seconds=seconds, threads=args.threads, torch=torch.__version__)
-    print(f"total {results['seconds']:.0f} s on {args.threads} thread(s)")
+    results.update(seconds=round(time.perf_counter() - start, 1), cpu_seconds=round(time.process_time() - cpu_start),
+                   threads=args.threads, torch=torch.__version__)
+    print(f"total {results['seconds']:.0f} s wall, {results['cpu_seconds']} s CPU, {args.threads} thread(s)")
     if args.results:
         args.results.write_text(json.dumps(results, indent=2))
     return 0

@@ -121,7 +121,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
         raise Sc2edgeError(f"{path} is truncated: {body.size} bytes for shape {shape}")
-    return body.reshape(shape)
+    return body.reshape(shape).copy()  # writable, so torch.from_numpy can share it
 
 
 def fashion_mnist(split: str, root: str | Path = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.ndarray]:

@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from sc2edge.zoo.checkpoint import load_into, read_state_dict
-from sc2edge.zoo.entropic_student import BottleneckLayer, SplitClassifier, gdn_encoder, igdn_decoder
-from sc2edge.zoo.registry import register_builder
 from torch import Tensor, nn
 
 from sc2edge.errors import Sc2edgeError
+from sc2edge.zoo.checkpoint import load_into, read_state_dict
+from sc2edge.zoo.entropic_student import BottleneckLayer, SplitClassifier, gdn_encoder, igdn_decoder
+from sc2edge.zoo.registry import register_builder
 
 SPLIT_BLOCK = 3  # the first teacher block the tail keeps: blocks 0..2 end at stride 4
 MIMIC_BLOCKS = (4, 10)  # ends of the stride-8 and stride-16 stages, mimicked in stage 1 with the head

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import torch
 from compressai.layers import GDN1
+from torch import Tensor, nn
+
 from sc2edge.zoo.entropic_student import BottleneckLayer, SplitClassifier, igdn_decoder
 from sc2edge.zoo.registry import register_builder
-from torch import Tensor, nn
 
 SPLIT_CHANNELS = 32
 

