@@ -113,7 +113,8 @@ def _compute(report: dict[str, Any]) -> list[Table]:
             t, o = c["torch"], c["onnx"]
             rows.append([stage, _g(t), _g(o), _g(t, "dense_macs"), _g(o, "dense_macs"),
                          t["params"] if t else None, o["params"] if o else None,
-                         _mb(o.get("activation_bytes_peak")) if o else None, c["warning"] or "agree"])
+                         _mb(o.get("activation_bytes_peak")) if o else None,
+                         c["warning"] or ("agree" if t and o else "n/a (one counter)")])
         fraction = section["device_fraction"]
         note = "GMACs (FLOPs = 2 x MACs); dense = Conv/Gemm only; ONNX params = initializer elements. "
         if fraction:

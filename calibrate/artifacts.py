@@ -13,7 +13,6 @@ The server graph is calibrated on the symbols the FP32 device graph produces for
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,27 @@ def _feeds(role: str, images: ImageSet, batch: int, device_graph: Path) -> Itera
             yield {"symbols": runner.infer({"image": x})["symbols"]}
 
 
+def write_qdq_artifact(builder: Any, role: str, target: str, cache: Path, config: CalibConfig,
+                       meta: dict[str, Any]) -> Path:
+    """Quantize ``<role>.fp32.onnx`` in the staging directory for ``target`` and record it (TensorRT graphs
+    must pass the conformance check)."""
+    staging = Path(builder.staging)
+    fp32 = staging / f"{role}.fp32.onnx"
+    meta = {**meta, "ranges": cache.name, "config": config.to_json(), "excluded": list(config.exclude)}
+    if target == "onnxruntime":
+        out = quantize_onnx(fp32, staging / f"{role}.int8.onnx", cache, config, target=target)
+        builder.add_artifact(role, "onnx", "int8", out.name, {**meta, "form": "QDQ U8S8 per-channel"})
+        return out
+    out = quantize_onnx(fp32, staging / f"{role}.int8.trt.onnx", cache, config, target=target)
+    conformance = check_trt_qdq(out)
+    if not conformance:
+        raise Sc2edgeError(f"{out.name} breaks TensorRT's Q/DQ rules:\n{conformance}")
+    builder.add_artifact(role, TRT_ONNX_FORMAT, "int8", out.name,
+                         {**meta, "form": "QDQ S8S8 symmetric, per-channel axis 0",
+                          "quantized_convs": len(conformance.quantized_convs)})
+    return out
+
+
 def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Path, *,
                        config: CalibConfig = CalibConfig(), backends: Sequence[str] = ("onnxruntime",),
                        roles: Sequence[str] = ("device", "server"), progress: bool = True) -> dict[str, Any]:
@@ -68,21 +88,11 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
         if not fp32.is_file():
             raise Sc2edgeError(f"{fp32.name} must be exported before its INT8 graphs")
         batches = -(-len(images) // config.batch)
-        with tempfile.TemporaryDirectory(prefix="sc2edge-ranges-") as tmp:
-            cache = collect_ranges(fp32, _feeds(role, images, config.batch, device_graph), config,
-                                   Path(tmp) / "ranges.json", total=batches)
-            if "onnxruntime" in backends:
-                out = quantize_onnx(fp32, staging / f"{role}.int8.onnx", cache, config, target="onnxruntime")
-                builder.add_artifact(role, "onnx", "int8", out.name,
-                                     {**meta, "form": "QDQ U8S8 per-channel", "op_types": list(config.op_types),
-                                      "excluded": list(config.exclude)})
-            trt = quantize_onnx(fp32, staging / f"{role}.int8.trt.onnx", cache, config, target="tensorrt")
-        conformance = check_trt_qdq(trt)
-        if not conformance:
-            raise Sc2edgeError(f"{trt.name} breaks TensorRT's Q/DQ rules:\n{conformance}")
-        builder.add_artifact(role, TRT_ONNX_FORMAT, "int8", trt.name,
-                             {**meta, "form": "QDQ S8S8 symmetric, per-channel axis 0",
-                              "quantized_convs": len(conformance.quantized_convs)})
+        # The ranges stay in the bundle (ORT's JSON calibration cache): accuracy control re-quantizes from them.
+        cache = collect_ranges(fp32, _feeds(role, images, config.batch, device_graph), config,
+                               staging / f"{role}.int8.ranges.json", total=batches)
+        for target in (["onnxruntime"] if "onnxruntime" in backends else []) + ["tensorrt"]:
+            write_qdq_artifact(builder, role, target, cache, config, meta)
         fp16 = write_fp16_onnx(fp32, staging / f"{role}.fp16.trt.onnx")
         builder.add_artifact(role, TRT_ONNX_FORMAT, "fp16", fp16.name, {"source": fp32.name})
         if "openvino" in backends:

@@ -22,8 +22,8 @@ from tqdm import tqdm
 from sc2edge.calibrate.data import ImageSet, held_out_set, load_labels
 from sc2edge.calibrate.onnxrt import FeedReader
 from sc2edge.errors import Sc2edgeError
-from sc2edge.runtime import Bundle, Decoder, Encoder
-from sc2edge.runtime.backends import backend_info, canonical_backend
+from sc2edge.runtime import Bundle, RansCoder, create_runner
+from sc2edge.runtime.backends import backend_info, canonical_backend, runner_class
 
 DEFAULT_IMAGES = 100
 LAYER_IMAGES = 4  # per-layer SQNR holds every intermediate tensor in memory: a few images are enough
@@ -156,55 +156,60 @@ def check_quant(bundle: Bundle | str | Path, data: str | Path, labels: str | Pat
         progress (bool): progress bar. Defaults to True.
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    held, truth = held_out(bundle, data, labels, images, seed, progress)
     backend = canonical_backend(backend)
-    fmt = backend_info(backend).artifact_format
-    bundle.artifact("device", fmt, "int8")  # a clear error when the bundle has no INT8 graph for this backend
-    if max_drop is not None and not 0.0 <= max_drop <= 1.0:
-        raise Sc2edgeError(f"max_drop is a fraction in [0, 1], got {max_drop}")
+    int8 = bundle.path / bundle.artifact("device", backend_info(backend).artifact_format, "int8").path
+    report = evaluate(bundle, held, truth, backend, int8, threads=threads, max_drop=max_drop, progress=progress)
+    if worst_layers and any((a.role, a.format, a.precision) == ("device", "onnx", "int8") for a in bundle.artifacts):
+        inputs = [{"image": x[None]} for x in held.arrays()[:LAYER_IMAGES]]
+        report.worst_layers = layer_errors(bundle.path / bundle.artifact("device", "onnx", "fp32").path,
+                                           bundle.path / bundle.artifact("device", "onnx", "int8").path, inputs,
+                                           worst_layers)
+    return report
+
+
+def held_out(bundle: Bundle, data: str | Path, labels: str | Path | None, images: int, seed: int,
+             progress: bool = True) -> tuple[ImageSet, np.ndarray | None]:
+    """Held-out images of ``data`` (never the bundle's calibration images) and their labels, if given."""
     calibration = bundle.manifest.get("calibration", {}).get("sha256", [])
     held = held_out_set(data, bundle.preprocess, images, seed, calibration, progress)
-    truth = None
-    if labels is not None:
-        found = load_labels(labels, held.paths, data)
-        truth = np.array([found[p] for p in held.paths])
-    stats = _compare(bundle, held, backend, threads, progress)
-    top1_fp32, top1_int8 = stats["logits_fp32"].argmax(1), stats["logits_int8"].argmax(1)
-    top5_int8 = np.argsort(-stats["logits_int8"], axis=1)[:, :5]
-    layers: list[LayerError] = []
-    if worst_layers and any(a.role == "device" and a.format == "onnx" and a.precision == "int8"
-                            for a in bundle.artifacts):
-        inputs = [{"image": x[None]} for x in held.arrays()[:LAYER_IMAGES]]
-        layers = layer_errors(bundle.path / bundle.artifact("device", "onnx", "fp32").path,
-                              bundle.path / bundle.artifact("device", "onnx", "int8").path, inputs, worst_layers)
+    if labels is None:
+        return held, None
+    found = load_labels(labels, held.paths, data)
+    return held, np.array([found[p] for p in held.paths])
+
+
+def evaluate(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, backend: str, int8_graph: Path, *,
+             threads: int | None = None, max_drop: float | None = None, progress: bool = True) -> QuantReport:
+    """FP32 vs the INT8 device graph ``int8_graph`` (a bundle file or a candidate), both with the FP32 server."""
+    if max_drop is not None and not 0.0 <= max_drop <= 1.0:
+        raise Sc2edgeError(f"max_drop is a fraction in [0, 1], got {max_drop}")
+    medians = bundle.tables.medians.reshape(-1, 1, 1)
+    coder = RansCoder(bundle.tables)
+    out: dict[str, list] = {k: [] for k in ("logits_fp32", "logits_int8", "latent_fp32", "latent_int8",
+                                            "bytes_fp32", "bytes_int8", "symbols_fp32", "symbols_int8")}
+    with create_runner(backend, bundle, "device", "fp32", threads=threads) as fp32, \
+            runner_class(backend)(int8_graph, threads=threads) as int8, \
+            create_runner(backend, bundle, "server", "fp32", threads=threads) as server:
+        for x in tqdm(held.arrays(), desc="FP32 vs INT8", unit="img", disable=not progress, leave=False):
+            for precision, runner in (("fp32", fp32), ("int8", int8)):
+                symbols = runner.infer({"image": x[None]})["symbols"]
+                out[f"symbols_{precision}"].append(symbols[0])
+                out[f"bytes_{precision}"].append(len(coder.encode(symbols[0])))  # raw rANS payload
+                out[f"logits_{precision}"].append(server.infer({"symbols": symbols})["logits"][0])
+                out[f"latent_{precision}"].append(symbols[0] + medians)
+    logits_fp32, logits_int8 = np.stack(out["logits_fp32"]), np.stack(out["logits_int8"])
+    top1_fp32, top1_int8 = logits_fp32.argmax(1), logits_int8.argmax(1)
+    top5_int8 = np.argsort(-logits_int8, axis=1)[:, :5]
+    changed = sum(int(np.count_nonzero(a != b)) for a, b in zip(out["symbols_fp32"], out["symbols_int8"], strict=True))
     return QuantReport(
-        bundle=str(bundle.path), backend=backend, images=len(held),
-        calibration_images_excluded=held.excluded,
+        bundle=str(bundle.path), backend=backend, images=len(held), calibration_images_excluded=held.excluded,
         labelled=truth is not None,
         accuracy_fp32=float(np.mean(top1_fp32 == truth)) if truth is not None else None,
         accuracy_int8=float(np.mean(top1_int8 == truth)) if truth is not None else None,
         top1_agreement=float(np.mean(top1_fp32 == top1_int8)),
         top5_agreement=float(np.mean([t in row for t, row in zip(top1_fp32, top5_int8, strict=True)])),
-        latent_sqnr_db=sqnr_db(stats["latent_fp32"], stats["latent_int8"]),
-        symbols_changed_pct=100.0 * stats["changed"] / stats["symbols"],
-        bytes_fp32=float(np.mean(stats["bytes_fp32"])), bytes_int8=float(np.mean(stats["bytes_int8"])),
-        worst_layers=layers, max_drop=max_drop, trained=bool(bundle.manifest["model"].get("trained", True)))
-
-
-def _compare(bundle: Bundle, held: ImageSet, backend: str, threads: int | None, progress: bool) -> dict[str, Any]:
-    medians = bundle.tables.medians.reshape(-1, 1, 1)
-    out: dict[str, Any] = {k: [] for k in ("logits_fp32", "logits_int8", "latent_fp32", "latent_int8",
-                                           "bytes_fp32", "bytes_int8")}
-    out.update(changed=0, symbols=0)
-    with Encoder(bundle, backend, "fp32", threads=threads) as enc_fp32, \
-            Encoder(bundle, backend, "int8", threads=threads) as enc_int8, \
-            Decoder(bundle, backend, "fp32", threads=threads) as decoder:
-        for x in tqdm(held.arrays(), desc="FP32 vs INT8", unit="img", disable=not progress, leave=False):
-            for precision, encoder in (("fp32", enc_fp32), ("int8", enc_int8)):
-                symbols = encoder.symbols(x[None])
-                out[f"bytes_{precision}"].append(len(encoder.coder.encode(symbols[0])))  # raw rANS payload
-                out[f"logits_{precision}"].append(decoder.predict(symbols)[0])
-                out[f"latent_{precision}"].append(symbols[0] + medians)
-                out[precision] = symbols
-            out["changed"] += int(np.count_nonzero(out["fp32"] != out["int8"]))
-            out["symbols"] += out["fp32"].size
-    return {k: np.stack(v) if k.startswith(("logits", "latent")) else v for k, v in out.items()}
+        latent_sqnr_db=sqnr_db(np.stack(out["latent_fp32"]), np.stack(out["latent_int8"])),
+        symbols_changed_pct=100.0 * changed / sum(s.size for s in out["symbols_fp32"]),
+        bytes_fp32=float(np.mean(out["bytes_fp32"])), bytes_int8=float(np.mean(out["bytes_int8"])),
+        max_drop=max_drop, trained=bool(bundle.manifest["model"].get("trained", True)))

@@ -36,8 +36,8 @@ def quantize_openvino(model: str | Path, out_xml: str | Path, feeds: Sequence[di
         feeds (Sequence[dict]): calibration inputs (input name -> batch of one), the same images ORT uses.
         config (CalibConfig): ``exclude`` names nodes kept in float. ``samples`` caps the subset size.
         max_drop (float | None): largest allowed metric drop; needs ``validation``. Defaults to None.
-        validation (tuple | None): (items, fn) for accuracy control: fn(compiled_model, items) -> metric.
-            Defaults to None.
+        validation (tuple | None): (items, fn) for accuracy control: items are (model input, target) pairs,
+            fn(compiled_model, items) -> metric, higher is better. Defaults to None.
     """
     config = config.validate()
     ov, nncf = lazy_import("openvino"), lazy_import("nncf")
@@ -56,7 +56,7 @@ def quantize_openvino(model: str | Path, out_xml: str | Path, feeds: Sequence[di
             raise Sc2edgeError("accuracy control (max_drop) needs validation images")
         items, fn = validation
         quantized = nncf.quantize_with_accuracy_control(
-            ov_model, dataset, nncf.Dataset(list(items)), validation_fn=fn, max_drop=max_drop,
+            ov_model, dataset, nncf.Dataset(list(items), lambda item: item[0]), validation_fn=fn, max_drop=max_drop,
             drop_type=nncf.DropType.ABSOLUTE, **options)
     ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
     return Path(out_xml)

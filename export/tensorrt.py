@@ -270,7 +270,7 @@ def build_engine(bundle_path: str | Path, config: EngineConfig = EngineConfig())
         bundle_path (str | Path): the bundle directory (written in place).
         config (EngineConfig): precision, role, batch range and workspace. Defaults to EngineConfig().
     """
-    from sc2edge.runtime.bundle import MANIFEST, Bundle
+    from sc2edge.runtime.bundle import Bundle
 
     config = config.validate()
     bundle = Bundle.open(bundle_path)
@@ -304,20 +304,29 @@ def build_engine(bundle_path: str | Path, config: EngineConfig = EngineConfig())
     meta = {"tensorrt": trt.__version__, "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": source.path, "batch": [config.min_batch, config.opt_batch, config.max_batch],
             **gpu_description()}
-    _record_artifact(bundle.path / MANIFEST, config.role, config.precision, engine_name, meta)
+    record_artifact(bundle.path, config.role, ENGINE_FORMAT, config.precision, engine_name, meta)
     return bundle.path / engine_name
 
 
-def _record_artifact(manifest_path: Path, role: str, precision: str, name: str, meta: dict[str, Any]) -> None:
-    """Add (or replace) one artifact in an existing bundle's manifest, atomically."""
+def record_artifact(bundle_path: str | Path, role: str, fmt: str, precision: str, name: str,
+                    meta: dict[str, Any]) -> None:
+    """Add (or replace) one artifact of an existing bundle in its manifest, with fresh hashes of every file
+    it lists (an IR's ``.bin`` included), written atomically. For files made after export: engines built on
+    the target GPU, graphs rewritten by accuracy control."""
+    from sc2edge.runtime.bundle import MANIFEST
+
+    bundle_path = Path(bundle_path)
+    manifest_path = bundle_path / MANIFEST
     manifest = json.loads(manifest_path.read_text())
-    digest = sha256_file(manifest_path.parent / name)
     if not isinstance(manifest.get("files"), dict):
         raise BundleError(f"{manifest_path} has no file list")
-    manifest["files"][name] = digest
+    for extra in (name, meta.get("weights"), meta.get("ranges")):
+        if extra:
+            manifest["files"][extra] = sha256_file(bundle_path / extra)
+    digest = manifest["files"][name]
     manifest["artifacts"] = [a for a in manifest["artifacts"]
-                             if (a["role"], a["format"], a["precision"]) != (role, ENGINE_FORMAT, precision)]
-    manifest["artifacts"].append({"role": role, "format": ENGINE_FORMAT, "precision": precision, "path": name,
+                             if (a["role"], a["format"], a["precision"]) != (role, fmt, precision)]
+    manifest["artifacts"].append({"role": role, "format": fmt, "precision": precision, "path": name,
                                   "sha256": digest, "meta": meta})
     tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")

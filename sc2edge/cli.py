@@ -34,7 +34,8 @@ def _load_verb(module: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sc2edge", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sc2edge", description="Deploy and measure supervised-compression (split computing) models.")
     parser.add_argument("--version", action="version", version=f"sc2edge {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb, (module, help_text) in VERBS.items():

@@ -20,7 +20,7 @@ import torch
 
 from sc2edge.zoo import training as tr
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
-from sc2edge.zoo.datasets import HELD_OUT_PHOTOS, evaluation_crops, fashion_mnist, split_photos
+from sc2edge.zoo.datasets import evaluation_crops, fashion_mnist, split_photos
 from sc2edge.zoo.efficientnet_student import (
     EntropicStudentEfficientNetLite0,
     LiteHead,
@@ -31,7 +31,11 @@ from sc2edge.zoo.fashion_mnist import FashionTeacher, student_from_teacher
 from sc2edge.zoo.registry import IMAGENET_CLASS_FILE
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "zoo" / "weights"
-BETAS = (0.01, 0.04, 0.16, 0.64)
+BETAS = (0.02, 0.08, 0.32)  # low to high rate penalty; the first also trains the shared stage-1 start
+RECIPE_DEFAULTS = {
+    "fashion-mnist": {"shared_steps": 600, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 128},
+    "efficientnet": {"shared_steps": 900, "stage1_steps": 250, "stage2_steps": 150, "batch_size": 16},
+}
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530  # the training set's pixel statistics
 LITE0_MEAN, LITE0_STD = 127 / 255, 128 / 255  # the teacher's (x - 127) / 128 on 0..255 input
 
@@ -46,6 +50,29 @@ def _fashion_tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
+def _students(args, make_student, head, teacher, batches, path_of, label_weight: float = 0.0) -> list:
+    """(beta, student, entry) per beta: trained (shared stage-1 start, see ``train_sweep``) and saved, or
+    loaded from ``--out`` with ``--evaluate-only``."""
+    if args.evaluate_only:
+        out = []
+        for beta in args.betas:
+            student = make_student()
+            load_into(student, read_state_dict(path_of(beta)))
+            out.append((beta, student, {}))
+        return out
+    configs = [tr.StudentConfig(beta=b, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+                                label_weight=label_weight, seed=args.seed) for b in args.betas]
+    shared, results = tr.train_sweep(make_student(), head, teacher, batches, configs, args.shared_steps)
+    out = []
+    for r in results:
+        entry = {**tr.summarize(r.config, r.stage1, r.stage2), "batch_size": args.batch_size,
+                 "shared_stage1": {"beta": args.betas[0], "steps": args.shared_steps,
+                                   "seconds": round(shared.seconds, 1)}}
+        entry["sha256"] = tr.save_checkpoint(r.model, path_of(r.beta), entry)
+        out.append((r.beta, r.model, entry))
+    return out
+
+
 def fashion(args: argparse.Namespace) -> dict:
     train_x, train_y = _fashion_tensors("train")
     test_x, test_y = _fashion_tensors("test")
@@ -53,38 +80,27 @@ def fashion(args: argparse.Namespace) -> dict:
     results: dict = {"students": {}}
     torch.manual_seed(args.seed)
     teacher = FashionTeacher()
+    batches = tr.ArrayBatches(train_x, train_y, args.batch_size, seed=args.seed, flip=True)
     if args.evaluate_only:
         load_into(teacher, read_state_dict(teacher_path))
     else:
-        batches = tr.ArrayBatches(train_x, train_y, args.batch_size, seed=args.seed, flip=True)
         log = tr.train_classifier(teacher, batches, args.teacher_steps, lr=2e-3, seed=args.seed)
         results["teacher_train_seconds"] = round(log.seconds, 1)
         results["teacher_sha256"] = tr.save_checkpoint(teacher, teacher_path, {"steps": args.teacher_steps})
     teacher.eval()
     teacher_top1 = tr.predict(teacher, test_x, 500).argmax(1)
     results["teacher_accuracy"] = round(float((teacher_top1 == test_y).float().mean()), 4)
-    print(f"teacher: test accuracy {results['teacher_accuracy']:.4f}")
-    results["teacher_encoder_region_macs"] = tr.count_macs(teacher.head, (1, 1, 28, 28))
-    for beta in args.betas:
-        path = args.out / f"es_fashion_mnist_{_beta_tag(beta)}.safetensors"
-        student = student_from_teacher(teacher)
-        entry: dict = {}
-        if args.evaluate_only:
-            load_into(student, read_state_dict(path))
-        else:
-            cfg = tr.StudentConfig(beta=beta, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                                   label_weight=1.0, seed=args.seed)
-            batches = tr.ArrayBatches(train_x, train_y, args.batch_size, seed=args.seed, flip=True)
-            stage1, stage2 = tr.train_student(student, teacher.head, teacher, batches, cfg)
-            entry.update(tr.summarize(cfg, stage1, stage2), batch_size=args.batch_size)
-            entry["sha256"] = tr.save_checkpoint(student, path, entry)
+    results["teacher_head_macs"] = tr.count_macs(teacher.head, (1, 1, 28, 28))
+    print(f"teacher: test accuracy {results['teacher_accuracy']}")
+    students = _students(args, lambda: student_from_teacher(teacher), teacher.head, teacher, batches,
+                         lambda b: args.out / f"es_fashion_mnist_{_beta_tag(b)}.safetensors", label_weight=1.0)
+    for beta, student, entry in students:
         logits = tr.predict(student, test_x, 500)
-        sizes = tr.stream_bytes(student, test_x, 500)
         entry.update(
-            file=path.name,
+            file=f"es_fashion_mnist_{_beta_tag(beta)}.safetensors",
             test_accuracy=round(float((logits.argmax(1) == test_y).float().mean()), 4),
             agreement_with_teacher=round(float((logits.argmax(1) == teacher_top1).float().mean()), 4),
-            bytes_per_image=round(float(np.mean(sizes)), 1),
+            bytes_per_image=round(float(np.mean(tr.stream_bytes(student, test_x, 500))), 1),
             encoder_macs=tr.count_macs(student.bottleneck_layer.encoder, (1, 1, 28, 28)),
         )
         results["students"][_beta_tag(beta)] = entry
@@ -98,41 +114,32 @@ def efficientnet(args: argparse.Namespace) -> dict:
     train_paths, held_paths = split_photos()
     preprocess = {"resize": 256, "crop": 224, "mean": [LITE0_MEAN] * 3, "std": [LITE0_STD] * 3}
     inputs = torch.from_numpy(evaluation_crops(held_paths, args.crops_per_photo, preprocess, seed=args.seed))
-    teacher_logits = tr.predict(teacher, inputs, 32)
-    teacher_top1 = teacher_logits.argmax(1)
+    teacher_top1 = tr.predict(teacher, inputs, 32).argmax(1)
     names = IMAGENET_CLASS_FILE.read_text().splitlines() if IMAGENET_CLASS_FILE.is_file() else None
     centre = teacher_top1[:: args.crops_per_photo].tolist()
     results: dict = {
         "teacher_weights": teacher_weights_path(),
-        "held_out_photos": list(HELD_OUT_PHOTOS),
+        "held_out_photos": [p.name for p in held_paths],
         "train_photos": [p.name for p in train_paths],
         "crops_per_photo": args.crops_per_photo,
         "teacher_top1_centre_crop": {
             p.name: names[c] if names else c for p, c in zip(held_paths, centre, strict=True)
         },
-        "teacher_encoder_region_macs": tr.count_macs(head, (1, 3, 224, 224)),
+        "teacher_head_macs": tr.count_macs(head, (1, 3, 224, 224)),
         "students": {},
     }
     for photo, label in results["teacher_top1_centre_crop"].items():
         print(f"teacher top-1 on {photo}: {label}")
-    for beta in args.betas:
-        path = args.out / f"es_efficientnet_lite0_{_beta_tag(beta)}.safetensors"
-        student = EntropicStudentEfficientNetLite0(teacher=teacher)
-        entry: dict = {}
-        if args.evaluate_only:
-            load_into(student, read_state_dict(path))
-        else:
-            cfg = tr.StudentConfig(beta=beta, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                                   seed=args.seed)
-            batches = tr.PhotoCrops(train_paths, args.crop, args.batch_size, preprocess["mean"],
-                                    preprocess["std"], seed=args.seed)
-            stage1, stage2 = tr.train_student(student, head, teacher, batches, cfg)
-            entry.update(tr.summarize(cfg, stage1, stage2), batch_size=args.batch_size, train_crop=args.crop)
-            entry["sha256"] = tr.save_checkpoint(student, path, entry)
+    batches = tr.PhotoCrops(train_paths, args.crop, args.batch_size, preprocess["mean"], preprocess["std"],
+                            seed=args.seed)
+    students = _students(args, lambda: EntropicStudentEfficientNetLite0(teacher=teacher), head, teacher, batches,
+                         lambda b: args.out / f"es_efficientnet_lite0_{_beta_tag(b)}.safetensors")
+    for beta, student, entry in students:
         logits = tr.predict(student, inputs, 32)
         top5 = logits.topk(5, dim=1).indices
         entry.update(
-            file=path.name,
+            file=f"es_efficientnet_lite0_{_beta_tag(beta)}.safetensors",
+            train_crop=args.crop,
             top1_agreement=round(float((logits.argmax(1) == teacher_top1).float().mean()), 4),
             top5_contains_teacher_top1=round(float((top5 == teacher_top1[:, None]).any(1).float().mean()), 4),
             bytes_per_image=round(float(np.mean(tr.stream_bytes(student, inputs, 32))), 1),
@@ -151,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--betas", type=float, nargs="+", default=list(BETAS))
     parser.add_argument("--out", type=Path, default=WEIGHTS, help="where the .safetensors files go")
     parser.add_argument("--results", type=Path, help="write the figures here as JSON")
-    parser.add_argument("--stage1-steps", type=int)
+    parser.add_argument("--shared-steps", type=int, help="stage-1 steps shared by all betas (at the first)")
+    parser.add_argument("--stage1-steps", type=int, help="stage-1 steps per beta after the shared ones")
     parser.add_argument("--stage2-steps", type=int)
     parser.add_argument("--teacher-steps", type=int, default=1400, help="Fashion-MNIST teacher steps")
     parser.add_argument("--batch-size", type=int)
@@ -161,10 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--evaluate-only", action="store_true")
     args = parser.parse_args(argv)
-    defaults = {"fashion-mnist": (900, 300, 128), "efficientnet": (400, 150, 16)}[args.recipe]
-    args.stage1_steps = defaults[0] if args.stage1_steps is None else args.stage1_steps
-    args.stage2_steps = defaults[1] if args.stage2_steps is None else args.stage2_steps
-    args.batch_size = defaults[2] if args.batch_size is None else args.batch_size
+    defaults = RECIPE_DEFAULTS[args.recipe]
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     torch.set_num_threads(args.threads)
     start, cpu_start = time.perf_counter(), time.process_time()
     results = (fashion if args.recipe == "fashion-mnist" else efficientnet)(args)

@@ -13,11 +13,12 @@ Students expose ``tail_features(z) -> [feature maps..., logits]`` and the caller
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,44 @@ def train_student(
     stage2 = train_stage2(model, teacher, batches, cfg, progress)
     model.update(force=True)
     return stage1, stage2
+
+
+@torch.no_grad()
+def init_latent_scale(model: SplitClassifier, x: Tensor, std: float = 4.0) -> None:
+    """Scale the encoder's last conv so the latent starts at ``std`` on ``x``, well above the unit
+    quantization step: at the default init it is about 0.1, drowned by the training noise, and the decoder
+    gets nothing to learn from for many steps."""
+    last = [m for m in model.bottleneck_layer.encoder.modules() if isinstance(m, nn.Conv2d)][-1]
+    last.weight.mul_(std / model.bottleneck_layer.encoder(x).std().clamp_min(1e-8))
+
+
+@dataclass
+class SweepResult:
+    beta: float
+    model: SplitClassifier
+    config: StudentConfig
+    stage1: StageLog
+    stage2: StageLog
+
+
+def train_sweep(
+    base: SplitClassifier, teacher_head: nn.Module, teacher: nn.Module, batches: Callable[[], Batch],
+    configs: Sequence[StudentConfig], shared_steps: int, progress: bool = True,
+) -> tuple[StageLog, list[SweepResult]]:
+    """Students for several betas from one shared start: stage 1 at the first config's beta for
+    ``shared_steps``, then for each config its own stage-1 steps at its beta, stage 2, and the tables.
+
+    Learning to mimic the teacher is the slow part and is the same for every beta; the rate settles in a few
+    hundred steps. (The paper trains each beta from scratch, with far more compute than a CPU has.)
+    """
+    init_latent_scale(base, batches()[0])
+    shared = train_stage1(base, teacher_head, batches, replace(configs[0], stage1_steps=shared_steps), progress)
+    results = []
+    for cfg in configs:
+        model = copy.deepcopy(base)
+        stage1, stage2 = train_student(model, teacher_head, teacher, batches, cfg, progress)
+        results.append(SweepResult(cfg.beta, model, cfg, stage1, stage2))
+    return shared, results
 
 
 def train_classifier(

@@ -61,3 +61,16 @@ def test_random_weights_are_deterministic_and_marked_untrained():
     a, b = get_model(DEFAULT_TEST_MODEL), get_model(DEFAULT_TEST_MODEL)
     assert not a.trained
     assert torch.equal(a.model.bottleneck_layer.encoder[0].weight, b.model.bottleneck_layer.encoder[0].weight)
+
+
+def test_sc2bench_layout_with_new_compressai_names_loads(tmp_path):
+    from sc2edge.zoo import build, get_spec
+
+    torch.manual_seed(2)
+    model = build(get_spec(DEFAULT_TEST_MODEL))
+    model.update(force=True)
+    path = tmp_path / "sc2bench.pt"
+    torch.save({"model": model.state_dict()}, path)  # sc2bench: bottleneck_layer.*, matrices.i names
+    loaded = get_model(DEFAULT_TEST_MODEL, checkpoint=path)
+    assert torch.equal(loaded.model.bottleneck_layer.entropy_bottleneck._quantized_cdf,
+                       model.bottleneck_layer.entropy_bottleneck._quantized_cdf)

@@ -1,0 +1,137 @@
+"""Accuracy control: keep the most harmful convs in float until the INT8 encoder's drop is within a bound.
+
+ONNX Runtime: convs are ranked by the quantization noise at their input (per-tensor SQNR from
+``qdq_loss_debug``), then excluded one at a time and re-quantized from the ranges stored in the bundle (no
+new calibration run), until the measured drop is small enough. The TensorRT Q/DQ graph gets the same
+exclusions. OpenVINO: NNCF's ``quantize_with_accuracy_control`` with the drop measured the same way.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from sc2edge.calibrate.artifacts import ROLE_INPUT, write_qdq_artifact
+from sc2edge.calibrate.check import LAYER_IMAGES, QuantReport, evaluate, held_out, sqnr_db
+from sc2edge.calibrate.config import CalibConfig
+from sc2edge.calibrate.data import calibration_set
+from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
+from sc2edge.calibrate.onnxrt import FeedReader, quantize_onnx
+from sc2edge.errors import Sc2edgeError
+from sc2edge.export.tensorrt import record_artifact
+from sc2edge.runtime import Bundle, create_runner
+
+
+class _InPlace:
+    """The two things ``write_qdq_artifact`` needs from a builder, for a bundle that already exists."""
+
+    def __init__(self, bundle: Bundle):
+        self.staging = bundle.path
+
+    def add_artifact(self, role: str, fmt: str, precision: str, path: str, meta: dict[str, Any]) -> None:
+        record_artifact(self.staging, role, fmt, precision, path, meta)
+
+
+def rank_convs(int8_onnx: Path, inputs: list[dict[str, np.ndarray]]) -> list[str]:
+    """Quantized convs, most harmful first: lowest SQNR of their quantized input against the float tensor."""
+    from onnxruntime.quantization.qdq_loss_debug import collect_activations, modify_model_output_intermediate_tensors
+
+    graph = onnx.load(str(int8_onnx)).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    with tempfile.TemporaryDirectory(prefix="sc2edge-rank-") as tmp:
+        augmented = Path(tmp) / "int8.onnx"
+        modify_model_output_intermediate_tensors(str(int8_onnx), str(augmented))
+        acts = collect_activations(str(augmented), FeedReader(inputs))
+    scores = []
+    for node in graph.node:
+        source = producers.get(node.input[0]) if node.op_type == "Conv" else None
+        if source is None or source.op_type != "DequantizeLinear":
+            continue
+        quantizer = producers.get(source.input[0])
+        if quantizer is None or quantizer.op_type != "QuantizeLinear":
+            continue
+        before, after = acts.get(quantizer.input[0]), acts.get(source.output[0])
+        if before is not None and after is not None:
+            scores.append((sqnr_db(np.concatenate(before), np.concatenate(after)), node.name))
+    return [name for _, name in sorted(scores)]
+
+
+def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float, *,
+                     labels: str | Path | None = None, backend: str = "onnxruntime", images: int = 100,
+                     seed: int = 0, calib: str | Path | None = None, threads: int | None = None,
+                     progress: bool = True) -> tuple[QuantReport, list[str]]:
+    """Rewrite the bundle's INT8 device graph so that its drop on held-out images is at most ``max_drop``.
+
+    Returns the final report and the node names kept in float. Leaves the bundle unchanged when the drop
+    already is within bounds. ``calib`` (the calibration images) is needed for OpenVINO only.
+    """
+    bundle = Bundle.open(bundle_path)
+    held, truth = held_out(bundle, data, labels, images, seed, progress)
+    if backend == "openvino":
+        return _control_openvino(bundle, held, truth, max_drop, calib, threads, progress)
+    artifact = bundle.artifact("device", "onnx", "int8")
+    if "ranges" not in artifact.meta:
+        raise Sc2edgeError(f"{artifact.path} has no stored calibration ranges: re-export with --int8")
+    config = CalibConfig(**{**artifact.meta["config"], "op_types": tuple(artifact.meta["config"]["op_types"]),
+                            "exclude": tuple(artifact.meta["config"]["exclude"])}).validate()
+    fp32 = bundle.path / bundle.artifact("device", "onnx", "fp32").path
+    ranges = bundle.path / artifact.meta["ranges"]
+    current = bundle.path / artifact.path
+    report = evaluate(bundle, held, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
+                      progress=progress)
+    inputs = [{"image": x[None]} for x in held.arrays()[:LAYER_IMAGES]]
+    candidates = rank_convs(current, inputs)
+    excluded = list(config.exclude)
+    with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
+        while not report and candidates:
+            excluded.append(candidates.pop(0))
+            current = quantize_onnx(fp32, Path(tmp) / f"candidate{len(excluded)}.onnx", ranges,
+                                    replace(config, exclude=tuple(excluded)))
+            report = evaluate(bundle, held, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
+                              progress=progress)
+    if excluded != list(config.exclude):
+        final = replace(config, exclude=tuple(excluded))
+        meta = {"calibration": artifact.meta.get("calibration", {}), "max_drop": max_drop}
+        for target in ("onnxruntime", "tensorrt"):
+            write_qdq_artifact(_InPlace(bundle), "device", target, ranges, final, meta)
+    return report, excluded
+
+
+def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str | Path | None,
+                      threads: int | None, progress: bool) -> tuple[QuantReport, list[str]]:
+    if calib is None:
+        raise Sc2edgeError("OpenVINO accuracy control re-runs NNCF: pass the calibration images (--calib DIR)")
+    artifact = bundle.artifact("device", "openvino", "int8")
+    samples = bundle.manifest.get("calibration", {}).get("count", 300)
+    images = calibration_set(calib, bundle.preprocess, samples, bundle.manifest.get("calibration", {}).get("seed", 0),
+                             progress)
+    with create_runner("openvino", bundle, "device", "fp32", threads=threads) as device, \
+            create_runner("openvino", bundle, "server", "fp32", threads=threads) as server:
+        reference = [server.infer({"symbols": device.infer({"image": x[None]})["symbols"]})["logits"][0].argmax()
+                     for x in held.arrays()]
+        targets = truth if truth is not None else np.array(reference)
+
+        def metric(compiled, items):
+            hits = [server.infer({"symbols": compiled({ROLE_INPUT["device"]: x})[0]})["logits"][0].argmax() == t
+                    for x, t in items]  # items: (input, target) pairs
+            return float(np.mean(hits))
+
+        validation = ([(x[None], t) for x, t in zip(held.arrays(), targets, strict=True)], metric)
+        source = bundle.path / bundle.artifact("device", "openvino", "fp32").path
+        with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
+            out = quantize_openvino(source, Path(tmp) / "device.int8.xml", [{"image": x[None]} for x in images.arrays()],
+                                    CalibConfig(samples=len(images)), max_drop=max_drop, validation=validation)
+            for suffix in (".xml", ".bin"):
+                shutil.copy(out.with_suffix(suffix), (bundle.path / artifact.path).with_suffix(suffix))
+    record_artifact(bundle.path, "device", "openvino", "int8", artifact.path,
+                    {**artifact.meta, "max_drop": max_drop, "float_op_types": list(FLOAT_OP_TYPES),
+                     "tool": "nncf.quantize_with_accuracy_control"})
+    report = evaluate(bundle, held, truth, "openvino", bundle.path / artifact.path, threads=threads,
+                      max_drop=max_drop, progress=progress)
+    return report, []
