@@ -164,16 +164,20 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
     onnx_counts: dict[str, compute.StageCount] = {}
     notes: list[str] = []
     if compute.onnx_available():
-        device = bundle.artifact("device", "onnx", "fp32")
-        server = bundle.artifact("server", "onnx", "fp32")
-        d = compute.count_onnx(bundle.path / device.path, {"image": ((1, manifest["input"]["channels"], h, w),
-                                                                     np.float32)})
-        s = compute.count_onnx(bundle.path / server.path, {"symbols": ((1, *latent), np.int32)},
-                               split=("decoder", "decoder", "tail"))
-        onnx_counts = {"device": d["all"], "server": s["all"]}
-        onnx_counts.update({k: v for k, v in s.items() if k in ("decoder", "tail")})
-        if "decoder" not in s:
-            notes.append("the server graph's node names do not mark the decoder: decoder/tail split n/a on ONNX")
+        try:
+            device = bundle.artifact("device", "onnx", "fp32")
+            server = bundle.artifact("server", "onnx", "fp32")
+            d = compute.count_onnx(bundle.path / device.path,
+                                   {"image": ((1, manifest["input"]["channels"], h, w), np.float32)})
+            s = compute.count_onnx(bundle.path / server.path, {"symbols": ((1, *latent), np.int32)},
+                                   split=("decoder", "decoder", "tail"))
+        except Exception as exc:  # noqa: BLE001 - a third-party profiler; its failure must not stop the bench
+            notes.append(f"ONNX-side counts n/a: {type(exc).__name__}: {exc}")
+        else:
+            onnx_counts = {"device": d["all"], "server": s["all"]}
+            onnx_counts.update({k: v for k, v in s.items() if k in ("decoder", "tail")})
+            if "decoder" not in s:
+                notes.append("the server graph's node names do not mark the decoder: decoder/tail split n/a on ONNX")
     else:
         notes.append("onnx-tool is not installed (pip install sc2edge[bench]): ONNX-side counts n/a")
     torch_counts: dict[str, compute.StageCount] = {}
@@ -320,7 +324,8 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
                   for side in ("device", "server")}
         step(f"memory {key}")
         entry = {"bundle": bundle.name, "backend": backend, "precision": precision,
-                 "server_precision": server_precision, "stages": dict(device["result"]["stages"])}
+                 "server_precision": server_precision, "coder": device["result"]["coder"],
+                 "stages": dict(device["result"]["stages"])}
         if server["ok"]:
             entry["stages"].update(server["result"]["stages"])
             report["predictions"][key] = [t[0] for t in server["result"]["top5"]]

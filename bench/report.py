@@ -99,8 +99,10 @@ def _latency(report: dict[str, Any]) -> Table:
                 rows.append([key, f"{name} {what.replace('_', ' ')}", s["p50"], s["p90"], s["p99"], s["mean"],
                              s["std"], s["n"]])
     timing = report["config"]["timing"]
-    note = (f"ms; warm-up {timing['warmup_count']} runs / {timing['warmup_s']} s, then at least {timing['min_count']} "
-            f"runs and {timing['min_time_s']} s per stage; each configuration in its own process.")
+    coders = ", ".join(sorted({f"{k}: {e['coder']}" for k, e in report["latency"].items()}))
+    note = (f"ms; warm-up {timing['warmup_count']} runs / {timing['warmup_s']} s, then at least "
+            f"{timing['min_count']} runs and {timing['min_time_s']} s per stage; each configuration in its own "
+            f"process. Entropy coder: {coders or 'n/a'}.")
     return Table("Latency per stage", ["configuration", "stage", "p50", "p90", "p99", "mean", "std", "runs"], rows,
                  note)
 

@@ -69,7 +69,7 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
     }
     streams = encoder.encode(images)
     _save_streams(Path(spec["work_dir"]) / "streams.npz", streams, symbols)
-    return {"stages": {k: v.to_json() for k, v in stages.items()}}
+    return {"stages": {k: v.to_json() for k, v in stages.items()}, "coder": encoder.coder.name}
 
 
 def _top(logits: np.ndarray, k: int = 5) -> list[int]:

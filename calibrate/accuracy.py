@@ -109,8 +109,8 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
         raise Sc2edgeError("OpenVINO accuracy control re-runs NNCF: pass the calibration images (--calib DIR)")
     artifact = bundle.artifact("device", "openvino", "int8")
     samples = bundle.manifest.get("calibration", {}).get("count", 300)
-    images = calibration_set(calib, bundle.preprocess, samples, bundle.manifest.get("calibration", {}).get("seed", 0),
-                             progress)
+    seed = bundle.manifest.get("calibration", {}).get("seed", 0)
+    images = calibration_set(calib, bundle.preprocess, samples, seed, progress)
     with create_runner("openvino", bundle, "device", "fp32", threads=threads) as device, \
             create_runner("openvino", bundle, "server", "fp32", threads=threads) as server:
         reference = [server.infer({"symbols": device.infer({"image": x[None]})["symbols"]})["logits"][0].argmax()
@@ -125,8 +125,9 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
         validation = ([(x[None], t) for x, t in zip(held.arrays(), targets, strict=True)], metric)
         source = bundle.path / bundle.artifact("device", "openvino", "fp32").path
         with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
-            out = quantize_openvino(source, Path(tmp) / "device.int8.xml", [{"image": x[None]} for x in images.arrays()],
-                                    CalibConfig(samples=len(images)), max_drop=max_drop, validation=validation)
+            feeds = [{"image": x[None]} for x in images.arrays()]
+            out = quantize_openvino(source, Path(tmp) / "device.int8.xml", feeds, CalibConfig(samples=len(images)),
+                                    max_drop=max_drop, validation=validation)
             for suffix in (".xml", ".bin"):
                 shutil.copy(out.with_suffix(suffix), (bundle.path / artifact.path).with_suffix(suffix))
     record_artifact(bundle.path, "device", "openvino", "int8", artifact.path,
@@ -134,4 +135,13 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
                      "tool": "nncf.quantize_with_accuracy_control"})
     report = evaluate(bundle, held, truth, "openvino", bundle.path / artifact.path, threads=threads,
                       max_drop=max_drop, progress=progress)
-    return report, []
+    return report, _float_convs(bundle.path / artifact.path)
+
+
+def _float_convs(xml: Path) -> list[str]:
+    """Convolutions of a saved NNCF IR whose weights are a float constant (quantized ones are stored as int8
+    and dequantized by Convert -> Multiply)."""
+    import openvino as ov
+
+    return [op.get_friendly_name() for op in ov.Core().read_model(str(xml)).get_ordered_ops()
+            if op.get_type_name() == "Convolution" and op.input_value(1).get_node().get_type_name() == "Constant"]

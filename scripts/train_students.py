@@ -31,10 +31,10 @@ from sc2edge.zoo.fashion_mnist import FashionTeacher, student_from_teacher
 from sc2edge.zoo.registry import IMAGENET_CLASS_FILE
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "zoo" / "weights"
-BETAS = (0.02, 0.08, 0.32)  # low to high rate penalty; the first also trains the shared stage-1 start
+BETAS = (0.025, 0.1, 0.4)  # low to high rate penalty; the first also trains the shared stage-1 start
 RECIPE_DEFAULTS = {
-    "fashion-mnist": {"shared_steps": 600, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 128},
-    "efficientnet": {"shared_steps": 900, "stage1_steps": 250, "stage2_steps": 150, "batch_size": 16},
+    "fashion-mnist": {"shared_steps": 600, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 128, "lr": 3e-3},
+    "efficientnet": {"shared_steps": 900, "stage1_steps": 250, "stage2_steps": 150, "batch_size": 16, "lr": 2e-3},
 }
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530  # the training set's pixel statistics
 LITE0_MEAN, LITE0_STD = 127 / 255, 128 / 255  # the teacher's (x - 127) / 128 on 0..255 input
@@ -61,7 +61,7 @@ def _students(args, make_student, head, teacher, batches, path_of, label_weight:
             out.append((beta, student, {}))
         return out
     configs = [tr.StudentConfig(beta=b, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                                label_weight=label_weight, seed=args.seed) for b in args.betas]
+                                lr=args.lr, label_weight=label_weight, seed=args.seed) for b in args.betas]
     shared, results = tr.train_sweep(make_student(), head, teacher, batches, configs, args.shared_steps)
     out = []
     for r in results:
@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-steps", type=int, help="stage-1 steps shared by all betas (at the first)")
     parser.add_argument("--stage1-steps", type=int, help="stage-1 steps per beta after the shared ones")
     parser.add_argument("--stage2-steps", type=int)
-    parser.add_argument("--teacher-steps", type=int, default=1400, help="Fashion-MNIST teacher steps")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--teacher-steps", type=int, default=940, help="Fashion-MNIST teacher steps (2 epochs)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--crop", type=int, default=128, help="EfficientNet training crop (px)")
     parser.add_argument("--crops-per-photo", type=int, default=16, help="EfficientNet evaluation crops")

@@ -45,6 +45,7 @@ class StudentConfig:
     stage2_steps: int
     lr: float = 1e-3
     aux_lr: float = 1e-3
+    density_lr_factor: float = 10.0  # the bottleneck's density starts far too wide; let it fit fast
     temperature: float = 1.0  # KD softmax temperature in stage 2
     label_weight: float = 0.0  # weight of cross-entropy with labels in stage 2 (labelled data only)
     seed: int = 0
@@ -148,7 +149,10 @@ def train_stage1(
     _set_trainable(model, [layer])
     teacher_head.eval().requires_grad_(False)
     named = list(layer.named_parameters())
-    main = torch.optim.Adam([p for n, p in named if not n.endswith("quantiles")], lr=cfg.lr)
+    density = [p for n, p in named if n.startswith("entropy_bottleneck.") and not n.endswith("quantiles")]
+    transforms = [p for n, p in named if not n.startswith("entropy_bottleneck.")]
+    main = torch.optim.Adam([{"params": transforms}, {"params": density, "lr": cfg.lr * cfg.density_lr_factor}],
+                            lr=cfg.lr)
     aux = torch.optim.Adam([p for n, p in named if n.endswith("quantiles")], lr=cfg.aux_lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(main, max(cfg.stage1_steps, 1), eta_min=cfg.lr / 20)
     log, start = StageLog(), time.perf_counter()

@@ -61,7 +61,8 @@ def _small_qdq(weight_axis: int = 0, op: str = "Relu", weight_dq: bool = True) -
              helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"])]
     if weight_dq:
         nodes.append(helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=weight_axis))
-    nodes += [helper.make_node("Conv", ["xd", "wd" if weight_dq else "wf"], ["y"]), helper.make_node(op, ["y"], ["out"])]
+    nodes += [helper.make_node("Conv", ["xd", "wd" if weight_dq else "wf"], ["y"]),
+              helper.make_node(op, ["y"], ["out"])]
     inits = [w, ws, wz, s, z, numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "wf")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)

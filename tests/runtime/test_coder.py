@@ -1,9 +1,12 @@
-"""RansCoder against real CompressAI: byte-identical streams, exact round trips, safe refusals, no torch."""
+"""RansCoder's two coders (native ``_rans.c`` and CompressAI's extension) against real CompressAI: byte-identical
+streams that decode with either coder, exact round trips, safe refusals, a fuzzed native decoder, no torch."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -11,16 +14,21 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 
 from sc2edge.errors import BundleError, Sc2edgeError, StreamError
+from sc2edge.runtime import _rans
 from sc2edge.runtime import coder as coder_module
 from sc2edge.runtime.coder import (
     MAX_ABS_SYMBOL,
     MAX_SYMBOLS,
+    MIN_SYMBOLS,
     EntropyTables,
     RansCoder,
     available_coders,
     coder_label,
     max_payload_bytes,
 )
+
+CODERS = ("native", "compressai")
+INT32 = np.iinfo(np.int32)
 
 
 def _bottleneck(varied: bool) -> EntropyBottleneck:
@@ -41,8 +49,18 @@ def bottleneck(request) -> EntropyBottleneck:
 
 
 @pytest.fixture(scope="module")
-def coder(bottleneck) -> RansCoder:
-    return RansCoder(EntropyTables.from_bottleneck(bottleneck))
+def tables(bottleneck) -> EntropyTables:
+    return EntropyTables.from_bottleneck(bottleneck)
+
+
+@pytest.fixture(scope="module", params=CODERS)
+def coder(request, tables) -> RansCoder:
+    return RansCoder(tables, request.param)
+
+
+@pytest.fixture(scope="module")
+def coders(tables) -> dict[str, RansCoder]:
+    return {name: RansCoder(tables, name) for name in CODERS}
 
 
 def _symbols(eb: EntropyBottleneck, y: torch.Tensor) -> np.ndarray:
@@ -71,6 +89,17 @@ def _check_against_compressai(eb: EntropyBottleneck, coder: RansCoder, y: torch.
     return payload
 
 
+def _extreme_latent(magnitude: float, shape: tuple[int, int] = (30, 31), seed: int = 2) -> torch.Tensor:
+    """Gaussian values with 10% of them, and two per channel, at +-magnitude (escape coded)."""
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.randn(1, 24, *shape, generator=generator)
+    extreme = torch.rand(y.shape, generator=generator) < 0.1
+    y[extreme] = magnitude * torch.sign(torch.randn(int(extreme.sum()), generator=generator))
+    y[0, :, 0, 0] = magnitude  # every channel escapes at least once, upwards and downwards
+    y[0, :, 0, 1] = -magnitude
+    return y
+
+
 @pytest.mark.parametrize(("scale", "shape"),
                          [(0.5, (55, 55)), (3.0, (55, 55)), (20.0, (14, 9)), (1.0, (1, 1))])
 def test_encode_is_byte_identical_to_entropy_bottleneck_compress(bottleneck, coder, scale, shape):
@@ -82,14 +111,8 @@ def test_encode_is_byte_identical_to_entropy_bottleneck_compress(bottleneck, cod
 @pytest.mark.parametrize("magnitude", [60.0, 1e3, 1e5, float(MAX_ABS_SYMBOL // 2)])
 def test_escape_path_is_byte_identical_and_exact(bottleneck, coder, magnitude):
     """Values far outside the tables go through CompressAI's escape (bypass) coding."""
-    generator = torch.Generator().manual_seed(2)
-    y = torch.randn(1, 24, 30, 31, generator=generator)
-    extreme = torch.rand(y.shape, generator=generator) < 0.1
-    y[extreme] = magnitude * torch.sign(torch.randn(int(extreme.sum()), generator=generator))
-    y[0, :, 0, 0] = magnitude  # every channel escapes at least once, upwards and downwards
-    y[0, :, 0, 1] = -magnitude
-    payload = _check_against_compressai(bottleneck, coder, y)
-    typical = _check_against_compressai(bottleneck, coder, torch.randn(1, 24, 30, 31, generator=generator))
+    payload = _check_against_compressai(bottleneck, coder, _extreme_latent(magnitude))
+    typical = _check_against_compressai(bottleneck, coder, torch.randn(1, 24, 30, 31))
     assert len(payload) > len(typical)
 
 
@@ -103,29 +126,65 @@ def test_table_edges(bottleneck, coder):
     _check_against_compressai(bottleneck, coder, y)
 
 
-def test_encode_refuses_what_compressai_cannot_code(coder):
+@pytest.mark.parametrize(("scale", "magnitude"), [(1.0, None), (8.0, None), (1.0, 300.0),
+                                                  (1.0, float(MAX_ABS_SYMBOL - 64))])
+def test_streams_decode_with_either_coder(bottleneck, coders, scale, magnitude):
+    """A stream written by one coder decodes with the other (both directions), realistic to extreme latents."""
+    torch.manual_seed(4)
+    y = torch.randn(1, 24, 55, 55) * scale if magnitude is None else _extreme_latent(magnitude, (55, 55), seed=4)
+    symbols = _symbols(bottleneck, y)
+    with torch.no_grad():
+        reference = bottleneck.compress(y)[0]
+    for writer, reader in itertools.permutations(CODERS):
+        payload = coders[writer].encode(symbols)
+        assert payload == reference, writer
+        np.testing.assert_array_equal(coders[reader].decode(payload, symbols.shape), symbols)
+
+
+def test_encode_refuses_bad_input(coder):
     good = np.zeros((24, 4, 4), np.int32)
     for bad, message in [(good.astype(np.int64), "int32"), (good[:5], "shape"), (good[0], "shape"),
-                         (np.zeros((2, 1, 1), np.int32), "shape")]:
+                         (np.zeros((2, 1, 1), np.int32), "shape"), (np.zeros((24, 0, 3), np.int32), "symbols")]:
         with pytest.raises(Sc2edgeError, match=message):
             coder.encode(bad)
-    for value in (MAX_ABS_SYMBOL + 1, -MAX_ABS_SYMBOL - 1, np.iinfo(np.int32).min):
+    varied = (np.arange(24 * 4 * 4, dtype=np.int32).reshape(24, 4, 4) % 7 - 3)[:, ::2, ::-1]  # not contiguous
+    np.testing.assert_array_equal(coder.decode(coder.encode(varied), (24, 2, 4)), varied)
+
+
+def test_compressai_coder_refuses_what_it_cannot_code_and_native_codes_every_int32(tables, coders):
+    """CompressAI loops forever on escapes >= 2**28 (|symbol| ~ 2**27): refused there, exact with the native coder,
+    whose streams stay within max_payload_bytes even when every symbol is the most expensive int32."""
+    good = np.zeros((24, 4, 4), np.int32)
+    for value in (MAX_ABS_SYMBOL + 1, -MAX_ABS_SYMBOL - 1, 1 << 27, 1 << 28, INT32.min, INT32.max):
         extreme = good.copy()
         extreme[3, 1, 2] = value
+        extreme[7, 0, 0] = -value if value != INT32.min else INT32.max
         with pytest.raises(Sc2edgeError, match="beyond"):
-            coder.encode(extreme)
+            coders["compressai"].encode(extreme)
+        np.testing.assert_array_equal(coders["native"].decode(coders["native"].encode(extreme), good.shape), extreme)
+    worst = np.full((24, 9, 9), INT32.min, np.int32)
+    worst[::2] = INT32.max
+    payload = coders["native"].encode(worst)
+    assert len(payload) <= max_payload_bytes(worst.size)
+    np.testing.assert_array_equal(coders["native"].decode(payload, worst.shape), worst)
 
 
-def test_tiny_latents_are_refused_not_overrun():
-    """CompressAI's encoder corrupts its heap for 1 symbol; 3 is the smallest count the coder accepts."""
-    tables = EntropyTables.from_bottleneck(_bottleneck(varied=False))
+def test_tiny_latents(tables):
+    """CompressAI's encoder corrupts its heap for 1 symbol: its path needs 3; the native coder codes any count."""
     one_channel = EntropyTables(tables.quantized_cdf[:1], tables.cdf_length[:1], tables.offset[:1],
                                 tables.medians[:1])
-    small = RansCoder(one_channel)
-    with pytest.raises(Sc2edgeError, match="3 to"):
-        small.encode(np.zeros((1, 1, 2), np.int32))
+    native, compressai = RansCoder(one_channel, "native"), RansCoder(one_channel, "compressai")
+    with pytest.raises(Sc2edgeError, match=f"{MIN_SYMBOLS} to"):
+        compressai.encode(np.zeros((1, 1, 2), np.int32))
+    with pytest.raises(StreamError, match=f"{MIN_SYMBOLS} to"):
+        compressai.decode(bytes(4) + b"\0\0\0\x80", (1, 1, 1))
+    for symbols in ([[[0]]], [[[-7000]]], [[[INT32.max, 5]]]):
+        symbols = np.array(symbols, np.int32)
+        np.testing.assert_array_equal(native.decode(native.encode(symbols), symbols.shape), symbols)
     symbols = np.array([[[0, 500, -500]]], np.int32)
-    np.testing.assert_array_equal(small.decode(small.encode(symbols), (1, 1, 3)), symbols)
+    for writer, reader in itertools.product((native, compressai), repeat=2):
+        np.testing.assert_array_equal(reader.decode(writer.encode(symbols), (1, 1, 3)), symbols)
+    assert native.encode(symbols) == compressai.encode(symbols)
 
 
 def test_decode_refuses_impossible_payloads(coder):
@@ -146,32 +205,162 @@ def test_decode_refuses_impossible_payloads(coder):
     np.testing.assert_array_equal(coder.decode(bytearray(payload), shape), np.zeros(shape, np.int32))
 
 
-def test_padding_bound_covers_every_read(coder):
-    """Words past the proven bound never influence decoding, even for payloads built to read far.
+def test_native_decoder_reports_corrupt_payloads(bottleneck, coders):
+    """Unlike CompressAI's, the native decoder checks a stream's end: extra or missing words and nearly every
+    flipped bit are a StreamError (a flip that still decodes yields other symbols: rANS is a bijection; the
+    raw nibbles of escaped values are plain bits, so flips there go unnoticed: this latent has few escapes)."""
+    native = coders["native"]
+    torch.manual_seed(5)
+    symbols = _symbols(bottleneck, torch.randn(1, 24, 8, 8) * 3)
+    payload = native.encode(symbols)
+    with pytest.raises(StreamError, match="4 bytes left after the last symbol"):
+        native.decode(payload + bytes(4), symbols.shape)
+    with pytest.raises(StreamError, match="truncated|corrupt"):
+        native.decode(payload[:-4], symbols.shape)
+    rng = np.random.default_rng(5)
+    refused = 0
+    for bit in rng.choice(8 * len(payload), 200, replace=False):
+        flipped = bytearray(payload)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        try:
+            decoded = native.decode(flipped, symbols.shape)
+        except StreamError:
+            refused += 1
+        else:
+            assert not np.array_equal(decoded, symbols)
+    assert refused >= 180
+
+
+def test_native_module_checks_its_arguments(tables):
+    """The extension is safe on its own: wrong buffers and invalid tables raise, nothing is read out of bounds."""
+    cdf, lengths, offsets = tables.quantized_cdf, tables.cdf_length, tables.offset
+    symbols = np.zeros(24 * 6, np.int32)
+    payload = _rans.encode(symbols, cdf, lengths, offsets, 6)
+    out = np.empty_like(symbols)
+    bad_cdf = cdf.copy()
+    bad_cdf[5, 2] = bad_cdf[5, 1]
+    bad_calls = [
+        (TypeError, lambda: _rans.encode(symbols.astype(np.int64), cdf, lengths, offsets, 6)),
+        (TypeError, lambda: _rans.encode(symbols, cdf.ravel(), lengths, offsets, 6)),
+        (ValueError, lambda: _rans.encode(symbols, cdf, lengths, offsets, 5)),
+        (ValueError, lambda: _rans.encode(symbols, cdf, lengths, offsets, 0)),
+        (ValueError, lambda: _rans.encode(symbols, cdf, lengths[:5], offsets, 6)),
+        (ValueError, lambda: _rans.encode(symbols, bad_cdf, lengths, offsets, 6)),
+        (ValueError, lambda: _rans.encode(symbols, cdf, lengths + cdf.shape[1], offsets, 6)),
+        ((TypeError, ValueError, BufferError), lambda: _rans.encode(np.zeros(48 * 6, np.int32)[::2], cdf, lengths,
+                                                                    offsets, 6)),
+        ((TypeError, ValueError, BufferError), lambda: _rans.decode(payload, symbols.copy().view(np.float32),
+                                                                    cdf, lengths, offsets, 6)),
+        ((TypeError, ValueError, BufferError), lambda: _rans.decode(payload, np.frombuffer(bytes(4 * 144), np.int32),
+                                                                    cdf, lengths, offsets, 6)),
+        (ValueError, lambda: _rans.decode(payload[:6], out, cdf, lengths, offsets, 6)),
+        (ValueError, lambda: _rans.decode(payload, out, bad_cdf, lengths, offsets, 6)),
+        (ValueError, lambda: _rans.decode(payload, out[:-1], cdf, lengths, offsets, 6)),
+    ]
+    for error, call in bad_calls:
+        with pytest.raises(error):
+            call()
+    _rans.decode(payload, out, cdf, lengths, offsets, 6)
+    np.testing.assert_array_equal(out, symbols)
+
+
+def test_padding_bound_covers_every_read(coders):
+    """CompressAI's decoder: words past the proven bound never influence decoding, even for payloads built to
+    read far.
 
     Each payload is decoded twice: followed by exactly the proven number of zero words and then 0xFF words
     (which would change the symbols if read), and followed by far more zero words (reference).
     """
-    ans = coder_module._ans_module()
-    decoder = ans.RansDecoder()
+    impl = coders["compressai"].impl
+    decoder = coder_module._ans_module().RansDecoder()
     rng = np.random.default_rng(3)
     shape = (24, 6, 7)
     count = 24 * 6 * 7
-    indexes = coder._channel_indexes(shape)
+    indexes = impl.channel_indexes(shape)
     payloads = [b"\xff" * 8 * k for k in (1, 4, 64)]  # all 15-nibbles: the longest bypass runs
     payloads += [b"\xff" * 8 + rng.integers(0, 256, 4 * k, dtype=np.uint8).tobytes() for k in (1, 10, 100)]
     payloads += [b"\x00\x00\x00\x80" * 2 + b"\xff\xff\xff\x0f" * 16]
     for payload in payloads:
         bound = 4 * coder_module._decoder_padding_words(count, len(payload) // 4)
-        args = (indexes, coder._cdfs, coder._cdf_lengths, coder._offsets)
+        args = (indexes, impl.cdfs, impl.cdf_lengths, impl.offsets)
         fenced = decoder.decode_with_indexes(payload + bytes(bound) + b"\xff" * 4096, *args)
         reference = decoder.decode_with_indexes(payload + bytes(bound + (1 << 20)), *args)
         assert fenced == reference
-        np.testing.assert_array_equal(coder.decode(payload, shape).ravel(), reference)
+        np.testing.assert_array_equal(coders["compressai"].decode(payload, shape).ravel(), reference)
+        with pytest.raises(StreamError):  # the native decoder sees them for what they are
+            coders["native"].decode(payload, shape)
 
 
-def test_tables_save_load_and_hash(tmp_path, coder):
-    tables = coder.tables
+_FUZZ = """
+import sys, time
+import numpy as np
+from sc2edge.errors import StreamError
+from sc2edge.runtime.coder import EntropyTables, RansCoder
+coder = RansCoder(EntropyTables.load(sys.argv[1]), "native")
+rng = np.random.default_rng(int(sys.argv[2]))
+shapes = [(24, 1, 1), (24, 3, 5), (24, 16, 16)]
+valid = {}
+for shape in shapes:
+    symbols = np.round(rng.laplace(size=shape) * 4).astype(np.int32)
+    symbols.flat[::7] = rng.integers(-(1 << 31), 1 << 31, symbols.size, dtype=np.int64)[::7]
+    valid[shape] = (symbols, coder.encode(symbols))
+payloads = []
+for _ in range(3000):  # random words
+    shape = shapes[rng.integers(len(shapes))]
+    words = rng.integers(2, max(3, len(valid[shape][1]) // 4 + 8))
+    payloads.append((shape, rng.integers(0, 256, 4 * words, dtype=np.uint8).tobytes()))
+for shape, (symbols, payload) in valid.items():
+    for cut in range(8, len(payload), 4):  # every truncation, with and without random tails
+        payloads.append((shape, payload[:cut]))
+        payloads.append((shape, payload[:cut] + rng.integers(0, 256, 4, dtype=np.uint8).tobytes()))
+    for fill in (b"\\xff", b"\\x00", b"\\x0f", b"\\xf0", b"\\x80"):  # long escape runs, zero reads, ...
+        payloads.append((shape, b"\\xff" * 8 + fill * (len(payload) - 8)))
+        payloads.append((shape, b"\\x00\\x00\\x00\\x80\\x00\\x00\\x00\\x00" + fill * (len(payload) - 8)))
+    for _ in range(300):  # random words spliced into a valid stream
+        spliced = bytearray(payload)
+        at = 4 * rng.integers(len(payload) // 4)
+        spliced[at:at + 4] = rng.integers(0, 256, 4, dtype=np.uint8).tobytes()
+        payloads.append((shape, bytes(spliced)))
+outcomes = {"ok": 0, "error": 0}
+start = time.perf_counter()
+for shape, payload in payloads:
+    try:
+        decoded = coder.decode(payload, shape)
+        assert decoded.shape == shape and decoded.dtype == np.int32
+        outcomes["ok"] += 1
+    except StreamError:
+        outcomes["error"] += 1
+for shape, (symbols, payload) in valid.items():
+    assert (coder.decode(payload, shape) == symbols).all()
+print(len(payloads), outcomes["ok"], outcomes["error"], f"{time.perf_counter() - start:.2f}")
+"""
+
+
+def test_native_decoder_fuzz_in_subprocess(tmp_path, tables):
+    """Random and crafted payloads: each decodes or raises StreamError; no crash, no hang (in a subprocess)."""
+    tables.save(tmp_path / "tables.npz")
+    done = subprocess.run([sys.executable, "-c", _FUZZ, str(tmp_path / "tables.npz"), "6"], capture_output=True,
+                          timeout=300, text=True)
+    assert done.returncode == 0, done.stderr
+    total, ok, errors, _ = done.stdout.split()
+    assert int(total) == int(ok) + int(errors) > 4000
+    assert int(errors) > 0.9 * int(total)
+
+
+def test_native_coder_runs_in_threads(bottleneck, coders):
+    """The native coder releases the GIL and keeps no state: concurrent calls give the sequential results."""
+    latents = [_symbols(bottleneck, torch.randn(1, 24, 20, 20) * s) for s in (0.5, 2.0, 9.0, 40.0)] * 4
+    native = coders["native"]
+    expected = [native.encode(symbols) for symbols in latents]
+    with ThreadPoolExecutor(4) as pool:
+        payloads = list(pool.map(native.encode, latents))
+        decoded = list(pool.map(lambda p: native.decode(p, (24, 20, 20)), payloads))
+    assert payloads == expected
+    for symbols, values in zip(latents, decoded, strict=True):
+        np.testing.assert_array_equal(values, symbols)
+
+
+def test_tables_save_load_and_hash(tmp_path, tables):
     tables.save(tmp_path / "tables.npz")
     loaded = EntropyTables.load(tmp_path / "tables.npz")
     for name in ("quantized_cdf", "cdf_length", "offset", "medians"):
@@ -231,34 +420,69 @@ def test_tables_load_rejects_non_npz(tmp_path):
         EntropyTables.load(tmp_path / "array.npy")
 
 
-def test_named_coders():
-    assert available_coders() == ["rans64"]
-    assert coder_label("rans64") == "compressai-rans64"
-    with pytest.raises(Sc2edgeError, match=r'Unknown entropy coder "range" \(available: rans64\)'):
-        coder_label("range")
+def test_named_coders(tables):
+    assert available_coders() == ["native", "compressai"]
+    assert coder_label() == coder_label("native") == coder_label("compressai") == "compressai-rans64"
+    assert RansCoder(tables).name == "native"
+    for call in (lambda: coder_label("range"), lambda: RansCoder(tables, "range")):
+        with pytest.raises(Sc2edgeError, match=r'Unknown entropy coder "range" \(known: native, compressai\)'):
+            call()
 
 
-def test_missing_compressai_is_a_clear_error(monkeypatch):
+def _unavailable(message: str):
+    def load():
+        raise Sc2edgeError(message)
+    return load
+
+
+def test_missing_coders_fall_back_or_fail_clearly(monkeypatch, tables):
+    monkeypatch.setattr(coder_module, "_native_module", _unavailable("native coder is not built"))
+    assert available_coders() == ["compressai"]
+    assert RansCoder(tables).name == "compressai"
+    with pytest.raises(Sc2edgeError, match="not built"):
+        RansCoder(tables, "native")
+    monkeypatch.setattr(coder_module, "_ans_module", _unavailable("compressai is missing"))
+    assert available_coders() == []
+    with pytest.raises(Sc2edgeError, match="no rANS coder is available: native coder is not built; compressai is"):
+        RansCoder(tables)
+
+
+def test_missing_compressai_is_a_clear_error(monkeypatch, tables):
     coder_module._ans_module.cache_clear()
     monkeypatch.delitem(sys.modules, "compressai.ans", raising=False)
     monkeypatch.setattr(coder_module.importlib.util, "find_spec", lambda name: None)
     try:
         with pytest.raises(Sc2edgeError, match="pip install --no-deps compressai"):
             coder_module._ans_module()
+        assert available_coders() == ["native"]
+        assert RansCoder(tables).name == "native"
     finally:
         coder_module._ans_module.cache_clear()
+
+
+def test_native_module_import_is_a_clear_error(monkeypatch):
+    coder_module._native_module.cache_clear()
+    monkeypatch.setitem(sys.modules, "sc2edge.runtime._rans", None)  # makes the import fail
+    try:
+        with pytest.raises(Sc2edgeError, match="native rANS coder sc2edge.runtime._rans is not built"):
+            coder_module._native_module()
+    finally:
+        coder_module._native_module.cache_clear()
 
 
 _NO_TORCH = """
 import sys
 import numpy as np
 from sc2edge.runtime.coder import EntropyTables, RansCoder
-coder = RansCoder(EntropyTables.load(sys.argv[1]))
+name = sys.argv[2]
+coder = RansCoder(EntropyTables.load(sys.argv[1]), None if name == "native" else name)
+assert coder.name == name
 symbols = np.arange(-50, 50, dtype=np.int32).repeat(3 * 24)[:24 * 100].reshape(24, 10, 10)
 payload = coder.encode(symbols)
 assert (coder.decode(payload, symbols.shape) == symbols).all()
 assert "torch" not in sys.modules, "torch was imported"
 assert "compressai" not in sys.modules, "compressai/__init__.py was executed"
+assert ("compressai.ans" in sys.modules) == (name == "compressai"), "the default coder loaded CompressAI's"
 # CompressAI imported later in the same process shares the extension already loaded (no double init).
 import torch
 from compressai.entropy_models import EntropyBottleneck
@@ -268,10 +492,11 @@ sys.stdout.buffer.write(payload)
 """
 
 
-def test_coder_imports_no_torch_and_coexists_with_compressai(tmp_path, bottleneck):
+@pytest.mark.parametrize("name", CODERS)
+def test_coder_imports_no_torch_and_coexists_with_compressai(tmp_path, bottleneck, name):
     tables = EntropyTables.from_bottleneck(bottleneck)
     tables.save(tmp_path / "tables.npz")
-    done = subprocess.run([sys.executable, "-c", _NO_TORCH, str(tmp_path / "tables.npz")],
+    done = subprocess.run([sys.executable, "-c", _NO_TORCH, str(tmp_path / "tables.npz"), name],
                           capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     symbols = np.arange(-50, 50, dtype=np.int32).repeat(3 * 24)[:24 * 100].reshape(24, 10, 10)
