@@ -1,21 +1,25 @@
 """Entropy coding cost for one Entropic Student latent (24 x 55 x 55 = 72,600 symbols), one thread.
 
-Compares the paper's path (``EntropyBottleneck.compress``, which converts tensors and tables to Python lists on
-every call) with ``RansCoder`` (tables converted once, indexes cached, symbols via ``ndarray.tolist()``), the
-bare compiled coder with every list prepared in advance (the floor), and the decoders (ours pads the payload
-with zeros so that a crafted stream cannot make CompressAI's decoder read past it; see runtime/coder.py).
+Compares the paper's path (``EntropyBottleneck.compress`` / ``decompress``, which convert tensors and tables to
+Python lists on every call) with ``RansCoder``'s two coders, which write the same bytes: "native" (runtime/_rans.c:
+numpy buffers in and out, bounds-checked decoding) and "compressai" (CompressAI's compiled coder: tables converted
+once, symbols via ``ndarray.tolist()``, the payload zero-padded so a crafted stream cannot make it read past it),
+plus CompressAI's bare coder with every list prepared in advance (the floor of that path).
 
 The latent is Laplacian per channel (scales 0.05..1, the shape of trained factorized-prior latents) and the
 EntropyBottleneck's density is fitted to it for a few hundred steps, so the rate (bits per symbol) and the
-share of escaped values are those of a trained model rather than of random tables.
+share of escaped values are those of a trained model rather than of random tables. The stages are measured in
+interleaved rounds, so that load from other processes spreads over all of them; the table gives the lowest
+sample of all rounds (least affected by load) and the median of the rounds' medians.
 
-Usage: python bench/bench_coder.py [--quick] [--fit-steps 300]
+Usage: python bench/bench_coder.py [--quick] [--rounds 5] [--fit-steps 300]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch (and numpy) start their thread pools
 
@@ -53,10 +57,12 @@ def fitted_bottleneck(y: torch.Tensor, steps: int) -> EntropyBottleneck:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few runs only (smoke test)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved measuring rounds. Defaults to 5.")
     parser.add_argument("--fit-steps", type=int, default=300, help="density fitting steps. Defaults to 300.")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    config = TimingConfig.quick() if args.quick else TimingConfig(min_time_s=2.0, min_count=50)
+    config = TimingConfig.quick() if args.quick else TimingConfig(min_time_s=0.5, min_count=50)
+    rounds = 1 if args.quick else args.rounds
 
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
@@ -66,34 +72,42 @@ def main(argv: list[str] | None = None) -> int:
     eb = fitted_bottleneck(y, args.fit_steps)
 
     tables = EntropyTables.from_bottleneck(eb)
-    coder = RansCoder(tables)
+    native, compressai = RansCoder(tables, "native"), RansCoder(tables, "compressai")
     symbols = torch.round(y - eb.quantiles[:, 0, 1].detach().reshape(1, -1, 1, 1)).int()[0].numpy()
     with torch.no_grad():
         reference = eb.compress(y)[0]
-    payload = coder.encode(symbols)
-    assert payload == reference, "RansCoder.encode differs from EntropyBottleneck.compress"
-    assert (coder.decode(payload, SHAPE) == symbols).all()
+    for coder in (native, compressai):
+        payload = coder.encode(symbols)
+        assert payload == reference, f"RansCoder({coder.name}).encode differs from EntropyBottleneck.compress"
+        for reader in (native, compressai):
+            assert (reader.decode(payload, SHAPE) == symbols).all()
 
     ans = _ans_module()
     encoder, decoder = ans.RansEncoder(), ans.RansDecoder()
-    symbol_list, indexes = symbols.ravel().tolist(), coder._channel_indexes(SHAPE)
-    tables_lists = (tables.quantized_cdf.tolist(), tables.cdf_length.tolist(), tables.offset.tolist())
+    impl = compressai.impl
+    symbol_list, indexes = symbols.ravel().tolist(), impl.channel_indexes(SHAPE)
+    tables_lists = (impl.cdfs, impl.cdf_lengths, impl.offsets)
     escaped = (symbols < tables.offset[:, None, None]) | (
         symbols >= (tables.offset + tables.cdf_length - 2)[:, None, None])
 
     stages = {
-        "eb.compress(y) (paper's path)": lambda: eb.compress(y),
-        "RansCoder.encode(symbols)": lambda: coder.encode(symbols),
-        "raw encode_with_indexes, lists ready": lambda: encoder.encode_with_indexes(symbol_list, indexes,
+        "encode: eb.compress(y) (paper's path)": lambda: eb.compress(y),
+        "encode: RansCoder native": lambda: native.encode(symbols),
+        "encode: RansCoder compressai": lambda: compressai.encode(symbols),
+        "encode: bare CompressAI, lists ready": lambda: encoder.encode_with_indexes(symbol_list, indexes,
                                                                                     *tables_lists),
-        "symbols.tolist() alone": lambda: symbols.ravel().tolist(),
-        "eb.decompress(strings) (paper's path)": lambda: eb.decompress([payload], SHAPE[1:]),
-        "RansCoder.decode(payload) (padded)": lambda: coder.decode(payload, SHAPE),
-        "raw decode_with_indexes, unpadded": lambda: decoder.decode_with_indexes(payload, indexes,
-                                                                                 *tables_lists),
+        "decode: eb.decompress (paper's path)": lambda: eb.decompress([payload], SHAPE[1:]),
+        "decode: RansCoder native": lambda: native.decode(payload, SHAPE),
+        "decode: RansCoder compressai (padded)": lambda: compressai.decode(payload, SHAPE),
+        "decode: bare CompressAI, unpadded": lambda: decoder.decode_with_indexes(payload, indexes, *tables_lists),
     }
+    samples: dict[str, list] = {name: [] for name in stages}
     with torch.no_grad():
-        results = {name: measure(lambda _, fn=fn: fn(), [None], config) for name, fn in stages.items()}
+        for _ in range(rounds):
+            for name, fn in stages.items():
+                samples[name].append(measure(lambda _, fn=fn: fn(), [None], config))
+    mins = {name: min(stats.min for stats in runs) for name, runs in samples.items()}
+    p50s = {name: statistics.median(stats.p50 for stats in runs) for name, runs in samples.items()}
 
     record = machine_record(threads=1)
     versions = record["versions"]
@@ -104,17 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"versions: python {versions['python']}, numpy {versions['numpy']}, torch {versions['torch']}, "
           f"compressai {versions['compressai']}")
     print(f"payload {len(payload)} bytes = {8 * len(payload) / count:.3f} bits/symbol, "
-          f"{escaped.mean() * 100:.3f}% escaped; decode padding {pad / 1e6:.2f} MB; "
-          f"byte-identical to eb.compress: yes")
-    print(f"{'stage':42} {'min ms':>8} {'p50 ms':>8} {'p90 ms':>8} {'n':>5}")
-    for name, stats in results.items():
-        print(f"{name:42} {stats.min:8.3f} {stats.p50:8.3f} {stats.p90:8.3f} {stats.n:5d}")
-    p50 = [stats.p50 for stats in results.values()]
-    print(f"p50 ratios: eb.compress / RansCoder.encode {p50[0] / p50[1]:.2f}x, RansCoder.encode / raw encode "
-          f"{p50[1] / p50[2]:.2f}x, eb.decompress / RansCoder.decode {p50[4] / p50[5]:.2f}x, "
-          f"RansCoder.decode / raw decode {p50[5] / p50[6]:.2f}x")
+          f"{escaped.mean() * 100:.3f}% escaped; compressai decode padding {pad / 1e6:.2f} MB; "
+          f"both coders byte-identical to eb.compress and cross-decodable: yes")
+    print(f"{rounds} interleaved rounds; min = lowest sample of all, p50 = median of the rounds' medians")
+    print(f"{'stage':42} {'min ms':>8} {'p50 ms':>8} {'n':>6}")
+    for name, runs in samples.items():
+        print(f"{name:42} {mins[name]:8.3f} {p50s[name]:8.3f} {sum(stats.n for stats in runs):6d}")
+    for kind, paper in (("encode", "encode: eb.compress(y) (paper's path)"),
+                        ("decode", "decode: eb.decompress (paper's path)")):
+        ours = f"{kind}: RansCoder native"
+        others = [name for name in stages if name.startswith(kind) and name not in (paper, ours)]
+        ratios = ", ".join(f"{name.split(': ')[1]} {p50s[name] / p50s[ours]:.1f}x (min {mins[name] / mins[ours]:.1f}x)"
+                           for name in [paper, *others])
+        print(f"{kind}, native is faster than: {ratios} (p50 ratios)")
     print(f"load average during the run: {', '.join(f'{v:.2f}' for v in os.getloadavg())} "
-          f"on {os.cpu_count()} cores (other processes inflate p50/p90; min is the least affected)")
+          f"on {os.cpu_count()} cores (other processes inflate p50; min is the least affected)")
     return 0
 
 

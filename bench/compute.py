@@ -211,7 +211,7 @@ def _count_module(fn, *inputs) -> tuple[int, int]:
     return total // 2, dense // 2
 
 
-def count_torch(model_name: str, height: int, width: int) -> dict[str, StageCount]:
+def count_torch(model_name: str, channels: int, height: int, width: int) -> dict[str, StageCount]:
     """Count the registered model's device, decoder and tail stages at one input size.
 
     The stages are the exported modules (GDN folded, median and rounding included) so the count lines up with
@@ -224,7 +224,7 @@ def count_torch(model_name: str, height: int, width: int) -> dict[str, StageCoun
 
     model = get_model(model_name).model
     device, server = DeviceGraph(model).eval(), ServerGraph(model).eval()
-    image = torch.zeros(1, 3, height, width)
+    image = torch.zeros(1, channels, height, width)
     with torch.no_grad():
         symbols = device(image)
         features = server.decoder(symbols.to(torch.float32) + server.medians)

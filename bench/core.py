@@ -22,7 +22,7 @@ from sc2edge.bench.size import ImageSize, image_size, summarize
 from sc2edge.bench.timing import TimingConfig
 from sc2edge.bench.worker import load_streams
 from sc2edge.errors import Sc2edgeError
-from sc2edge.photos import list_images, system_photos
+from sc2edge.photos import IMAGE_SUFFIXES, list_images, system_photos
 from sc2edge.runtime import Bundle, unpack_stream
 from sc2edge.runtime.backends import canonical_backend
 
@@ -42,7 +42,8 @@ class BenchConfig:
         backends (tuple[str, ...]): runtimes. Defaults to ("onnxruntime",).
         precisions (tuple[str, ...]): graph precisions. Defaults to ("fp32",).
         threads (int | None): intra-op threads everywhere, recorded. Defaults to None (all cores).
-        images (tuple[Path, ...]): image files; empty means the offline photos. Defaults to ().
+        images (tuple[Path, ...]): image files, folders or file lists ("path [label]" lines); empty means
+            the offline photos. Defaults to ().
         links (tuple[str, ...]): link profile names; empty means all. Defaults to ().
         links_file (Path | None): link profiles instead of the packaged ``links.yaml``. Defaults to None.
         quick (bool): a few runs per stage, two images (CI smoke test). Defaults to False.
@@ -51,6 +52,8 @@ class BenchConfig:
         torch_baseline (bool): measure the paper's PyTorch eager path too. Defaults to True.
         codecs (tuple[tuple[str, int], ...]): image codecs and qualities for the send-the-image alternative.
             Defaults to JPEG q75 and WebP q80.
+        timing (TimingConfig): warm-up and repeats. Defaults to TimingConfig() (TimingConfig.quick() with quick).
+        labels_file (Path | None): class labels of the images (JSON or "path label" lines). Defaults to None.
     """
 
     bundles: tuple[Path, ...]
@@ -66,6 +69,8 @@ class BenchConfig:
     torch_baseline: bool = True
     codecs: tuple[tuple[str, int], ...] = DEFAULT_CODECS
     timing: TimingConfig = field(default_factory=TimingConfig)
+    labels_file: Path | None = None
+    labels: tuple[int, ...] | None = None  # filled by validate() when the images carry labels
 
     def validate(self) -> BenchConfig:
         if not self.bundles:
@@ -78,41 +83,58 @@ class BenchConfig:
         if threads < 1:
             raise Sc2edgeError(f"--threads must be positive, got {threads}")
         limit = self.max_images or (QUICK_MAX_IMAGES if self.quick else DEFAULT_MAX_IMAGES)
-        images = _resolve_images(self.images)[:limit]
+        images, labels = _resolve_images(self.images, self.labels_file)
         bad_codecs = [c for c, q in self.codecs if c not in ("jpeg", "webp") or not 1 <= q <= 100]
         if bad_codecs:
             raise Sc2edgeError(f'unsupported codec "{bad_codecs[0]}" (jpeg or webp, quality 1..100)')
         return BenchConfig(
             bundles=tuple(Path(b) for b in self.bundles), backends=backends,
-            precisions=tuple(dict.fromkeys(self.precisions)), threads=threads, images=tuple(images),
+            precisions=tuple(dict.fromkeys(self.precisions)), threads=threads, images=tuple(images[:limit]),
+            labels=tuple(labels[:limit]) if labels else None, labels_file=self.labels_file,
             links=self.links, links_file=self.links_file, quick=self.quick, out_dir=Path(self.out_dir),
             max_images=limit, torch_baseline=self.torch_baseline, codecs=self.codecs,
             timing=TimingConfig.quick() if self.quick else self.timing)
 
 
-def _resolve_images(images: tuple[Path, ...]) -> list[Path]:
+def _resolve_images(images: tuple[Path, ...], labels_file: Path | None) -> tuple[list[Path], list[int] | None]:
+    """Image paths from files, folders (searched recursively) and file lists, and their class labels when
+    known: from a labels file, a labelled file list, or class-index folder names."""
     if not images:
         found = system_photos()
         if not found:
             raise Sc2edgeError("no images: pass --images DIR (no offline photos are installed here)")
-        return found
+        images = tuple(found)
     paths: list[Path] = []
+    labels: dict[Path, int] = {}
     for item in map(Path, images):
         if item.is_dir():
             paths += list_images(item)
-        elif item.is_file():
+        elif item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
             paths.append(item)
+        elif item.is_file():  # a file list: "path [label]" per line, as calibration and check-quant take
+            listed, listed_labels = _calibrate_data(item).read_file_list(item)
+            paths += listed
+            labels.update(listed_labels)
         else:
-            raise Sc2edgeError(f"image file or folder not found: {item}")
+            raise Sc2edgeError(f"image file, folder or file list not found: {item}")
     if not paths:
         raise Sc2edgeError(f"no images found in {', '.join(map(str, images))}")
-    return paths
+    if labels_file is not None:
+        labels = _calibrate_data(labels_file).load_labels(labels_file, paths, Path(images[0]))
+    if labels and all(p in labels for p in paths):
+        return paths, [labels[p] for p in paths]
+    folders = [p.parent.name for p in paths]
+    return paths, [int(n) for n in folders] if all(n.isdigit() for n in folders) else None
 
 
-def _labels(images: tuple[Path, ...]) -> list[int] | None:
-    """Class indexes when every image sits in a folder named by its class index (ImageFolder-style)."""
-    names = [p.parent.name for p in images]
-    return [int(n) for n in names] if names and all(n.isdigit() for n in names) else None
+def _calibrate_data(source: Path):
+    """sc2edge.calibrate.data, which reads file lists and labels; it needs the full install (it imports torch)."""
+    try:
+        from sc2edge.calibrate import data
+    except ImportError as exc:
+        raise Sc2edgeError(f"reading {source} needs sc2edge[full] ({exc}); pass image files or folders "
+                           "(class-index folder names give labels) instead") from exc
+    return data
 
 
 class Workers:
@@ -182,7 +204,7 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
         notes.append("onnx-tool is not installed (pip install sc2edge[bench]): ONNX-side counts n/a")
     torch_counts: dict[str, compute.StageCount] = {}
     try:
-        torch_counts = compute.count_torch(bundle.name, h, w)
+        torch_counts = compute.count_torch(bundle.name, manifest["input"]["channels"], h, w)
         torch_counts["server"] = compute.StageCount(
             macs=torch_counts["decoder"].macs + torch_counts["tail"].macs,
             dense_macs=torch_counts["decoder"].dense_macs + torch_counts["tail"].dense_macs,
@@ -237,7 +259,8 @@ def run_bench(bundles, backends=("onnxruntime",), precisions=("fp32",), threads:
         links: link profile names. Defaults to None (all in links.yaml).
         quick (bool): CI smoke-test mode. Defaults to False.
         out_dir (str | Path): report folder. Defaults to "bench-report".
-        **options: further BenchConfig fields (links_file, max_images, torch_baseline, codecs, timing).
+        **options: further BenchConfig fields (links_file, labels_file, max_images, torch_baseline, codecs,
+            timing).
 
     Returns:
         dict: the report (also written as report.json), with "files" listing what was written.
@@ -268,6 +291,7 @@ def run_bench(bundles, backends=("onnxruntime",), precisions=("fp32",), threads:
     }
     with tempfile.TemporaryDirectory(prefix="sc2edge-bench-") as tmp:
         _measure(config, opened, link_profiles, report, Workers(config, Path(tmp)))
+    report["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     report["files"] = write_reports(report, config.out_dir)
     return report
 
@@ -460,7 +484,7 @@ def _rate_accuracy(config: BenchConfig, report: dict[str, Any]) -> dict[str, Any
     fp32 = [k for k in predictions if k.endswith("/fp32")]
     reference = max(fp32 or predictions, key=lambda k: report["size"][k]["summary"]["stream_bytes"]["mean"],
                     default=None)
-    labels = _labels(config.images)
+    labels = config.labels
     points = []
     for key, top1 in predictions.items():
         entry = report["latency"][key]
@@ -471,4 +495,4 @@ def _rate_accuracy(config: BenchConfig, report: dict[str, Any]) -> dict[str, Any
                        "agreement": float(np.mean(np.array(top1) == np.array(predictions[reference]))),
                        "accuracy": float(np.mean(np.array(top1) == np.array(labels))) if labels else None})
     return {"reference": reference, "reference_rule": "FP32 configuration with the most bytes per image",
-            "labels": "folder names (class indexes)" if labels else None, "points": points}
+            "labels": len(labels) if labels else None, "points": points}

@@ -64,6 +64,7 @@ def machine_record(threads: int) -> dict[str, Any]:
         "machine": platform.machine(),
         "os": platform.platform(),
         "threads": threads,
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "versions": package_versions(),
     }
 

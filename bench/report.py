@@ -40,6 +40,8 @@ def _fmt(value: Any) -> str:
         return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
+    if isinstance(value, (list, tuple)):
+        return " / ".join(_fmt(v) for v in value)
     return str(value)
 
 
@@ -201,9 +203,13 @@ def _roofline(report: dict[str, Any]) -> Table:
 
 def _machine(report: dict[str, Any]) -> Table:
     m = report["machine"]
+    busy = max((m.get("load_average_at_start") or [0])[0], (m.get("load_average_at_end") or [0])[0]) > m["cores"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     rows = [["CPU", m["cpu_model"]], ["cores (usable)", f"{m['cores']} ({m['cores_usable']})"],
             ["threads", m["threads"]], ["memory (MB)", _mb(m["memory_bytes"])], ["OS", m["os"]],
+            ["load average (1/5/15 min) at start; at end",
+             f"{_fmt(m.get('load_average_at_start'))}; {_fmt(m.get('load_average_at_end'))}"
+             + (" (above the core count: other work competed for the CPU)" if busy else "")],
             ["versions", versions],
             ["images", f"{len(report['inputs']['images'])} (hash {report['inputs']['images_hash']})"],
             *[[f"bundle {b['model']}", f"hash {b['hash']}, beta {b['beta']}, trained {_fmt(b['trained'])}"]

@@ -1,7 +1,8 @@
 """The deployable layer: exported graph + CompressAI-compatible rANS + a safe, versioned stream container.
 
-Torch-free by design (a test checks it): a device needs numpy, Pillow, its graph runtime and CompressAI's
-compiled coder (``pip install --no-deps compressai``).
+Torch-free by design (a test checks it): a device needs numpy, Pillow and its graph runtime. The rANS coder
+is sc2edge's own bounds-checked C extension (``_rans``), byte-identical to CompressAI's; where it was not
+compiled, CompressAI's compiled coder is used instead (``pip install --no-deps compressai``).
 """
 
 from sc2edge.runtime.backends import available_backends, create_runner

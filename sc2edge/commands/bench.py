@@ -28,6 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: all cores)")
     parser.add_argument("--images", nargs="+", type=Path, default=None,
                         help="image files or folders (default: the offline photos installed here)")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help='class labels for accuracy: JSON {"image": class} or "path class" lines (default: from '
+                             "a labelled file list or class-index folder names, else top-1 agreement only)")
     parser.add_argument("--max-images", type=int, default=None, help="use at most N images (default: 8, quick: 2)")
     parser.add_argument("--link", nargs="+", default=None, help="link profiles for end-to-end latency (default: all)")
     parser.add_argument("--links-file", type=Path, default=None, help="link profiles YAML (default: bench/links.yaml)")
@@ -41,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sc2edge.bench import run_bench
 
-    options = {"links_file": args.links_file, "max_images": args.max_images,
+    options = {"links_file": args.links_file, "labels_file": args.labels, "max_images": args.max_images,
                "torch_baseline": not args.no_torch_baseline}
     if args.codec:
         options["codecs"] = tuple(args.codec)

@@ -41,7 +41,9 @@ def quick_report(bundle_dir, photos, tmp_path_factory):
     from sc2edge.bench import run_bench
 
     out = tmp_path_factory.mktemp("bench-report")
-    return run_bench([bundle_dir], ["onnxruntime"], ["fp32", "int8"], threads=1, images=list(photos[:2]),
+    image_list = out / "images.txt"  # a labelled file list, the form calibration and the demo use
+    image_list.write_text("".join(f"{p} {label}\n" for p, label in zip(photos[:2], (3, 7), strict=True)))
+    return run_bench([bundle_dir], ["onnxruntime"], ["fp32", "int8"], threads=1, images=[image_list],
                      links=["ble", "lte"], quick=True, out_dir=out), out
 
 
@@ -87,6 +89,7 @@ def test_quick_bench_figures_are_consistent(quick_report, bundle_dir):
         assert row["total_ms"] == pytest.approx(row["device_ms"] + row["transfer_ms"] + row["rtt_ms"]
                                                 + row["server_ms"])
     assert {r["path"] for r in report["end_to_end"]} >= {"split", "all on device", "jpeg-q75", "webp-q80"}
+    assert all(p["accuracy"] is not None for p in report["rate_accuracy"]["points"])  # labels from the list
     reference = report["rate_accuracy"]["reference"]
     assert next(p for p in report["rate_accuracy"]["points"] if p["config"] == reference)["agreement"] == 1.0
     assert 0 < report["compute"][report["latency"][key]["bundle"]]["device_fraction"]["macs"] < 0.5
@@ -107,7 +110,7 @@ def test_encoder_flops_agree_between_onnx_graph_and_torch_model(bundle_dir):
     h, w = bundle.manifest["input"]["height"], bundle.manifest["input"]["width"]
     onnx_count = compute.count_onnx(bundle.path / bundle.artifact("device", "onnx", "fp32").path,
                                     {"image": ((1, 3, h, w), np.float32)})["all"]
-    torch_count = compute.count_torch(bundle.name, h, w)["device"]
+    torch_count = compute.count_torch(bundle.name, 3, h, w)["device"]
     assert onnx_count.dense_macs == torch_count.dense_macs == _encoder_macs(h, w)
     # GDN's elementwise work is counted on both sides (FlopCounterMode alone would count it as zero)
     assert torch_count.macs > torch_count.dense_macs
@@ -123,7 +126,7 @@ def test_server_flops_split_into_decoder_and_tail(bundle_dir):
     latent = tuple(bundle.manifest["latent"]["shape"])
     counts = compute.count_onnx(bundle.path / bundle.artifact("server", "onnx", "fp32").path,
                                 {"symbols": ((1, *latent), np.int32)}, split=("decoder", "decoder", "tail"))
-    torch_counts = compute.count_torch(bundle.name, bundle.manifest["input"]["height"],
+    torch_counts = compute.count_torch(bundle.name, 3, bundle.manifest["input"]["height"],
                                        bundle.manifest["input"]["width"])
     assert counts["decoder"].macs + counts["tail"].macs == counts["all"].macs
     for stage in ("decoder", "tail"):
@@ -178,6 +181,22 @@ def test_links_are_loaded_and_checked(tmp_path):
     bad.write_text("links:\n  x: {uplink_mbps: 0, rtt_ms: 1}\n")
     with pytest.raises(Sc2edgeError, match="non-positive"):
         load_links(bad)
+
+
+def test_images_and_labels_from_folders_and_lists(bundle_dir, photos, tmp_path):
+    from sc2edge.bench.core import BenchConfig
+
+    for label, photo in zip((5, 9), photos[:2], strict=True):
+        (tmp_path / "tree" / str(label)).mkdir(parents=True)
+        (tmp_path / "tree" / str(label) / photo.name).symlink_to(photo)
+    config = BenchConfig(bundles=(bundle_dir,), images=(tmp_path / "tree",), quick=True).validate()
+    assert config.labels == (5, 9) and len(config.images) == 2
+    unlabelled = BenchConfig(bundles=(bundle_dir,), images=tuple(photos[:3]), max_images=3).validate()
+    assert unlabelled.labels is None and len(unlabelled.images) == 3
+    with pytest.raises(Sc2edgeError, match="not found"):
+        BenchConfig(bundles=(bundle_dir,), images=(tmp_path / "missing",)).validate()
+    with pytest.raises(Sc2edgeError, match="unknown precision"):
+        BenchConfig(bundles=(bundle_dir,), images=tuple(photos[:1]), precisions=("int4",)).validate()
 
 
 def test_cli_reports_a_missing_bundle_in_one_line(tmp_path):

@@ -24,8 +24,8 @@ def damaged(int8_bundle_dir, tmp_path):
     fp32 = onnx.load(str(work / "device.fp32.onnx"))
     target = [n for n in fp32.graph.node if n.op_type == "Conv"][2]  # the 5x5 conv after the first GDN
     ranges = json.loads((work / artifact.meta["ranges"]).read_text())
-    ranges["data"][target.input[0]]["lowest"]["data"] = [-1e-3]
-    ranges["data"][target.input[0]]["highest"]["data"] = [1e-3]
+    for key, value in (("lowest", -1e-3), ("highest", 1e-3)):
+        ranges["data"][target.input[0]][key] = {"data": value, "dtype": "float32", "CLS": "numpy.array"}
     (work / artifact.meta["ranges"]).write_text(json.dumps(ranges))
     quantize_onnx(work / "device.fp32.onnx", work / artifact.path, work / artifact.meta["ranges"], CalibConfig())
     record_artifact(work, "device", "onnx", "int8", artifact.path, artifact.meta)

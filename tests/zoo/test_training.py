@@ -200,3 +200,23 @@ def test_rebuild_checkpoints(tmp_path, recipe):
         rebuilt = figures[f"beta{get_spec(name).beta:g}"]
         assert abs(rebuilt[key] - meta[key]) < 0.02, name
         assert abs(rebuilt["bytes_per_image"] - meta["bytes_per_image"]) < 0.05 * meta["bytes_per_image"], name
+
+
+def test_packaged_lite0_students_trade_rate_for_beta():
+    """On held-out centre crops, a larger beta gives fewer bytes, and the students mostly agree with the teacher."""
+    from sc2edge.runtime.preprocess import preprocess_image
+    from sc2edge.zoo.efficientnet_student import efficientnet_lite0_teacher
+
+    names = sorted(_packaged("entropic_student_efficientnet_lite0"), key=lambda n: get_spec(n).beta)
+    assert len(names) >= 3
+    _, held = split_photos()
+    spec = get_spec(names[0]).preprocess.to_json()
+    x = torch.from_numpy(np.stack([preprocess_image(p, spec) for p in held]))
+    teacher_top1 = tr.predict(efficientnet_lite0_teacher(), x).argmax(1)
+    sizes, agreements = [], []
+    for name in names:
+        model = get_model(name).model
+        sizes.append(np.mean(tr.stream_bytes(model, x)))
+        agreements.append(float((tr.predict(model, x).argmax(1) == teacher_top1).float().mean()))
+    assert sizes == sorted(sizes, reverse=True), sizes
+    assert max(agreements) >= 0.5, agreements
