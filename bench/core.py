@@ -155,8 +155,11 @@ class Workers:
                 "images": [str(p) for p in self.config.images], "work_dir": str(job_dir), **spec}
         spec_path, result_path = job_dir / "spec.json", job_dir / "result.json"
         spec_path.write_text(json.dumps(spec))
-        proc = subprocess.run([sys.executable, "-m", "sc2edge.bench.worker", str(spec_path), str(result_path)],
-                              capture_output=True, text=True, env=self.env, timeout=WORKER_TIMEOUT_S)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "sc2edge.bench.worker", str(spec_path), str(result_path)],
+                                  capture_output=True, text=True, env=self.env, timeout=WORKER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return {"mode": mode, "ok": False, "skipped": False, "error": f"worker ran over {WORKER_TIMEOUT_S} s"}
         if not result_path.is_file():
             return {"mode": mode, "ok": False, "skipped": False,
                     "error": f"worker exited with status {proc.returncode}: {proc.stderr.strip()[-2000:]}"}

@@ -143,6 +143,12 @@ def _memory(report: dict[str, Any]) -> Table:
                      _mb(baseline["device_timing_process_peak_rss_bytes"]), True])
     note = ("Peak RSS (MB) of a fresh process that encodes (or decodes) the images one at a time; the timing "
             "process also holds every decoded image. The device process must not import torch.")
+    for model, section in report["compute"].items():
+        peaks = {side: (section["stages"][side]["onnx"] or {}).get("activation_bytes_peak")
+                 for side in ("device", "server")}
+        if all(peaks.values()):
+            note += (f" Activation memory the FP32 graphs need ({model}, ONNX shape inference, peak alive at once):"
+                     f" device {_mb(peaks['device']):.1f} MB, server {_mb(peaks['server']):.1f} MB.")
     return Table("Memory", ["configuration", "side", "peak RSS (MB)", "timing process peak RSS (MB)",
                             "torch imported"], rows, note)
 
@@ -229,8 +235,13 @@ def build_tables(report: dict[str, Any]) -> list[Table]:
             _end_to_end(report), _rate_accuracy(report), _roofline(report), _machine(report), _problems(report)]
 
 
-def to_markdown(tables: list[Table], plots: dict[str, Path]) -> str:
-    lines = ["# sc2edge bench report", ""]
+def headline_markdown(report: dict[str, Any]) -> str:
+    """The headline table alone, for the terminal."""
+    return to_markdown([_headline(report)], {}, title=None)
+
+
+def to_markdown(tables: list[Table], plots: dict[str, Path], title: str | None = "sc2edge bench report") -> str:
+    lines = [f"# {title}", ""] if title else []
     for table in tables:
         lines += [f"## {table.title}", ""]
         lines.append("| " + " | ".join(table.header) + " |")
@@ -362,10 +373,11 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     points = report["rate_accuracy"]["points"]
     if points:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for series in dict.fromkeys((p["backend"], p["precision"]) for p in points):
+        for k, series in enumerate(dict.fromkeys((p["backend"], p["precision"]) for p in points)):
             pts = sorted((p["bytes_mean"], p["accuracy"] if p["accuracy"] is not None else p["agreement"])
                          for p in points if (p["backend"], p["precision"]) == series)
-            ax.plot([x / 1024 for x, _ in pts], [100 * y for _, y in pts], marker="o", label=" ".join(series).upper())
+            ax.plot([x / 1024 for x, _ in pts], [100 * y for _, y in pts], marker="osD^v"[k % 5], markersize=10 - k,
+                    fillstyle="none", label=" ".join(series).upper())  # hollow markers: coinciding points show
         ax.set_xlabel("KiB per image (stream)")
         ax.set_ylabel("top-1 accuracy (%)" if points[0]["accuracy"] is not None else "top-1 agreement (%)")
         ax.set_title("Rate-accuracy")

@@ -159,7 +159,8 @@ def _paper_transform(spec: dict[str, Any]):
     from torchvision import transforms
 
     pre = spec["preprocess"]
-    return transforms.Compose([transforms.Resize(pre["resize"]), transforms.CenterCrop(pre["crop"]),
+    gray = [transforms.Grayscale()] if pre.get("grayscale") else []
+    return transforms.Compose([*gray, transforms.Resize(pre["resize"]), transforms.CenterCrop(pre["crop"]),
                                transforms.ToTensor(), transforms.Normalize(pre["mean"], pre["std"])])
 
 

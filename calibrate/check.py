@@ -103,7 +103,7 @@ class QuantReport:
         width = max(len(name) for name, _ in rows)
         lines = [f"check-quant {self.bundle}", *(f"  {name:<{width}}  {value}" for name, value in rows)]
         if self.worst_layers:
-            lines.append("  worst layers (SQNR of INT8 vs FP32 activation, ONNX Runtime QDQ graph):")
+            lines.append("  worst layers (SQNR of INT8 vs FP32 activation):")
             lines += [f"    {layer.sqnr_db:7.2f} dB  {layer.tensor}" for layer in self.worst_layers]
         if not self.trained:
             lines.append("  note: UNTRAINED model (random weights): accuracy and bytes are not meaningful")
@@ -152,7 +152,7 @@ def check_quant(bundle: Bundle | str | Path, data: str | Path, labels: str | Pat
         seed (int): seed of the held-out selection. Defaults to 0.
         max_drop (float | None): allowed drop (fraction, e.g. 0.01); decides the report's truth. Defaults to None.
         threads (int | None): runtime threads. Defaults to None.
-        worst_layers (int): how many layers to list by SQNR (0: skip). Defaults to 5.
+        worst_layers (int): how many layers to list by SQNR (0: skip; ONNX Runtime only). Defaults to 5.
         progress (bool): progress bar. Defaults to True.
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
@@ -160,7 +160,7 @@ def check_quant(bundle: Bundle | str | Path, data: str | Path, labels: str | Pat
     backend = canonical_backend(backend)
     int8 = bundle.path / bundle.artifact("device", backend_info(backend).artifact_format, "int8").path
     report = evaluate(bundle, held, truth, backend, int8, threads=threads, max_drop=max_drop, progress=progress)
-    if worst_layers and any((a.role, a.format, a.precision) == ("device", "onnx", "int8") for a in bundle.artifacts):
+    if worst_layers and backend == "onnxruntime":  # qdq_loss_debug matches tensors of ORT's QDQ graph
         inputs = [{"image": x[None]} for x in held.arrays()[:LAYER_IMAGES]]
         report.worst_layers = layer_errors(bundle.path / bundle.artifact("device", "onnx", "fp32").path,
                                            bundle.path / bundle.artifact("device", "onnx", "int8").path, inputs,

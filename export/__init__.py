@@ -1,7 +1,28 @@
 """Trace a trained split model's device and server parts to deployable graphs, validated against PyTorch,
-and write them with the entropy tables as a bundle."""
+and write them with the entropy tables as a bundle.
 
-from sc2edge.export.pipeline import ExportConfig, export_bundle
-from sc2edge.export.validate import Tolerance, ValidationResult, validate_bundle
+The names below load on first use, so ``sc2edge.export.tensorrt`` (``build-engine``, run on a Jetson or a GPU
+server) does not pull in torch through this package.
+"""
 
-__all__ = ["ExportConfig", "Tolerance", "ValidationResult", "export_bundle", "validate_bundle"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ExportConfig": "sc2edge.export.pipeline",
+    "export_bundle": "sc2edge.export.pipeline",
+    "Tolerance": "sc2edge.export.validate",
+    "ValidationResult": "sc2edge.export.validate",
+    "validate_bundle": "sc2edge.export.validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'sc2edge.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
+
+__all__ = sorted(_LAZY)

@@ -13,10 +13,13 @@ from typing import Any
 import torch
 
 from sc2edge import __version__
+from sc2edge.calibrate.artifacts import add_int8_artifacts
+from sc2edge.calibrate.config import CalibConfig
 from sc2edge.errors import Sc2edgeError
 from sc2edge.export.bundle import BundleBuilder
 from sc2edge.export.graphs import DeviceGraph, ServerGraph
 from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, SERVER_IO, export_onnx
+from sc2edge.export.openvino import add_openvino_artifacts
 from sc2edge.export.validate import Tolerance, ValidationResult, validate_bundle
 from sc2edge.photos import list_images, system_photos
 from sc2edge.runtime import Bundle
@@ -140,10 +143,17 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
         export_onnx(server_graph, device_graph(example), builder.staging / "server.fp32.onnx", SERVER_IO,
                     opset=config.opset)
         builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")
+        if "openvino" in config.backends:
+            add_openvino_artifacts(builder)
+        if config.int8:
+            manifest["calibration"] = add_int8_artifacts(
+                builder, manifest["preprocess"], config.calib, config=CalibConfig(samples=config.calib_samples),
+                backends=config.backends)
 
         builder.write_manifest(manifest)
-        results = [validate_bundle(loaded.model, Bundle.open(builder.staging), validation_images(config),
-                                   tolerance=config.tolerance)]
+        staged, images = Bundle.open(builder.staging), validation_images(config)
+        results = [validate_bundle(loaded.model, staged, images, backend=backend, tolerance=config.tolerance)
+                   for backend in config.backends]
         manifest["validation"] = [r.to_json() for r in results]
         _check(results, config)
         builder.write_manifest(manifest)

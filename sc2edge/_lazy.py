@@ -16,7 +16,10 @@ _EXTRAS = {
     "openvino": "openvino",
     "nncf": "full",
     "matplotlib": "full",
-    "tensorrt": "tensorrt (NVIDIA's index; on Jetson it comes with JetPack)",
+}
+# Modules that no pip extra of ours brings.
+_ELSEWHERE = {
+    "tensorrt": "TensorRT comes from NVIDIA's package index (pip install tensorrt there) or with JetPack on Jetson",
 }
 
 
@@ -25,7 +28,6 @@ def lazy_import(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        extra = _EXTRAS.get(name.split(".")[0], "full")
-        raise Sc2edgeError(
-            f'"{name}" is needed here but cannot be imported ({exc}); install it with pip install "sc2edge[{extra}]"'
-        ) from exc
+        top = name.split(".")[0]
+        hint = _ELSEWHERE.get(top) or f'install it with pip install "sc2edge[{_EXTRAS.get(top, "full")}]"'
+        raise Sc2edgeError(f'"{name}" is needed here but cannot be imported ({exc}); {hint}') from exc

@@ -31,14 +31,17 @@ def es_model():
 
 
 @pytest.fixture(scope="session")
-def bundle_dir(tmp_path_factory, photos) -> Path:
+def bundle_dir(tmp_path_factory, photos, calib_dir) -> Path:
+    """One export for the whole session, as ``sc2edge export --backend onnx,openvino --int8 --calib`` makes it:
+    ONNX and OpenVINO FP32, INT8 for both runtimes, TensorRT-ready Q/DQ and FP16 graphs."""
     from sc2edge.export import ExportConfig, export_bundle
 
     images = tmp_path_factory.mktemp("validation")
     for p in photos[:2]:
         (images / p.name).symlink_to(p)
     return export_bundle(DEFAULT_TEST_MODEL, tmp_path_factory.mktemp("bundles") / "es",
-                         config=ExportConfig(validation_images=images))
+                         config=ExportConfig(backends=("onnxruntime", "openvino"), int8=True, calib=calib_dir,
+                                             calib_samples=12, validation_images=images))
 
 
 def paper_style_checkpoint(path: Path, seed: int = 1) -> dict:
@@ -79,29 +82,29 @@ def calib_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def int8_bundle_dir(tmp_path_factory, bundle_dir, calib_dir) -> Path:
-    """The session bundle plus OpenVINO IR (FP32/FP16), INT8 graphs for ONNX Runtime, OpenVINO and TensorRT, and
-    TensorRT FP16 graphs, calibrated on ``calib_dir``: the artifacts ``export --backend onnx,openvino --int8`` adds.
-    """
+def int8_bundle_dir(bundle_dir) -> Path:
+    """The session bundle: it already holds OpenVINO IR and the INT8 graphs (see ``bundle_dir``)."""
+    return bundle_dir
+
+
+@pytest.fixture(scope="session")
+def fp32_bundle_dir(tmp_path_factory, bundle_dir) -> Path:
+    """The session bundle reduced to what a plain ``sc2edge export`` writes: ONNX FP32 graphs only."""
     import json
     import shutil
 
-    from sc2edge.calibrate.artifacts import add_int8_artifacts
-    from sc2edge.calibrate.config import CalibConfig
     from sc2edge.export.bundle import BundleBuilder
-    from sc2edge.export.openvino import add_openvino_artifacts
     from sc2edge.runtime import Bundle
 
     source = Bundle.open(bundle_dir)
-    manifest = {k: v for k, v in source.manifest.items() if k not in ("format", "format_version", "artifacts", "files")}
-    out = tmp_path_factory.mktemp("bundles") / "es-int8"
-    with BundleBuilder(out) as builder:
-        for name in source.manifest["files"]:
-            shutil.copy(source.path / name, builder.staging / name)
-        builder.artifacts = list(source.artifacts)
-        add_openvino_artifacts(builder)
-        manifest["calibration"] = add_int8_artifacts(builder, source.preprocess, calib_dir,
-                                                     config=CalibConfig(samples=12),
-                                                     backends=("onnxruntime", "openvino"), progress=False)
+    kept = [a for a in source.artifacts if a.format == "onnx" and a.precision == "fp32"]
+    manifest = {k: v for k, v in source.manifest.items()
+                if k not in ("format", "format_version", "artifacts", "files", "calibration")}
+    with BundleBuilder(tmp_path_factory.mktemp("bundles") / "es-fp32") as builder:
+        for name in [a.path for a in kept] + [source.manifest["entropy"]["file"], source.manifest["model"]["labels"]]:
+            if name:
+                shutil.copy(source.path / name, builder.staging / name)
+        for a in kept:
+            builder.add_artifact(a.role, a.format, a.precision, a.path, a.meta)
         builder.write_manifest(json.loads(json.dumps(manifest)))
         return builder.commit()

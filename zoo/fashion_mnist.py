@@ -14,7 +14,7 @@ import torch
 from compressai.layers import GDN1
 from torch import Tensor, nn
 
-from sc2edge.zoo.entropic_student import BottleneckLayer, SplitClassifier, igdn_decoder
+from sc2edge.zoo.entropic_student import BottleneckLayer, SplitClassifier
 from sc2edge.zoo.registry import register_builder
 
 SPLIT_CHANNELS = 32
@@ -56,15 +56,15 @@ class EntropicStudentFashionMNIST(SplitClassifier):
 
     Encoder (0.8 MMAC, vs 2.0 for the teacher head): Conv(1->32, k5, s2) GDN1 Conv(32->C, k3).
     Decoder: Conv(C->64, k3) IGDN1 Conv(64->32, k3), reproducing the teacher's 32x14x14 split features.
+    The convs have biases, as in the EfficientNet student (see there why).
     """
 
     def __init__(self, num_classes: int = 10, latent_channels: int = 8):
         super().__init__()
-        encoder = nn.Sequential(
-            nn.Conv2d(1, 32, 5, 2, 2, bias=False), GDN1(32),
-            nn.Conv2d(32, latent_channels, 3, 1, 1, bias=False),
+        encoder = nn.Sequential(nn.Conv2d(1, 32, 5, 2, 2), GDN1(32), nn.Conv2d(32, latent_channels, 3, 1, 1))
+        decoder = nn.Sequential(
+            nn.Conv2d(latent_channels, 64, 3, 1, 1), GDN1(64, inverse=True), nn.Conv2d(64, SPLIT_CHANNELS, 3, 1, 1)
         )
-        decoder = igdn_decoder([latent_channels, 64, SPLIT_CHANNELS], kernels=[3, 3], paddings=[1, 1])
         self.bottleneck_layer = BottleneckLayer(encoder, decoder, latent_channels)
         self.tail = FashionTail(num_classes)
 

@@ -14,14 +14,16 @@ class BackendInfo:
     module: str
     runner: str
     artifact_format: str  # the bundle artifact format this backend runs
-    extra: str  # the pip extra (or other source) that brings the runtime
+    install_hint: str  # how to get the runtime
 
 
 _BACKENDS: dict[str, BackendInfo] = {
-    "onnxruntime": BackendInfo("sc2edge.runtime.backends.onnxrt", "OnnxRuntimeRunner", "onnx", "runtime"),
-    "openvino": BackendInfo("sc2edge.runtime.backends.openvino", "OpenVinoRunner", "openvino", "openvino"),
+    "onnxruntime": BackendInfo("sc2edge.runtime.backends.onnxrt", "OnnxRuntimeRunner", "onnx",
+                               'pip install "sc2edge[runtime]"'),
+    "openvino": BackendInfo("sc2edge.runtime.backends.openvino", "OpenVinoRunner", "openvino",
+                            'pip install "sc2edge[openvino]"'),
     "tensorrt": BackendInfo("sc2edge.runtime.backends.tensorrt", "TensorRTRunner", "trt-engine",
-                            "tensorrt (NVIDIA's index / JetPack)"),
+                            "TensorRT comes from NVIDIA's package index or with JetPack on Jetson"),
 }
 _ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino", "trt": "tensorrt"}
 
@@ -54,8 +56,8 @@ def runner_class(name: str) -> type[BaseRunner]:
     try:
         module = importlib.import_module(info.module)
     except ImportError as exc:
-        raise Sc2edgeError(f'backend "{canonical_backend(name)}" is not installed ({exc}); '
-                           f"install sc2edge[{info.extra}]") from exc
+        backend = canonical_backend(name)
+        raise Sc2edgeError(f'backend "{backend}" is not installed ({exc}): {info.install_hint}') from exc
     return getattr(module, info.runner)
 
 

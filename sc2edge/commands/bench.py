@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         options["codecs"] = tuple(args.codec)
     report = run_bench(args.bundles, args.backend, args.precision, threads=args.threads, images=args.images,
                        links=args.link, quick=args.quick, out_dir=args.out, **options)
+    from sc2edge.bench.report import headline_markdown
+
+    print(headline_markdown(report))
     for problem in report["warnings"]:
         print(f"warning: {problem}")
     for skipped in report["skipped"]:

@@ -61,9 +61,9 @@ def test_max_drop_decides_truth(report):
     assert QuantReport(**{**report.__dict__, "max_drop": 0.2, "top1_agreement": 0.9})
 
 
-def test_bundle_without_int8_is_a_clear_error(bundle_dir, data):
+def test_bundle_without_int8_is_a_clear_error(fp32_bundle_dir, data):
     with pytest.raises(Sc2edgeError, match='no device graph in format "onnx" at precision "int8"'):
-        check_quant(bundle_dir, data[0], progress=False)
+        check_quant(fp32_bundle_dir, data[0], progress=False)
 
 
 def test_cli_prints_table_and_writes_json(int8_bundle_dir, data, tmp_path):

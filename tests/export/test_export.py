@@ -26,6 +26,11 @@ def test_bundle_holds_graphs_tables_and_a_complete_manifest(bundle_dir, es_model
     np.testing.assert_array_equal(bundle.tables.offset, eb._offset.numpy())
 
 
+def test_missing_artifact_names_what_the_bundle_has(bundle_dir):
+    with pytest.raises(BundleError, match='no device graph in format "trt-engine".*it has: device/onnx/fp32'):
+        Bundle.open(bundle_dir).artifact("device", "trt-engine", "int8")
+
+
 def test_graphs_have_dynamic_batch_and_size_and_integer_symbols(bundle_dir):
     device = onnx.load(str(bundle_dir / "device.fp32.onnx"))
     dims = [d.dim_param or d.dim_value for d in device.graph.input[0].type.tensor_type.shape.dim]
