@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sc2edge.calibrate.data import ImageSet, held_out_set, load_labels
+from sc2edge.calibrate.data import ImageSet, held_out_set
 from sc2edge.calibrate.onnxrt import FeedReader
 from sc2edge.errors import Sc2edgeError
+from sc2edge.photos import load_labels
 from sc2edge.runtime import Bundle, RansCoder, create_runner
 from sc2edge.runtime.backends import backend_info, canonical_backend, runner_class
 

@@ -1,11 +1,15 @@
-"""Real photos that can be had offline (Debian opencv-doc and mate-backgrounds, scikit-image's bundled
-images), and image listing for user folders. Torch-free: calibration and bench use it on devices too.
+"""Images a user names (a folder, a class-folder tree or a file list, with labels) and real photos that can be
+had offline (Debian opencv-doc and mate-backgrounds, scikit-image's bundled images). Torch- and ONNX-free:
+calibration, check-quant and bench read their images through it, on devices too.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -48,3 +52,77 @@ def system_photos(min_side: int = 224) -> list[Path]:
         except OSError:
             continue
     return photos
+
+
+def read_file_list(path: Path) -> tuple[list[Path], dict[Path, int]]:
+    """Paths (and labels, where a line has one) from a file list."""
+    paths: list[Path] = []
+    labels: dict[Path, int] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, rest = line.partition(" ") if " " in line else line.partition("\t")
+        image = (path.parent / name).absolute() if not Path(name).is_absolute() else Path(name)
+        if not image.is_file():
+            raise Sc2edgeError(f"{path}:{number}: image not found: {image}")
+        paths.append(image)
+        if rest.strip():
+            try:
+                labels[image] = int(rest.split()[0])
+            except ValueError as exc:
+                raise Sc2edgeError(f"{path}:{number}: label must be an integer class index, got {rest!r}") from exc
+    return paths, labels
+
+
+def find_images(source: str | Path) -> list[Path]:
+    """Every image a source names, sorted and de-duplicated (folder, class-folder tree or file list)."""
+    source = Path(source)
+    if source.is_dir():
+        images = list_images(source, recursive=True)
+    elif source.is_file() and source.suffix.lower() not in IMAGE_SUFFIXES:
+        images = read_file_list(source)[0]
+    elif source.is_file():
+        images = [source]
+    else:
+        raise Sc2edgeError(f"image source not found: {source} (give a folder, a class-folder tree or a file list)")
+    images = sorted({p.absolute() for p in images})  # symlinks kept: their names may carry the class
+    if not images:
+        raise Sc2edgeError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {source}")
+    return images
+
+
+def load_labels(labels: str | Path, images: Sequence[Path], root: str | Path) -> dict[Path, int]:
+    """Integer class labels for ``images`` from a JSON object or a "path label" list (paths relative to ``root``
+    or bare file names)."""
+    labels = Path(labels)
+    if not labels.is_file():
+        raise Sc2edgeError(f"labels file not found: {labels}")
+    if labels.suffix.lower() == ".json":
+        try:
+            raw: Mapping[str, Any] = json.loads(labels.read_text())
+        except json.JSONDecodeError as exc:
+            raise Sc2edgeError(f"{labels} is not valid JSON: {exc}") from exc
+        entries = {str(k): int(v) for k, v in raw.items()}
+    else:
+        entries = {}
+        for number, raw_line in enumerate(labels.read_text().splitlines(), 1):
+            parts = raw_line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) < 2 or not parts[-1].lstrip("-").isdigit():
+                raise Sc2edgeError(f"{labels}:{number}: expected 'path label', got {raw_line!r}")
+            entries[" ".join(parts[:-1])] = int(parts[-1])
+    root = Path(root).absolute()
+    root = root if root.is_dir() else root.parent
+    found: dict[Path, int] = {}
+    for image in images:
+        for key in (image.relative_to(root).as_posix() if image.is_relative_to(root) else None, image.name,
+                    str(image)):
+            if key is not None and key in entries:
+                found[image] = entries[key]
+                break
+    missing = [p.name for p in images if p not in found]
+    if missing:
+        raise Sc2edgeError(f"{labels} has no label for {len(missing)} image(s), e.g. {missing[:3]}")
+    return found

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sc2edge.calibrate import CalibConfig, calibration_set, find_images, held_out_set, select_images
-from sc2edge.calibrate.data import load_labels, read_file_list
+from sc2edge.calibrate import CalibConfig, calibration_set, held_out_set, select_images
 from sc2edge.errors import Sc2edgeError
+from sc2edge.photos import find_images, load_labels, read_file_list
 
 SPEC = {"resize": 64, "crop": 56, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
