@@ -31,7 +31,7 @@ from sc2edge.zoo.fashion_mnist import FashionTeacher, student_from_teacher
 from sc2edge.zoo.registry import IMAGENET_CLASS_FILE
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "zoo" / "weights"
-BETAS = (0.025, 0.1, 0.4)  # low to high rate penalty; the first also trains the shared stage-1 start
+BETAS = (0.1, 0.4, 1.6)  # low to high rate penalty; the first also trains the shared stage-1 start
 RECIPE_DEFAULTS = {
     "fashion-mnist": {"shared_steps": 600, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 128, "lr": 3e-3},
     "efficientnet": {"shared_steps": 700, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 16, "lr": 2e-3},
