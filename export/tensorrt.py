@@ -33,8 +33,11 @@ MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear
 # a new op in an export must be checked against TensorRT's operator support matrix before it is added).
 TRT_SUPPORTED_OPS = frozenset({
     "Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "Conv",
-    "DequantizeLinear", "Div", "Flatten", "Gemm", "GlobalAveragePool", "Identity", "MatMul", "MaxPool", "Mul",
-    "QuantizeLinear", "Reciprocal", "Relu", "Reshape", "Round", "Sigmoid", "Sqrt", "Sub", "Transpose",
+    "ConstantOfShape", "ConvTranspose", "DequantizeLinear", "Div", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gemm",
+    "GlobalAveragePool", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Log", "MatMul", "Max", "MaxPool",
+    "Min", "Mul", "Neg", "Pad", "Pow", "PRelu", "QuantizeLinear", "Reciprocal", "ReduceMax", "ReduceMean",
+    "ReduceMin", "ReduceProd", "ReduceSum", "Relu", "Reshape", "Resize", "Round", "Shape", "Sigmoid", "Slice",
+    "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
 })
 
 

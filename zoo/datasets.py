@@ -136,3 +136,20 @@ def fashion_mnist(split: str, root: str | Path = FASHION_MNIST_DIR) -> tuple[np.
             f"Fashion-MNIST not found in {root}: install the Debian package dataset-fashion-mnist"
         )
     return read_idx(images), read_idx(labels)
+
+
+def write_fashion_mnist_images(split: str, out_dir: str | Path, count: int, seed: int = 0) -> Path:
+    """``count`` seeded Fashion-MNIST images of ``split`` as PNG files in ``out_dir``, with ``labels.txt``
+    ("file label" lines): the form the image tools (calibration, check-quant, bench) take. Returns the list."""
+    images, labels = fashion_mnist(split)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index in chosen:
+        name = f"{split}-{index:05d}.png"
+        Image.fromarray(images[index], mode="L").save(out_dir / name)
+        lines.append(f"{name} {int(labels[index])}\n")
+    listing = out_dir / "labels.txt"
+    listing.write_text("".join(lines))
+    return listing
