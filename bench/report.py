@@ -80,6 +80,11 @@ def _headline(report: dict[str, Any]) -> Table:
             "% of roofline = roofline time / measured encoder-graph time. bytes/image = stream incl. container.")
     if ratios:
         note += " Paper path / our device path (image -> bytes): " + ", ".join(ratios) + "."
+    coded = [f"{r['config']}: {r['paper_over_ours_tensor_to_bytes']:.1f}x" for r in report["headline"]
+             if "paper_over_ours_tensor_to_bytes" in r]
+    if coded:
+        note += (" Without preprocessing (tensor -> bytes: encoder graph + entropy encode, the path the paper times): "
+                 + ", ".join(coded) + ".")
     return Table("Headline", header, rows, note)
 
 
