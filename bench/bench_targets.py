@@ -12,12 +12,14 @@ paper's path needs about 840 MB).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 from PIL import Image
 
 from sc2edge.bench.core import BenchConfig, Workers, compute_section
+from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime import Bundle
 from sc2edge.runtime.preprocess import load_image
 
@@ -60,7 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, nargs="+", default=None)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        return _report(args)
+    except Sc2edgeError as exc:  # a bad bundle, image or option: one line, as the CLI does
+        print(f"bench_targets: error: {exc}", file=sys.stderr)
+        return 1
 
+
+def _report(args: argparse.Namespace) -> int:
     config = BenchConfig(bundles=(args.bundle,), backends=tuple(args.backend.split(",")),
                          precisions=tuple(args.precision.split(",")), threads=args.threads,
                          images=tuple(args.images or ()), quick=args.quick).validate()

@@ -24,7 +24,7 @@ from sc2edge.bench.worker import load_streams
 from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import IMAGE_SUFFIXES, list_images, load_labels, read_file_list, system_photos
 from sc2edge.runtime import Bundle, unpack_stream
-from sc2edge.runtime.backends import canonical_backend
+from sc2edge.runtime.backends import backend_info, canonical_backend
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_CODECS = (("jpeg", 75), ("webp", 80))  # Pillow's default qualities
@@ -82,7 +82,11 @@ class BenchConfig:
         threads = self.threads or os.cpu_count() or 1
         if threads < 1:
             raise Sc2edgeError(f"--threads must be positive, got {threads}")
+        if self.max_images is not None and self.max_images < 1:
+            raise Sc2edgeError(f"--max-images must be positive, got {self.max_images}")
         limit = self.max_images or (QUICK_MAX_IMAGES if self.quick else DEFAULT_MAX_IMAGES)
+        if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():  # found now, not after the measuring
+            raise Sc2edgeError(f"report folder {self.out_dir} exists and is not a folder")
         images, labels = _resolve_images(self.images, self.labels_file)
         bad_codecs = [c for c, q in self.codecs if c not in ("jpeg", "webp") or not 1 <= q <= 100]
         if bad_codecs:
@@ -158,15 +162,12 @@ class Workers:
         return result
 
 
-
 def _key(bundle: str, backend: str, precision: str) -> str:
     return f"{bundle}/{backend}/{precision}"
 
 
 def _server_precision(bundle: Bundle, backend: str, precision: str) -> str:
     """The server graph runs at ``precision`` when the bundle has it, else FP32 (INT8 is often device-only)."""
-    from sc2edge.runtime.backends import backend_info
-
     fmt = backend_info(backend).artifact_format
     have = {(a.role, a.format, a.precision) for a in bundle.artifacts}
     return precision if ("server", fmt, precision) in have else "fp32"
@@ -424,8 +425,8 @@ def _derive(config: BenchConfig, report: dict[str, Any], links: list[Link]) -> N
     headline = []
     for key, entry in report["latency"].items():
         stages = entry["stages"]
-        compute_section = report["compute"][entry["bundle"]]["stages"]["device"]
-        device_count = compute_section["onnx"] or compute_section["torch"]
+        device_counts = report["compute"][entry["bundle"]]["stages"]["device"]
+        device_count = device_counts["onnx"] or device_counts["torch"]
         peak = report["roofline"].get(entry["backend"], {}).get("peak_gflops")
         row: dict[str, Any] = {"config": key, **{s: stages[s]["p50"] for s in stages}}
         if peak and device_count:

@@ -80,10 +80,9 @@ def measure_peak(backend: str, threads: int | None, timing: TimingConfig) -> dic
             data, flops = conv_model(channels, size)
             path = Path(tmp) / f"conv{channels}x{size}.onnx"
             path.write_bytes(data)
-            runner = runner_class(backend)(path, threads=threads).activate()
             x = np.random.default_rng(1).standard_normal((1, channels, size, size)).astype(np.float32)
-            stats: Stats = measure(runner.infer, [{"x": x}], timing)
-            runner.close()
+            with runner_class(backend)(path, threads=threads) as runner:
+                stats: Stats = measure(runner.infer, [{"x": x}], timing)
             shapes.append({"op": f"Conv 3x3 {channels}->{channels} at {size}x{size}", "flops": flops,
                            "latency_ms": stats.to_json(), "gflops": flops / stats.p50 / 1e6})
     return {"peak_gflops": max(s["gflops"] for s in shapes), "shapes": shapes}

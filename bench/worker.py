@@ -58,16 +58,16 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
 
     timing = _timing(spec)
     images = _images(spec)
-    encoder = Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
-    batches = [encoder.preprocess(im)[None] for im in images]
-    symbols = [encoder.symbols(b)[0] for b in batches]
-    stages = {
-        "preprocess": measure(encoder.preprocess, images, timing),
-        "encoder_graph": measure(encoder.symbols, batches, timing),
-        "entropy_encode": measure(encoder.coder.encode, symbols, timing),
-        "device_total": measure(lambda im: encoder.encode([im]), images, timing),
-    }
-    streams = encoder.encode(images)
+    with Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as encoder:
+        batches = [encoder.preprocess(im)[None] for im in images]
+        symbols = [encoder.symbols(b)[0] for b in batches]
+        stages = {
+            "preprocess": measure(encoder.preprocess, images, timing),
+            "encoder_graph": measure(encoder.symbols, batches, timing),
+            "entropy_encode": measure(encoder.coder.encode, symbols, timing),
+            "device_total": measure(lambda im: encoder.encode([im]), images, timing),
+        }
+        streams = encoder.encode(images)
     _save_streams(Path(spec["work_dir"]) / "streams.npz", streams, symbols)
     return {"stages": {k: v.to_json() for k, v in stages.items()}, "coder": encoder.coder.name}
 
@@ -82,15 +82,15 @@ def run_server(spec: dict[str, Any]) -> dict[str, Any]:
 
     timing = _timing(spec)
     streams, _ = load_streams(Path(spec["streams"]))
-    decoder = Decoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
-    symbols = [decoder.decode_symbols(s)[None] for s in streams]
-    stages = {
-        "entropy_decode": measure(decoder.decode_symbols, streams, timing),
-        "server_graph": measure(decoder.predict, symbols, timing),
-        "server_total": measure(decoder.decode, streams, timing),
-    }
-    return {"stages": {k: v.to_json() for k, v in stages.items()},
-            "top5": [_top(decoder.decode(s)) for s in streams]}
+    with Decoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as decoder:
+        symbols = [decoder.decode_symbols(s)[None] for s in streams]
+        stages = {
+            "entropy_decode": measure(decoder.decode_symbols, streams, timing),
+            "server_graph": measure(decoder.predict, symbols, timing),
+            "server_total": measure(decoder.decode, streams, timing),
+        }
+        top5 = [_top(decoder.decode(s)) for s in streams]
+    return {"stages": {k: v.to_json() for k, v in stages.items()}, "top5": top5}
 
 
 def _model_input_crop(encoder, image: Image.Image) -> Image.Image:
@@ -108,33 +108,33 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
 
     timing = _timing(spec)
     images = _images(spec)
-    encoder = Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
-    decoder = Decoder(spec["bundle"], spec["backend"], spec["server_precision"], threads=spec["threads"])
+    with Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as encoder, \
+            Decoder(spec["bundle"], spec["backend"], spec["server_precision"], threads=spec["threads"]) as decoder:
 
-    def full_model(image: Image.Image) -> np.ndarray:
-        return decoder.predict(encoder.symbols(encoder.preprocess(image)[None]))[0]
+        def full_model(image: Image.Image) -> np.ndarray:
+            return decoder.predict(encoder.symbols(encoder.preprocess(image)[None]))[0]
 
-    result: dict[str, Any] = {"stages": {"full_model": measure(full_model, images, timing).to_json()},
-                              "full_model_method": "device graph then server graph, in one process",
-                              "codecs": {}}
-    crops = [_model_input_crop(encoder, im) for im in images]
-    for codec, quality in spec["codecs"]:
-        def encode(crop: Image.Image, fmt: str = _CODEC_FORMATS[codec], q: int = quality) -> bytes:
-            buffer = io.BytesIO()
-            crop.save(buffer, format=fmt, quality=q)
-            return buffer.getvalue()
+        result: dict[str, Any] = {"stages": {"full_model": measure(full_model, images, timing).to_json()},
+                                  "full_model_method": "device graph then server graph, in one process",
+                                  "codecs": {}}
+        crops = [_model_input_crop(encoder, im) for im in images]
+        for codec, quality in spec["codecs"]:
+            def encode(crop: Image.Image, fmt: str = _CODEC_FORMATS[codec], q: int = quality) -> bytes:
+                buffer = io.BytesIO()
+                crop.save(buffer, format=fmt, quality=q)
+                return buffer.getvalue()
 
-        encoded = [encode(c) for c in crops]
+            encoded = [encode(c) for c in crops]
 
-        def server(data: bytes) -> np.ndarray:
-            return full_model(Image.open(io.BytesIO(data)))
+            def server(data: bytes) -> np.ndarray:
+                return full_model(Image.open(io.BytesIO(data)))
 
-        result["codecs"][f"{codec}-q{quality}"] = {
-            "codec": codec, "quality": quality, "bytes": [len(e) for e in encoded],
-            "encode": measure(encode, crops, timing).to_json(),
-            "server_total": measure(server, encoded, timing).to_json(),
-            "top5": [_top(server(e)) for e in encoded],
-        }
+            result["codecs"][f"{codec}-q{quality}"] = {
+                "codec": codec, "quality": quality, "bytes": [len(e) for e in encoded],
+                "encode": measure(encode, crops, timing).to_json(),
+                "server_total": measure(server, encoded, timing).to_json(),
+                "top5": [_top(server(e)) for e in encoded],
+            }
     return result
 
 
@@ -227,16 +227,16 @@ def run_memory(spec: dict[str, Any]) -> dict[str, Any]:
     if side == "device":
         from sc2edge.runtime import Encoder
 
-        encoder = Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
-        for path in spec["images"]:
-            encoder.encode([path])
+        with Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as encoder:
+            for path in spec["images"]:
+                encoder.encode([path])
         return {"images": len(spec["images"])}
     from sc2edge.runtime import Decoder
 
-    decoder = Decoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"])
     streams, _ = load_streams(Path(spec["streams"]))
-    for stream in streams:
-        decoder.decode(stream)
+    with Decoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as decoder:
+        for stream in streams:
+            decoder.decode(stream)
     return {"streams": len(streams)}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from sc2edge.calibrate.artifacts import ROLE_INPUT, write_qdq_artifact
-from sc2edge.calibrate.check import LAYER_IMAGES, QuantReport, evaluate, held_out, sqnr_db
+from sc2edge.calibrate.check import LAYER_IMAGES, QuantReport, check_max_drop, evaluate, held_out, sqnr_db
 from sc2edge.calibrate.config import CalibConfig
 from sc2edge.calibrate.data import calibration_set
 from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
@@ -26,6 +26,9 @@ from sc2edge.calibrate.onnxrt import FeedReader, quantize_onnx
 from sc2edge.errors import Sc2edgeError
 from sc2edge.export.tensorrt import record_artifact
 from sc2edge.runtime import Bundle, create_runner
+from sc2edge.runtime.backends import canonical_backend
+
+CONTROL_BACKENDS = ("onnxruntime", "openvino")
 
 
 class _InPlace:
@@ -71,6 +74,12 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     Returns the final report and the node names kept in float. Leaves the bundle unchanged when the drop
     already is within bounds. ``calib`` (the calibration images) is needed for OpenVINO only.
     """
+    check_max_drop(max_drop)
+    backend = canonical_backend(backend)
+    if backend not in CONTROL_BACKENDS:
+        raise Sc2edgeError(f'accuracy control supports {" and ".join(CONTROL_BACKENDS)}, not "{backend}"')
+    if backend == "openvino" and calib is None:
+        raise Sc2edgeError("OpenVINO accuracy control re-runs NNCF: pass the calibration images (--calib DIR)")
     bundle = Bundle.open(bundle_path)
     held, truth = held_out(bundle, data, labels, images, seed, progress)
     if backend == "openvino":
@@ -78,8 +87,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     artifact = bundle.artifact("device", "onnx", "int8")
     if "ranges" not in artifact.meta:
         raise Sc2edgeError(f"{artifact.path} has no stored calibration ranges: re-export with --int8")
-    config = CalibConfig(**{**artifact.meta["config"], "op_types": tuple(artifact.meta["config"]["op_types"]),
-                            "exclude": tuple(artifact.meta["config"]["exclude"])}).validate()
+    config = CalibConfig(**artifact.meta["config"]).validate()  # validate() turns the JSON lists into tuples
     fp32 = bundle.path / bundle.artifact("device", "onnx", "fp32").path
     ranges = bundle.path / artifact.meta["ranges"]
     current = bundle.path / artifact.path
@@ -103,14 +111,11 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     return report, excluded
 
 
-def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str | Path | None,
+def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str | Path,
                       threads: int | None, progress: bool) -> tuple[QuantReport, list[str]]:
-    if calib is None:
-        raise Sc2edgeError("OpenVINO accuracy control re-runs NNCF: pass the calibration images (--calib DIR)")
     artifact = bundle.artifact("device", "openvino", "int8")
-    samples = bundle.manifest.get("calibration", {}).get("count", 300)
-    seed = bundle.manifest.get("calibration", {}).get("seed", 0)
-    images = calibration_set(calib, bundle.preprocess, samples, seed, progress)
+    config = CalibConfig(**bundle.manifest.get("calibration", {}).get("config", {})).validate()  # the export's
+    images = calibration_set(calib, bundle.preprocess, config.samples, config.seed, progress)
     with create_runner("openvino", bundle, "device", "fp32", threads=threads) as device, \
             create_runner("openvino", bundle, "server", "fp32", threads=threads) as server:
         reference = [server.infer({"symbols": device.infer({"image": x[None]})["symbols"]})["logits"][0].argmax()
@@ -126,8 +131,8 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
         source = bundle.path / bundle.artifact("device", "openvino", "fp32").path
         with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
             feeds = [{"image": x[None]} for x in images.arrays()]
-            out = quantize_openvino(source, Path(tmp) / "device.int8.xml", feeds, CalibConfig(samples=len(images)),
-                                    max_drop=max_drop, validation=validation)
+            out = quantize_openvino(source, Path(tmp) / "device.int8.xml", feeds,
+                                    replace(config, samples=len(images)), max_drop=max_drop, validation=validation)
             for suffix in (".xml", ".bin"):
                 shutil.copy(out.with_suffix(suffix), (bundle.path / artifact.path).with_suffix(suffix))
     record_artifact(bundle.path, "device", "openvino", "int8", artifact.path,

@@ -8,7 +8,6 @@ symbols changed, bytes per image, and the per-layer SQNR of the worst layers (ON
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from collections.abc import Sequence
@@ -111,9 +110,9 @@ class QuantReport:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(self)  # plain str/float/bool/list fields already
         data.update(drop=self.drop, rate_change_pct=self.rate_change_pct, passed=bool(self))
-        return json.loads(json.dumps(data, default=str).replace("Infinity", "1e999"))
+        return data
 
 
 def layer_errors(fp32_onnx: str | Path, int8_onnx: str | Path, inputs: Sequence[dict[str, np.ndarray]],
@@ -180,11 +179,16 @@ def held_out(bundle: Bundle, data: str | Path, labels: str | Path | None, images
     return held, np.array([found[p] for p in held.paths])
 
 
+def check_max_drop(max_drop: float | None) -> None:
+    """Reject a drop bound that is not a fraction, before any image is run."""
+    if max_drop is not None and not 0.0 <= max_drop <= 1.0:
+        raise Sc2edgeError(f"max_drop is a fraction in [0, 1], got {max_drop}")
+
+
 def evaluate(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, backend: str, int8_graph: Path, *,
              threads: int | None = None, max_drop: float | None = None, progress: bool = True) -> QuantReport:
     """FP32 vs the INT8 device graph ``int8_graph`` (a bundle file or a candidate), both with the FP32 server."""
-    if max_drop is not None and not 0.0 <= max_drop <= 1.0:
-        raise Sc2edgeError(f"max_drop is a fraction in [0, 1], got {max_drop}")
+    check_max_drop(max_drop)
     medians = bundle.tables.medians.reshape(-1, 1, 1)
     coder = RansCoder(bundle.tables)
     out: dict[str, list] = {k: [] for k in ("logits_fp32", "logits_int8", "latent_fp32", "latent_int8",

@@ -86,6 +86,8 @@ def calibration_set(source: str | Path, preprocess: Mapping[str, Any], samples: 
 def held_out_set(source: str | Path, preprocess: Mapping[str, Any], count: int, seed: int,
                  calibration_sha256: Iterable[str], progress: bool = True) -> ImageSet:
     """``count`` images from ``source`` that were not used for calibration (compared by content hash)."""
+    if count < 1:
+        raise Sc2edgeError(f"the number of held-out images must be positive, got {count}")
     chosen, excluded = select_images(find_images(source), count, seed, exclude_sha256=calibration_sha256)
     if not chosen:
         raise Sc2edgeError(f"every image under {source} was used for calibration: give held-out images")

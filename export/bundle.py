@@ -15,6 +15,10 @@ from sc2edge.errors import BundleError
 from sc2edge.runtime.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, Artifact
 
 
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and next(path.iterdir(), None) is None
+
+
 class BundleBuilder:
     """Stage a bundle's files, ``write_manifest``, then ``commit`` it.
 
@@ -27,8 +31,13 @@ class BundleBuilder:
 
     def __init__(self, out_dir: str | Path, *, overwrite: bool = False):
         self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and not overwrite:
-            raise BundleError(f"{self.out_dir} exists; pass --force (overwrite=True) to replace it")
+        if self.out_dir.exists():
+            if not overwrite:
+                raise BundleError(f"{self.out_dir} exists; pass --force (overwrite=True) to replace it")
+            if not (self.out_dir / MANIFEST).is_file() and not _is_empty_dir(self.out_dir):
+                # commit() deletes what it replaces: never a folder that is not a bundle (e.g. --out .)
+                raise BundleError(f"{self.out_dir} is not an sc2edge bundle (no {MANIFEST}): --force replaces "
+                                  "bundles only; choose a new --out")
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", dir=self.out_dir.parent))
         self.artifacts: list[Artifact] = []

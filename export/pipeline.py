@@ -126,6 +126,7 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
         Path: the bundle directory.
     """
     config = config.validate()
+    images = validation_images(config)  # before the slow steps: a wrong --validation-images fails at once
     loaded = get_model(model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint)
     tables = EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
     manifest = _manifest(loaded, tables, config)
@@ -151,7 +152,7 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
                 backends=config.backends)
 
         builder.write_manifest(manifest)
-        staged, images = Bundle.open(builder.staging), validation_images(config)
+        staged = Bundle.open(builder.staging)
         results = [validate_bundle(loaded.model, staged, images, backend=backend, tolerance=config.tolerance)
                    for backend in config.backends]
         manifest["validation"] = [r.to_json() for r in results]

@@ -316,7 +316,7 @@ def record_artifact(bundle_path: str | Path, role: str, fmt: str, precision: str
     """Add (or replace) one artifact of an existing bundle in its manifest, with fresh hashes of every file
     it lists (an IR's ``.bin`` included), written atomically. For files made after export: engines built on
     the target GPU, graphs rewritten by accuracy control."""
-    from sc2edge.runtime.bundle import MANIFEST
+    from sc2edge.runtime.bundle import MANIFEST, Artifact
 
     bundle_path = Path(bundle_path)
     manifest_path = bundle_path / MANIFEST
@@ -329,8 +329,7 @@ def record_artifact(bundle_path: str | Path, role: str, fmt: str, precision: str
     digest = manifest["files"][name]
     manifest["artifacts"] = [a for a in manifest["artifacts"]
                              if (a["role"], a["format"], a["precision"]) != (role, fmt, precision)]
-    manifest["artifacts"].append({"role": role, "format": fmt, "precision": precision, "path": name,
-                                  "sha256": digest, "meta": meta})
+    manifest["artifacts"].append(Artifact(role, fmt, precision, name, digest, meta).to_json())
     tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.replace(manifest_path)

@@ -63,29 +63,27 @@ def validate_bundle(model: SplitClassifier, bundle: Bundle | str | Path, images:
                     backend: str = "onnxruntime", precision: str = "fp32",
                     tolerance: Tolerance = Tolerance()) -> ValidationResult:
     """Compare the bundle run by ``backend`` with the PyTorch model on ``images`` (paths)."""
-    encoder = Encoder(bundle, backend, precision)
-    decoder = Decoder(encoder.bundle, backend, precision)
     eb = model.bottleneck_layer.entropy_bottleneck
     result = ValidationResult(backend, precision, len(images), tolerance=tolerance)
-    for path in images:
-        x = encoder.preprocess(path)[None]
-        y = model.bottleneck_layer.encoder(torch.from_numpy(x))
-        reference_stream = eb.compress(y)[0]
-        reference_logits = model.forward_tail(model.bottleneck_layer.decoder(
-            eb.decompress([reference_stream], y.shape[-2:]))).numpy()[0]
-        reference_symbols = torch.round(y - eb._get_medians().reshape(1, -1, 1, 1)).int().numpy()
+    with Encoder(bundle, backend, precision) as encoder, Decoder(encoder.bundle, backend, precision) as decoder:
+        for path in images:
+            x = encoder.preprocess(path)[None]
+            y = model.bottleneck_layer.encoder(torch.from_numpy(x))
+            reference_stream = eb.compress(y)[0]
+            reference_logits = model.forward_tail(model.bottleneck_layer.decoder(
+                eb.decompress([reference_stream], y.shape[-2:]))).numpy()[0]
+            reference_symbols = torch.round(y - eb._get_medians().reshape(1, -1, 1, 1)).int().numpy()
 
-        symbols = encoder.symbols(x)
-        stream = encoder.compress_symbols(symbols[0])
-        logits = decoder.predict(reference_symbols)[0]  # same input as the reference: isolates the server graph
+            symbols = encoder.symbols(x)
+            stream = encoder.compress_symbols(symbols[0])
+            logits = decoder.predict(reference_symbols)[0]  # same input as the reference: isolates the server graph
 
-        result.symbols_total += symbols.size
-        result.symbols_different += int(np.count_nonzero(symbols != reference_symbols))
-        result.streams_identical += int(unpack_stream(stream)[1] == reference_stream)
-        result.logits_max_abs_err = max(result.logits_max_abs_err, float(np.abs(logits - reference_logits).max()))
-        result.logits_bound = max(result.logits_bound,
-                                  tolerance.atol + tolerance.rtol * float(np.abs(reference_logits).max()))
-        result.top1_equal += int(logits.argmax() == reference_logits.argmax())
-    encoder.close()
-    decoder.close()
+            result.symbols_total += symbols.size
+            result.symbols_different += int(np.count_nonzero(symbols != reference_symbols))
+            result.streams_identical += int(unpack_stream(stream)[1] == reference_stream)
+            result.logits_max_abs_err = max(result.logits_max_abs_err,
+                                            float(np.abs(logits - reference_logits).max()))
+            result.logits_bound = max(result.logits_bound,
+                                      tolerance.atol + tolerance.rtol * float(np.abs(reference_logits).max()))
+            result.top1_equal += int(logits.argmax() == reference_logits.argmax())
     return result

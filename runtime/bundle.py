@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ BUNDLE_FORMAT = "sc2edge-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LABELS_FILE = "labels.json"
+# Top-level manifest records every reader (runtime, inspect, calibrate, bench) relies on.
+REQUIRED_KEYS = ("model", "preprocess", "input", "latent", "entropy", "artifacts", "files")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class Bundle:
         if version != BUNDLE_FORMAT_VERSION:
             raise BundleError(f"{path} has bundle format version {version}; this sc2edge reads version "
                               f"{BUNDLE_FORMAT_VERSION}: re-export it with this version")
-        files: dict[str, str] = manifest.get("files", {})
+        _check_structure(manifest, manifest_path)
+        files: dict[str, str] = manifest["files"]
         for name, expected in files.items():
             file_path = path / name
             if not file_path.is_file():
@@ -98,3 +101,19 @@ class Bundle:
         have = ", ".join(f"{a.role}/{a.format}/{a.precision}" for a in self.artifacts)
         raise BundleError(f'{self.path} has no {role} graph in format "{fmt}" at precision "{precision}" '
                           f"(it has: {have}); export it with the matching --backend/--int8 options")
+
+
+def _check_structure(manifest: dict[str, Any], manifest_path: Path) -> None:
+    """A hand-edited or truncated manifest gives BundleError naming what is off, not a KeyError later."""
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise BundleError(f"{manifest_path} is incomplete: no {', '.join(missing)}")
+    keys = {f.name for f in fields(Artifact)}
+    entropy, artifacts = manifest["entropy"], manifest["artifacts"]
+    well_formed = (isinstance(manifest["files"], dict)
+                   and isinstance(entropy, dict) and {"file", "hash"} <= set(entropy)
+                   and isinstance(artifacts, list)
+                   and all(isinstance(a, dict) and keys - {"meta"} <= set(a) <= keys for a in artifacts))
+    if not well_formed:
+        raise BundleError(f"{manifest_path} is malformed: its files, entropy (file, hash) or artifacts "
+                          f"({', '.join(sorted(keys))}) are not as sc2edge writes them")

@@ -32,10 +32,10 @@ class _Half:
         self.bundle = _open(bundle)
         self.backend = canonical_backend(backend)
         self.precision = precision
+        self.coder = RansCoder(self.bundle.tables)  # before the runner: a failure here leaves nothing open
+        self.table_hash = self.bundle.tables.hash
         self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision,
                                                 threads=threads, device=device).activate()
-        self.coder = RansCoder(self.bundle.tables)
-        self.table_hash = self.bundle.tables.hash
 
     def close(self) -> None:
         self.runner.close()

@@ -103,7 +103,10 @@ def load_labels(labels: str | Path, images: Sequence[Path], root: str | Path) ->
             raw: Mapping[str, Any] = json.loads(labels.read_text())
         except json.JSONDecodeError as exc:
             raise Sc2edgeError(f"{labels} is not valid JSON: {exc}") from exc
-        entries = {str(k): int(v) for k, v in raw.items()}
+        try:
+            entries = {str(k): int(v) for k, v in raw.items()}
+        except (AttributeError, TypeError, ValueError) as exc:  # a list, or a label that is no integer
+            raise Sc2edgeError(f'{labels} must be a JSON object {{"image": class index}} ({exc})') from exc
     else:
         entries = {}
         for number, raw_line in enumerate(labels.read_text().splitlines(), 1):

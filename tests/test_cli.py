@@ -62,6 +62,10 @@ def test_user_errors_are_one_line(bundle_dir, streams, tmp_path):
                            "image not found")
     _assert_one_line_error(run_cli("decode", "--bundle", bundle_dir, "--backend", "cuda-magic", streams[0]),
                            'unknown backend "cuda-magic"')
+    _assert_one_line_error(run_cli("encode", "--bundle", bundle_dir, tmp_path / "missing.jpg", "--out", corrupt),
+                           "is a file")
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "sc2edge-bundle", "format_version": 1}))
+    _assert_one_line_error(run_cli("inspect", tmp_path), "incomplete")
 
 
 def test_export_from_the_command_line(tmp_path, photos):

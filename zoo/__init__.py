@@ -16,6 +16,7 @@ from sc2edge.zoo import efficientnet_student, entropic_student, fashion_mnist  #
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
 from sc2edge.zoo.entropic_student import SplitClassifier, latent_size
 from sc2edge.zoo.registry import (
+    _BUILDERS,
     ModelSpec,
     Preprocess,
     class_names,
@@ -44,8 +45,6 @@ class LoadedModel:
 
 
 def build(spec: ModelSpec) -> SplitClassifier:
-    from sc2edge.zoo.registry import _BUILDERS
-
     return _BUILDERS[spec.builder](num_classes=spec.num_classes, **spec.builder_args)
 
 

@@ -47,7 +47,9 @@ def split_photos() -> tuple[list[Path], list[Path]]:
 
 def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
     """An RGB image, shrunk so its longer side is at most ``max_side`` (large wallpapers are decoded once)."""
-    img = Image.open(path).convert("RGB")
+    from sc2edge.runtime.preprocess import load_image  # closes the file; a bad image is a one-line error
+
+    img = load_image(path)
     if max_side is not None and max(img.size) > max_side:
         scale = max_side / max(img.size)
         img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)

@@ -30,11 +30,15 @@ class BottleneckLayer(nn.Module):
         y_hat, likelihoods = self.entropy_bottleneck(self.encoder(x))
         return self.decoder(y_hat), likelihoods
 
-    def quantized(self, x: Tensor) -> Tensor:
-        """Inference path: the decoder's input is exactly what a receiver reconstructs from the stream."""
+    def received_latent(self, x: Tensor) -> Tensor:
+        """The latent exactly as a receiver reconstructs it from the stream: round(y - median) + median."""
         y = self.encoder(x)
         medians = self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
-        return self.decoder(torch.round(y - medians) + medians)
+        return torch.round(y - medians) + medians
+
+    def quantized(self, x: Tensor) -> Tensor:
+        """Inference path: the decoder runs on the received latent."""
+        return self.decoder(self.received_latent(x))
 
 
 class SplitClassifier(CompressionModel):

@@ -203,9 +203,7 @@ def train_stage2(
         x, labels = batches()
         with torch.no_grad():
             teacher_logits = teacher(x)
-            y = layer.encoder(x)
-            medians = layer.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
-            y_hat = torch.round(y - medians) + medians
+            y_hat = layer.received_latent(x)
         logits = model.forward_tail(layer.decoder(y_hat))
         loss = kd_loss(logits, teacher_logits, cfg.temperature)
         if labels is not None and cfg.label_weight > 0:

@@ -61,9 +61,6 @@ def runner_class(name: str) -> type[BaseRunner]:
     return getattr(module, info.runner)
 
 
-__all__ = ["BackendInfo", "BaseRunner", "available_backends", "backend_info", "canonical_backend", "runner_class"]
-
-
 def create_runner(backend: str, bundle, role: str, precision: str = "fp32", *, threads: int | None = None,
                   device: str | None = None) -> BaseRunner:
     """A runner for the bundle's ``role`` graph ("device" or "server") at ``precision`` on ``backend``."""
@@ -71,4 +68,5 @@ def create_runner(backend: str, bundle, role: str, precision: str = "fp32", *, t
     return runner_class(backend)(bundle.path / artifact.path, threads=threads, device=device)
 
 
-__all__ += ["create_runner"]
+__all__ = ["BackendInfo", "BaseRunner", "available_backends", "backend_info", "canonical_backend", "create_runner",
+           "runner_class"]

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from sc2edge.errors import Sc2edgeError
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, help="a bundle exported with --int8")
@@ -28,7 +30,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sc2edge.calibrate import check_quant, control_accuracy
-    from sc2edge.errors import Sc2edgeError
 
     if args.apply:
         if args.max_drop is None:
@@ -41,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
                          worst_layers=args.worst_layers)
     print(report)
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return 0 if report else 1

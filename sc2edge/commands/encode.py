@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from sc2edge.commands._common import add_runtime_arguments, runtime_options
+from sc2edge.errors import Sc2edgeError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +22,9 @@ def run(args: argparse.Namespace) -> int:
     stems = [p.stem for p in args.images]
     duplicated = sorted({s for s in stems if stems.count(s) > 1})
     if duplicated:
-        from sc2edge.errors import Sc2edgeError
-
         raise Sc2edgeError(f"several images share the stem {duplicated[0]!r}: their streams would overwrite each other")
+    if args.out.exists() and not args.out.is_dir():
+        raise Sc2edgeError(f"--out {args.out} is a file; give a directory for the streams")
     with Encoder(args.bundle, **runtime_options(args)) as encoder:
         args.out.mkdir(parents=True, exist_ok=True)
         for image in args.images:

@@ -197,6 +197,11 @@ def test_images_and_labels_from_folders_and_lists(bundle_dir, photos, tmp_path):
         BenchConfig(bundles=(bundle_dir,), images=(tmp_path / "missing",)).validate()
     with pytest.raises(Sc2edgeError, match="unknown precision"):
         BenchConfig(bundles=(bundle_dir,), images=tuple(photos[:1]), precisions=("int4",)).validate()
+    with pytest.raises(Sc2edgeError, match="max-images must be positive"):
+        BenchConfig(bundles=(bundle_dir,), images=tuple(photos[:1]), max_images=-1).validate()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(Sc2edgeError, match="is not a folder"):
+        BenchConfig(bundles=(bundle_dir,), images=tuple(photos[:1]), out_dir=tmp_path / "a-file").validate()
 
 
 def test_cli_reports_a_missing_bundle_in_one_line(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from sc2edge.calibrate import CalibConfig, check_quant, control_accuracy
 from sc2edge.calibrate.onnxrt import quantize_onnx
+from sc2edge.errors import Sc2edgeError
 from sc2edge.export.tensorrt import check_trt_qdq, record_artifact
 from sc2edge.runtime import Bundle
 from tests.conftest import run_cli
@@ -49,3 +50,13 @@ def test_harmful_conv_is_kept_in_float(damaged, photos):
 def test_cli_apply_needs_max_drop(int8_bundle_dir, photos):
     result = run_cli("check-quant", int8_bundle_dir, "--data", photos[0].parent, "--apply")
     assert result.returncode == 1 and "--apply needs --max-drop" in result.stderr
+
+
+@pytest.mark.parametrize(("backend", "max_drop", "calib", "message"), [
+    ("trt", 0.01, None, 'not "tensorrt"'),
+    ("ov", 0.01, None, "pass the calibration images"),
+    ("onnxruntime", 1.5, None, "fraction in"),
+])
+def test_control_rejects_bad_options_before_any_work(tmp_path, backend, max_drop, calib, message):
+    with pytest.raises(Sc2edgeError, match=message):  # the bundle does not even exist: nothing ran
+        control_accuracy(tmp_path / "no-bundle", tmp_path, max_drop, backend=backend, calib=calib, progress=False)

@@ -73,6 +73,8 @@ def test_held_out_never_overlaps_calibration(tree):
     assert arrays[0].shape == (3, 56, 56) and arrays[0].dtype.name == "float32"
     with pytest.raises(Sc2edgeError, match="used for calibration"):
         held_out_set(tree, SPEC, 10, 0, calib.sha256() + held.sha256(), progress=False)
+    with pytest.raises(Sc2edgeError, match="must be positive"):
+        held_out_set(tree, SPEC, 0, 0, (), progress=False)
 
 
 def test_labels_from_text_and_json(tmp_path, tree):

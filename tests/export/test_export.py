@@ -6,6 +6,7 @@ import pytest
 
 from sc2edge.errors import BundleError, Sc2edgeError
 from sc2edge.export import ExportConfig, export_bundle
+from sc2edge.export.bundle import BundleBuilder
 from sc2edge.runtime import Bundle
 from tests.conftest import DEFAULT_TEST_MODEL, paper_style_checkpoint
 
@@ -61,6 +62,34 @@ def test_tampered_bundle_is_refused(bundle_dir, tmp_path):
         Bundle.open(copy)
     with pytest.raises(BundleError, match="not an sc2edge bundle"):
         Bundle.open(tmp_path)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda m: m.pop("entropy"), "incomplete: no entropy"),
+    (lambda m: m["artifacts"].append({"role": "device"}), "malformed"),
+    (lambda m: m.update(files=["tables.npz"]), "malformed"),
+])
+def test_malformed_manifest_is_a_bundle_error(bundle_dir, tmp_path, edit, message):
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    edit(manifest)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        Bundle.open(tmp_path)
+
+
+def test_force_replaces_bundles_only(tmp_path):
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    with pytest.raises(BundleError, match="not an sc2edge bundle"):
+        BundleBuilder(tmp_path, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for _ in range(2):  # an empty folder, then the bundle written there, are both replaced
+        with BundleBuilder(empty, overwrite=True) as builder:
+            builder.write_manifest({})
+            builder.commit()
+    assert [p.name for p in empty.iterdir()] == ["manifest.json"]
 
 
 def test_existing_bundle_is_not_overwritten_without_force(bundle_dir):
