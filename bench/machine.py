@@ -6,12 +6,10 @@ import hashlib
 import os
 import platform
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sc2edge import __version__
-from sc2edge._files import sha256_file
+from sc2edge._files import package_versions, sha256_file
 
 PACKAGES = ("numpy", "pillow", "onnxruntime", "openvino", "torch", "torchvision", "compressai", "onnx",
             "onnx-tool", "nncf", "matplotlib")
@@ -41,16 +39,6 @@ def _memory_bytes() -> int | None:
     return None
 
 
-def package_versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"sc2edge": __version__, "python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def machine_record(threads: int) -> dict[str, Any]:
     """CPU model and flags, cores, memory, OS, the thread count used and package versions."""
     cpu = _cpuinfo()
@@ -65,7 +53,7 @@ def machine_record(threads: int) -> dict[str, Any]:
         "os": platform.platform(),
         "threads": threads,
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "versions": package_versions(),
+        "versions": package_versions(PACKAGES),
     }
 
 

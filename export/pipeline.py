@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sc2edge import __version__
+from sc2edge._files import package_versions
 from sc2edge.calibrate.artifacts import add_int8_artifacts
 from sc2edge.calibrate.config import CalibConfig
 from sc2edge.errors import Sc2edgeError
@@ -72,16 +70,6 @@ class ExportConfig:
         return ExportConfig(**{**self.__dict__, "backends": backends})
 
 
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version(), "sc2edge": __version__}
-    for name in _VERSIONED_PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 def _manifest(loaded: LoadedModel, tables: EntropyTables, config: ExportConfig) -> dict[str, Any]:
     spec, model = loaded.spec, loaded.model
     size = spec.preprocess.crop
@@ -99,7 +87,7 @@ def _manifest(loaded: LoadedModel, tables: EntropyTables, config: ExportConfig) 
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
         "entropy": {"coder": coder_label(), "precision": PRECISION, "file": "tables.npz", "hash": tables.hash},
         "opset": config.opset,
-        "versions": _versions(),
+        "versions": {k: v for k, v in package_versions(_VERSIONED_PACKAGES).items() if v is not None},
     }
 
 
