@@ -29,10 +29,11 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
-def _memory_bytes() -> int | None:
+def proc_kib_field(path: str, field: str) -> int | None:
+    """A ``Field:  N kB`` line of a Linux /proc file, in bytes; None where there is no such file or field."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -48,7 +49,7 @@ def machine_record(threads: int) -> dict[str, Any]:
         "cpu_flags": sorted(cpu.get("flags", "").split()),
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_bytes": _memory_bytes(),
+        "memory_bytes": proc_kib_field("/proc/meminfo", "MemTotal"),
         "machine": platform.machine(),
         "os": platform.platform(),
         "threads": threads,

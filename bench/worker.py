@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sc2edge.bench.machine import proc_kib_field
 from sc2edge.bench.timing import TimingConfig, measure
 from sc2edge.errors import Sc2edgeError
 
@@ -250,12 +251,9 @@ def peak_rss_bytes() -> int:
     Linux's ``ru_maxrss`` survives ``exec``: a worker started from a big parent would report the parent's peak.
     ``VmHWM`` belongs to the current address space, so it is the worker's own.
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    peak = proc_kib_field("/proc/self/status", "VmHWM")
+    if peak is not None:
+        return peak
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux; other systems differ
 
 

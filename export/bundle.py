@@ -56,9 +56,16 @@ class BundleBuilder:
         return artifact
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        """Write manifest.json into the staging directory, with the sha256 of every other file."""
-        files = {p.relative_to(self.staging).as_posix(): sha256_file(p)
-                 for p in sorted(self.staging.rglob("*")) if p.is_file() and p.name != MANIFEST}
+        """Write manifest.json into the staging directory, with the sha256 of every other file.
+
+        Artifacts were hashed when recorded; only the other files (tables, labels, caches) are read here.
+        """
+        recorded = {a.path: a.sha256 for a in self.artifacts}
+        files = {}
+        for path in sorted(self.staging.rglob("*")):
+            if path.is_file() and path.name != MANIFEST:
+                name = path.relative_to(self.staging).as_posix()
+                files[name] = recorded.get(name) or sha256_file(path)
         full = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION, **manifest,
                 "artifacts": [a.to_json() for a in self.artifacts], "files": files}
         (self.staging / MANIFEST).write_text(json.dumps(full, indent=2) + "\n")

@@ -140,7 +140,7 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
                 backends=config.backends)
 
         builder.write_manifest(manifest)
-        staged = Bundle.open(builder.staging)
+        staged = Bundle.open(builder.staging, verify=False)  # every file was hashed just now
         results = [validate_bundle(loaded.model, staged, images, backend=backend, tolerance=config.tolerance)
                    for backend in config.backends]
         manifest["validation"] = [r.to_json() for r in results]
