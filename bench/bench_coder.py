@@ -28,7 +28,7 @@ from compressai.entropy_models import EntropyBottleneck  # noqa: E402
 
 from sc2edge.bench.machine import machine_record  # noqa: E402
 from sc2edge.bench.timing import TimingConfig, measure  # noqa: E402
-from sc2edge.runtime.coder import (  # noqa: E402
+from sc2edge.runtime.rans import (  # noqa: E402
     EntropyTables,
     RansCoder,
     _ans_module,

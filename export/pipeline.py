@@ -23,7 +23,7 @@ from sc2edge.photos import list_images, system_photos
 from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.bundle import LABELS_FILE
-from sc2edge.runtime.coder import PRECISION, EntropyTables, coder_label
+from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.zoo import LoadedModel, class_names, get_model, latent_size
 
 VALIDATION_IMAGES = 4

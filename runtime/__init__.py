@@ -7,8 +7,9 @@ compiled, CompressAI's compiled coder is used instead (``pip install --no-deps c
 
 from sc2edge.runtime.backends import available_backends, create_runner
 from sc2edge.runtime.bundle import Artifact, Bundle
-from sc2edge.runtime.codec import Decoder, Encoder
-from sc2edge.runtime.coder import (
+from sc2edge.runtime.halves import Decoder, Encoder
+from sc2edge.runtime.preprocess import preprocess_image
+from sc2edge.runtime.rans import (
     MAX_PAYLOAD_BYTES,
     MAX_SYMBOLS,
     EntropyTables,
@@ -17,7 +18,6 @@ from sc2edge.runtime.coder import (
     coder_label,
     max_payload_bytes,
 )
-from sc2edge.runtime.preprocess import preprocess_image
 from sc2edge.runtime.stream import FORMAT_VERSION, HEADER_SIZE, StreamHeader, pack_stream, read_header, unpack_stream
 
 __all__ = [

@@ -9,7 +9,7 @@ from typing import Any
 
 from sc2edge._files import sha256_file
 from sc2edge.errors import BundleError
-from sc2edge.runtime.coder import EntropyTables
+from sc2edge.runtime.rans import EntropyTables
 
 BUNDLE_FORMAT = "sc2edge-bundle"
 BUNDLE_FORMAT_VERSION = 1

@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass
 
 from sc2edge.errors import StreamError
-from sc2edge.runtime.coder import MAX_PAYLOAD_BYTES, MAX_SYMBOLS
+from sc2edge.runtime.rans import MAX_PAYLOAD_BYTES, MAX_SYMBOLS
 
 MAGIC = b"SC2E"
 FORMAT_VERSION = 1

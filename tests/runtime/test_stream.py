@@ -13,7 +13,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 
 from sc2edge.errors import StreamError
-from sc2edge.runtime.coder import MAX_PAYLOAD_BYTES, MAX_SYMBOLS, EntropyTables, RansCoder
+from sc2edge.runtime.rans import MAX_PAYLOAD_BYTES, MAX_SYMBOLS, EntropyTables, RansCoder
 from sc2edge.runtime.stream import HEADER_SIZE, MAGIC, StreamHeader, pack_stream, read_header, unpack_stream
 
 HASH = "0123456789abcdef"
@@ -114,7 +114,7 @@ _FUZZ = """
 import sys
 import numpy as np
 from sc2edge.errors import StreamError
-from sc2edge.runtime.coder import EntropyTables, RansCoder
+from sc2edge.runtime.rans import EntropyTables, RansCoder
 from sc2edge.runtime.stream import pack_stream, unpack_stream
 
 tables = EntropyTables.load(sys.argv[1])

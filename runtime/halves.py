@@ -15,8 +15,8 @@ import numpy as np
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.backends import BaseRunner, canonical_backend, create_runner
 from sc2edge.runtime.bundle import Bundle
-from sc2edge.runtime.coder import RansCoder
 from sc2edge.runtime.preprocess import ImageLike, preprocess_image
+from sc2edge.runtime.rans import RansCoder
 from sc2edge.runtime.stream import pack_stream, unpack_stream
 
 

@@ -15,8 +15,8 @@ from compressai.entropy_models import EntropyBottleneck
 
 from sc2edge.errors import BundleError, Sc2edgeError, StreamError
 from sc2edge.runtime import _rans
-from sc2edge.runtime import coder as coder_module
-from sc2edge.runtime.coder import (
+from sc2edge.runtime import rans as rans_module
+from sc2edge.runtime.rans import (
     MAX_ABS_SYMBOL,
     MAX_SYMBOLS,
     MIN_SYMBOLS,
@@ -272,7 +272,7 @@ def test_padding_bound_covers_every_read(coders):
     (which would change the symbols if read), and followed by far more zero words (reference).
     """
     impl = coders["compressai"].impl
-    decoder = coder_module._ans_module().RansDecoder()
+    decoder = rans_module._ans_module().RansDecoder()
     rng = np.random.default_rng(3)
     shape = (24, 6, 7)
     count = 24 * 6 * 7
@@ -281,7 +281,7 @@ def test_padding_bound_covers_every_read(coders):
     payloads += [b"\xff" * 8 + rng.integers(0, 256, 4 * k, dtype=np.uint8).tobytes() for k in (1, 10, 100)]
     payloads += [b"\x00\x00\x00\x80" * 2 + b"\xff\xff\xff\x0f" * 16]
     for payload in payloads:
-        bound = 4 * coder_module._decoder_padding_words(count, len(payload) // 4)
+        bound = 4 * rans_module._decoder_padding_words(count, len(payload) // 4)
         args = (indexes, impl.cdfs, impl.cdf_lengths, impl.offsets)
         fenced = decoder.decode_with_indexes(payload + bytes(bound) + b"\xff" * 4096, *args)
         reference = decoder.decode_with_indexes(payload + bytes(bound + (1 << 20)), *args)
@@ -295,7 +295,7 @@ _FUZZ = """
 import sys, time
 import numpy as np
 from sc2edge.errors import StreamError
-from sc2edge.runtime.coder import EntropyTables, RansCoder
+from sc2edge.runtime.rans import EntropyTables, RansCoder
 coder = RansCoder(EntropyTables.load(sys.argv[1]), "native")
 rng = np.random.default_rng(int(sys.argv[2]))
 shapes = [(24, 1, 1), (24, 3, 5), (24, 16, 16)]
@@ -436,44 +436,44 @@ def _unavailable(message: str):
 
 
 def test_missing_coders_fall_back_or_fail_clearly(monkeypatch, tables):
-    monkeypatch.setattr(coder_module, "_native_module", _unavailable("native coder is not built"))
+    monkeypatch.setattr(rans_module, "_native_module", _unavailable("native coder is not built"))
     assert available_coders() == ["compressai"]
     assert RansCoder(tables).name == "compressai"
     with pytest.raises(Sc2edgeError, match="not built"):
         RansCoder(tables, "native")
-    monkeypatch.setattr(coder_module, "_ans_module", _unavailable("compressai is missing"))
+    monkeypatch.setattr(rans_module, "_ans_module", _unavailable("compressai is missing"))
     assert available_coders() == []
     with pytest.raises(Sc2edgeError, match="no rANS coder is available: native coder is not built; compressai is"):
         RansCoder(tables)
 
 
 def test_missing_compressai_is_a_clear_error(monkeypatch, tables):
-    coder_module._ans_module.cache_clear()
+    rans_module._ans_module.cache_clear()
     monkeypatch.delitem(sys.modules, "compressai.ans", raising=False)
-    monkeypatch.setattr(coder_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(rans_module.importlib.util, "find_spec", lambda name: None)
     try:
         with pytest.raises(Sc2edgeError, match="pip install --no-deps compressai"):
-            coder_module._ans_module()
+            rans_module._ans_module()
         assert available_coders() == ["native"]
         assert RansCoder(tables).name == "native"
     finally:
-        coder_module._ans_module.cache_clear()
+        rans_module._ans_module.cache_clear()
 
 
 def test_native_module_import_is_a_clear_error(monkeypatch):
-    coder_module._native_module.cache_clear()
+    rans_module._native_module.cache_clear()
     monkeypatch.setitem(sys.modules, "sc2edge.runtime._rans", None)  # makes the import fail
     try:
         with pytest.raises(Sc2edgeError, match="native rANS coder sc2edge.runtime._rans is not built"):
-            coder_module._native_module()
+            rans_module._native_module()
     finally:
-        coder_module._native_module.cache_clear()
+        rans_module._native_module.cache_clear()
 
 
 _NO_TORCH = """
 import sys
 import numpy as np
-from sc2edge.runtime.coder import EntropyTables, RansCoder
+from sc2edge.runtime.rans import EntropyTables, RansCoder
 name = sys.argv[2]
 coder = RansCoder(EntropyTables.load(sys.argv[1]), None if name == "native" else name)
 assert coder.name == name

@@ -250,7 +250,7 @@ def _decoder_padding_words(symbols: int, payload_words: int) -> int:
     4. So reads <= 1.04 + 20.38 * symbols + 16.0001 * payload_words; with the 2 words of DecInit, at most
        3.04 + 20.38 * symbols + 15.0001 * payload_words of them lie past the payload: padding it with
        21 * symbols + 16 * payload_words + 4 zero words covers every possible read
-       (tests/runtime/test_coder.py checks that 0xFF words right after this padding never change a decode).
+       (tests/runtime/test_rans.py checks that 0xFF words right after this padding never change a decode).
     Also, n_bypass <= 149 + 120 * payload_words < 2**29 under MAX_PAYLOAD_BYTES, so the decoder's
     ``j * 4`` shift counts never overflow int32 (shifts past 31 give garbage symbols, not memory accesses).
     """
