@@ -197,7 +197,7 @@ def _rate_accuracy(report: dict[str, Any]) -> Table:
     ra = report["rate_accuracy"]
     rows = [[p["bundle"], p["beta"], p["backend"], p["precision"], p["bytes_mean"], p["agreement"], p["accuracy"]]
             for p in ra["points"]]
-    trained = {b["model"]: b["trained"] for b in report["inputs"]["bundles"]}
+    trained = {b["id"]: b["trained"] for b in report["inputs"]["bundles"]}
     note = f"agreement = top-1 equal to the reference {ra['reference']} ({ra['reference_rule']})."
     if not all(trained.values()):
         note += " Untrained bundles (random weights): agreement measures numerical fidelity, not accuracy."
@@ -223,7 +223,7 @@ def _machine(report: dict[str, Any]) -> Table:
              + (" (above the core count: other work competed for the CPU)" if busy else "")],
             ["versions", versions],
             ["images", f"{len(report['inputs']['images'])} (hash {report['inputs']['images_hash']})"],
-            *[[f"bundle {b['model']}", f"hash {b['hash']}, beta {b['beta']}, trained {_fmt(b['trained'])}"]
+            *[[f"bundle {b['id']}", f"{b['model']}, hash {b['hash']}, beta {b['beta']}, trained {_fmt(b['trained'])}"]
               for b in report["inputs"]["bundles"]],
             ["CPU flags", " ".join(f for f in m["cpu_flags"] if f.startswith(("avx", "amx", "fma", "sse4", "vnni")))]]
     return Table("Machine and inputs", ["item", "value"], rows)

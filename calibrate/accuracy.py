@@ -12,7 +12,6 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -24,21 +23,11 @@ from sc2edge.calibrate.data import calibration_set
 from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
 from sc2edge.calibrate.onnxrt import FeedReader, quantize_onnx
 from sc2edge.errors import Sc2edgeError
-from sc2edge.export.tensorrt import record_artifact
 from sc2edge.runtime import Bundle, create_runner
 from sc2edge.runtime.backends import canonical_backend
+from sc2edge.runtime.bundle_writer import BundleEditor
 
 CONTROL_BACKENDS = ("onnxruntime", "openvino")
-
-
-class _InPlace:
-    """The two things ``write_qdq_artifact`` needs from a builder, for a bundle that already exists."""
-
-    def __init__(self, bundle: Bundle):
-        self.staging = bundle.path
-
-    def add_artifact(self, role: str, fmt: str, precision: str, path: str, meta: dict[str, Any]) -> None:
-        record_artifact(self.staging, role, fmt, precision, path, meta)
 
 
 def rank_convs(int8_onnx: Path, inputs: list[dict[str, np.ndarray]]) -> list[str]:
@@ -106,8 +95,10 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     if excluded != list(config.exclude):
         final = replace(config, exclude=tuple(excluded))
         meta = {"calibration": artifact.meta.get("calibration", {}), "max_drop": max_drop}
-        for target in ("onnxruntime", "tensorrt"):
-            write_qdq_artifact(_InPlace(bundle), "device", target, ranges, final, meta)
+        with BundleEditor(bundle) as edit:  # both graphs or neither: the bundle stays valid if one fails
+            for target in ("onnxruntime", "tensorrt"):
+                write_qdq_artifact(edit, "device", target, ranges, final, meta)
+            edit.commit()
     return report, excluded
 
 
@@ -133,11 +124,13 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
             feeds = [{"image": x[None]} for x in images.arrays()]
             out = quantize_openvino(source, Path(tmp) / "device.int8.xml", feeds,
                                     replace(config, samples=len(images)), max_drop=max_drop, validation=validation)
-            for suffix in (".xml", ".bin"):
-                shutil.copy(out.with_suffix(suffix), (bundle.path / artifact.path).with_suffix(suffix))
-    record_artifact(bundle.path, "device", "openvino", "int8", artifact.path,
-                    {**artifact.meta, "max_drop": max_drop, "float_op_types": list(FLOAT_OP_TYPES),
-                     "tool": "nncf.quantize_with_accuracy_control"})
+            with BundleEditor(bundle) as edit:
+                for suffix in (".xml", ".bin"):
+                    shutil.copy(out.with_suffix(suffix), (edit.staging / artifact.path).with_suffix(suffix))
+                edit.add_artifact("device", "openvino", "int8", artifact.path,
+                                  {**artifact.meta, "max_drop": max_drop, "float_op_types": list(FLOAT_OP_TYPES),
+                                   "tool": "nncf.quantize_with_accuracy_control"})
+                edit.commit()
     report = evaluate(bundle, held, truth, "openvino", bundle.path / artifact.path, threads=threads,
                       max_drop=max_drop, progress=progress)
     return report, _float_convs(bundle.path / artifact.path)

@@ -23,9 +23,10 @@ from sc2edge.calibrate.config import CalibConfig
 from sc2edge.calibrate.data import ImageSet, calibration_set
 from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
 from sc2edge.calibrate.onnxrt import collect_ranges, quantize_onnx
+from sc2edge.calibrate.trt_onnx import check_trt_qdq, write_fp16_onnx
 from sc2edge.errors import Sc2edgeError
-from sc2edge.export.tensorrt import TRT_ONNX_FORMAT, check_trt_qdq, write_fp16_onnx
 from sc2edge.runtime.backends.onnxrt import OnnxRuntimeRunner
+from sc2edge.runtime.manifest import TRT_ONNX_FORMAT
 
 ROLE_INPUT = {"device": "image", "server": "symbols"}
 

@@ -14,17 +14,17 @@ from sc2edge._files import package_versions
 from sc2edge.calibrate.artifacts import add_int8_artifacts
 from sc2edge.calibrate.config import CalibConfig
 from sc2edge.errors import Sc2edgeError
-from sc2edge.export.bundle import BundleBuilder
-from sc2edge.export.graphs import DeviceGraph, ServerGraph
 from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, SERVER_IO, export_onnx
 from sc2edge.export.openvino import add_openvino_artifacts
 from sc2edge.export.validate import Tolerance, ValidationResult, validate_bundle
 from sc2edge.photos import list_images, system_photos
 from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import canonical_backend
-from sc2edge.runtime.bundle import LABELS_FILE
+from sc2edge.runtime.bundle_writer import BundleBuilder
+from sc2edge.runtime.manifest import LABELS_FILE, TABLES_FILE, classification_outputs
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.zoo import LoadedModel, class_names, get_model, latent_size
+from sc2edge.zoo.graphs import DeviceGraph, ServerGraph
 
 VALIDATION_IMAGES = 4
 _VERSIONED_PACKAGES = ("torch", "torchvision", "compressai", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
@@ -77,15 +77,17 @@ def _manifest(loaded: LoadedModel, tables: EntropyTables, config: ExportConfig) 
     channels = 1 if spec.preprocess.grayscale else 3
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"name": spec.name, "builder": spec.builder, "task": spec.task, "num_classes": spec.num_classes,
-                  "beta": spec.beta, "trained": loaded.trained,
+        "model": {"name": spec.name, "builder": spec.builder, "beta": spec.beta, "trained": loaded.trained,
                   "checkpoint": str(loaded.checkpoint_path) if loaded.checkpoint_path else None,
                   "checkpoint_sha256": loaded.checkpoint_sha256, "description": spec.description},
+        "task": {"kind": spec.task, "num_classes": spec.num_classes, "labels": None,
+                 "outputs": classification_outputs(spec.num_classes)},
         "preprocess": spec.preprocess.to_json(),
         "input": {"channels": channels, "height": size, "width": size},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
-        "entropy": {"coder": coder_label(), "precision": PRECISION, "file": "tables.npz", "hash": tables.hash},
+        "entropy": {"kind": "factorized", "coder": coder_label(), "precision": PRECISION,
+                    "sections": [{"name": "y", "input": "symbols", "tables": TABLES_FILE, "hash": tables.hash}]},
         "opset": config.opset,
         "versions": {k: v for k, v in package_versions(_VERSIONED_PACKAGES).items() if v is not None},
     }
@@ -121,11 +123,11 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
     size = manifest["input"]["height"]
     example = torch.zeros(1, manifest["input"]["channels"], size, size)
     with BundleBuilder(out, overwrite=config.overwrite) as builder, torch.no_grad():
-        tables.save(builder.staging / "tables.npz")
+        tables.save(builder.staging / TABLES_FILE)
         labels = class_names(loaded.spec)
         if labels:
             (builder.staging / LABELS_FILE).write_text(json.dumps(labels))
-        manifest["model"]["labels"] = LABELS_FILE if labels else None
+        manifest["task"]["labels"] = LABELS_FILE if labels else None
         device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()
         export_onnx(device_graph, example, builder.staging / "device.fp32.onnx", DEVICE_IO, opset=config.opset)
         builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sc2edge.errors import Sc2edgeError
+from sc2edge.runtime.manifest import PreprocessSpec
 
 ImageLike = str | Path | Image.Image
 
@@ -31,10 +32,11 @@ def load_image(image: ImageLike, grayscale: bool = False) -> Image.Image:
     return image.convert("L" if grayscale else "RGB")
 
 
-def preprocess_image(image: ImageLike, spec: Mapping[str, Any]) -> np.ndarray:
+def preprocess_image(image: ImageLike, spec: PreprocessSpec | Mapping[str, Any]) -> np.ndarray:
     """An image -> float32 CHW array, per the bundle's ``preprocess`` record (resize, crop, mean, std, grayscale)."""
-    img = load_image(image, bool(spec.get("grayscale", False)))
-    resize, crop = int(spec["resize"]), int(spec["crop"])
+    spec = spec if isinstance(spec, PreprocessSpec) else PreprocessSpec.from_json(spec)  # bounded sizes
+    img = load_image(image, spec.grayscale)
+    resize, crop = spec.resize, spec.crop
     w, h = img.size
     if w <= h:
         size = (resize, int(resize * h / w))
@@ -47,6 +49,6 @@ def preprocess_image(image: ImageLike, spec: Mapping[str, Any]) -> np.ndarray:
     img = img.crop((left, top, left + crop, top + crop))
     array = np.asarray(img, dtype=np.float32) / 255.0
     array = array[:, :, None] if array.ndim == 2 else array
-    mean = np.asarray(spec["mean"], dtype=np.float32)
-    std = np.asarray(spec["std"], dtype=np.float32)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(((array - mean) / std).transpose(2, 0, 1))

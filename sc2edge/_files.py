@@ -29,3 +29,27 @@ def package_versions(names: Iterable[str]) -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             found[name] = None
     return found
+
+
+def read_regular_file(path: str | Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes. A FIFO, device or directory is refused without
+    blocking (opened non-blocking, checked with fstat), so a hostile path cannot hang or flood the reader."""
+    import os
+    import stat
+
+    from sc2edge.errors import Sc2edgeError
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise Sc2edgeError(f"cannot open {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Sc2edgeError(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise Sc2edgeError(f"{path} is {info.st_size:,} bytes (at most {limit:,})")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise Sc2edgeError(f"{path} is larger than {limit:,} bytes")
+    return data

@@ -93,15 +93,16 @@ def fp32_bundle_dir(tmp_path_factory, bundle_dir) -> Path:
     import json
     import shutil
 
-    from sc2edge.export.bundle import BundleBuilder
     from sc2edge.runtime import Bundle
+    from sc2edge.runtime.bundle_writer import BundleBuilder
 
     source = Bundle.open(bundle_dir)
     kept = [a for a in source.artifacts if a.format == "onnx" and a.precision == "fp32"]
     manifest = {k: v for k, v in source.manifest.items()
                 if k not in ("format", "format_version", "artifacts", "files", "calibration")}
     with BundleBuilder(tmp_path_factory.mktemp("bundles") / "es-fp32") as builder:
-        for name in [a.path for a in kept] + [source.manifest["entropy"]["file"], source.manifest["model"]["labels"]]:
+        tables = [s.tables for s in source.spec.entropy.sections]
+        for name in [a.path for a in kept] + tables + [source.spec.task.labels]:
             if name:
                 shutil.copy(source.path / name, builder.staging / name)
         for a in kept:

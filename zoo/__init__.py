@@ -18,7 +18,6 @@ from sc2edge.zoo.entropic_student import SplitClassifier, latent_size
 from sc2edge.zoo.registry import (
     _BUILDERS,
     ModelSpec,
-    Preprocess,
     class_names,
     default_model_name,
     get_spec,
@@ -77,7 +76,7 @@ def get_model(
 
 
 __all__ = [
-    "LoadedModel", "ModelSpec", "Preprocess", "SplitClassifier", "build", "class_names", "default_model_name",
+    "LoadedModel", "ModelSpec", "SplitClassifier", "build", "class_names", "default_model_name",
     "get_model", "get_spec", "latent_size", "list_builders", "list_models", "load_into", "load_specs",
     "read_state_dict", "register_builder", "sha256_file",
 ]

@@ -18,17 +18,17 @@ def _describe_bundle(path: Path) -> list[str]:
 
     bundle = Bundle.open(path)
     m = bundle.manifest
-    model = m["model"]
+    model, task = m["model"], m["task"]
     lines = [
-        f"bundle {path} (format {m['format']} v{m['format_version']}, sha256 of {len(m['files'])} files verified)",
-        f"  model      {model['name']} (beta {model['beta']}, {model['task']}, {model['num_classes']} classes)"
+        f"bundle {path} (format {m['format']} v{bundle.format_version}, sha256 of {len(m['files'])} files verified)",
+        f"  model      {model['name']} (beta {model['beta']}, {task['kind']}, {task['num_classes']} classes)"
         + ("" if model["trained"] else "  UNTRAINED: random weights"),
         f"  input      {m['input']['channels']}x{m['input']['height']}x{m['input']['width']}, preprocess "
         f"resize {m['preprocess']['resize']} crop {m['preprocess']['crop']}",
         f"  latent     {'x'.join(map(str, m['latent']['shape']))} symbols at that input "
         f"({m['latent']['channels']} channels, encoder convs (k,s,p) {m['latent']['geometry']})",
-        f"  entropy    {m['entropy']['coder']}, {bundle.tables.quantized_cdf.shape[1]}-entry CDFs, "
-        f"tables {m['entropy']['hash']}",
+        f"  entropy    {m['entropy']['kind']}, {m['entropy']['coder']}, {bundle.tables.quantized_cdf.shape[1]}-entry "
+        f"CDFs, tables {', '.join(s['name'] + ' ' + s['hash'] for s in m['entropy']['sections'])}",
     ]
     for a in bundle.artifacts:
         size = (bundle.path / a.path).stat().st_size
