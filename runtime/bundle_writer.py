@@ -60,21 +60,22 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_staging(out_dir: Path) -> list[Path]:
-    """Remove staging directories of ``out_dir`` left by writers that were killed: only those named by this
-    module for this bundle, on this host, whose process no longer runs."""
+    """Remove what killed writers of ``out_dir`` left: staging directories named by this module for this bundle,
+    on this host, whose process no longer runs; and a parked old bundle once a bundle is back in place."""
     pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.{STAGING_TAG}\.{re.escape(os.uname().nodename)}"
                          r"\.(\d+)\.[A-Za-z0-9_]+")
     removed = []
-    for candidate in out_dir.parent.glob(f".{glob_escape(out_dir.name)}.{STAGING_TAG}.*"):
+    literal_name = re.sub(r"([*?[])", r"[\1]", out_dir.name)  # a glob pattern matching the name itself
+    for candidate in out_dir.parent.glob(f".{literal_name}.{STAGING_TAG}.*"):
         match = pattern.fullmatch(candidate.name)
         if match and candidate.is_dir() and not candidate.is_symlink() and not _pid_alive(int(match[1])):
             shutil.rmtree(candidate, ignore_errors=True)
             removed.append(candidate)
+    backup = backup_path(out_dir)
+    if (out_dir / MANIFEST).is_file() and (backup / MANIFEST).is_file() and not backup.is_symlink():
+        shutil.rmtree(backup, ignore_errors=True)
+        removed.append(backup)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 class BundleBuilder:

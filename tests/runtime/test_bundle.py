@@ -196,10 +196,12 @@ def test_stale_staging_of_killed_writers_is_removed(work):
     stale = work.parent / f".{work.name}.{STAGING_TAG}.{host}.{dead.pid}.abc123"
     live = work.parent / f".{work.name}.{STAGING_TAG}.{host}.{os.getpid()}.def456"
     foreign = work.parent / f".{work.name}.someone-else"
-    for folder in (stale, live, foreign):
+    parked = work.parent / f".{work.name}.old"  # a commit killed after the new bundle moved in
+    for folder in (stale, live, foreign, parked):
         folder.mkdir()
-    assert remove_stale_staging(work) == [stale]
-    assert not stale.exists() and live.exists() and foreign.exists()
+    (parked / "manifest.json").write_text("{}")
+    assert remove_stale_staging(work) == [stale, parked]
+    assert not stale.exists() and not parked.exists() and live.exists() and foreign.exists()
 
 
 _KILL_IN_COMMIT = """
