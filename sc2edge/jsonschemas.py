@@ -16,7 +16,7 @@ SCHEMAS = {"bundle-manifest": "bundle-manifest.schema.json", "bench-report": "be
 
 def load_schema(name: str) -> dict[str, Any]:
     """The schema called ``name`` (a key of ``SCHEMAS``)."""
-    return json.loads(resources.files("sc2edge").joinpath("schemas", SCHEMAS[name]).read_text())
+    return json.loads(resources.files("sc2edge").joinpath(f"schemas/{SCHEMAS[name]}").read_text())
 
 
 def validate(document: Any, name: str) -> None:
