@@ -85,7 +85,7 @@ class Bundle:
         try:
             spec = parse(manifest)
         except BundleError as exc:
-            raise BundleError(f"{manifest_path}: {exc}") from None
+            raise BundleError(f"{manifest_path} is incomplete or malformed: {exc}") from None
         _check_files(path, spec, verify)
         section = spec.entropy.sections[0]
         tables = EntropyTables.load(path / section.tables)

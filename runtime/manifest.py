@@ -243,21 +243,21 @@ def normalize(raw: Any, where: str) -> dict[str, Any]:
     if not isinstance(raw, dict) or raw.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{where} is not an sc2edge bundle manifest")
     version = raw.get("format_version")
-    if version not in READABLE_VERSIONS:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise BundleError(f"{where} has bundle format version {str(version)[:20]}; this sc2edge reads versions "
                           f"{', '.join(map(str, READABLE_VERSIONS))}: re-export it with this version")
     manifest = copy.deepcopy(raw)
-    if version == 1:
-        model = _record(manifest, "model")
-        entropy = _record(manifest, "entropy")
-        num_classes = model.pop("num_classes", None)
-        manifest["task"] = {"kind": model.pop("task", "classification"), "num_classes": num_classes,
-                            "labels": model.pop("labels", None),
-                            "outputs": classification_outputs(num_classes)}
-        manifest["entropy"] = {"kind": "factorized", "coder": entropy.get("coder"),
-                               "precision": entropy.get("precision"),
-                               "sections": [{"name": "y", "input": "symbols", "tables": entropy.get("file"),
-                                             "hash": entropy.get("hash")}]}
+    if version == 1:  # each part converted where present: what is missing is named by ``parse``
+        model, entropy = manifest.get("model"), manifest.get("entropy")
+        if isinstance(model, dict):
+            num_classes = model.pop("num_classes", None)
+            manifest["task"] = {"kind": model.pop("task", "classification"), "num_classes": num_classes,
+                                "labels": model.pop("labels", None), "outputs": classification_outputs(num_classes)}
+        if isinstance(entropy, dict):
+            manifest["entropy"] = {"kind": "factorized", "coder": entropy.get("coder"),
+                                   "precision": entropy.get("precision"),
+                                   "sections": [{"name": "y", "input": "symbols", "tables": entropy.get("file"),
+                                                 "hash": entropy.get("hash")}]}
         manifest["format_version"] = BUNDLE_FORMAT_VERSION
     return manifest
 
