@@ -247,13 +247,15 @@ def normalize(raw: Any, where: str) -> dict[str, Any]:
         raise BundleError(f"{where} has bundle format version {str(version)[:20]}; this sc2edge reads versions "
                           f"{', '.join(map(str, READABLE_VERSIONS))}: re-export it with this version")
     manifest = copy.deepcopy(raw)
-    if version == 1:  # each part converted where present: what is missing is named by ``parse``
+    if version == 1:  # each part converted where present (what is missing is named by ``parse``); format-1
+        # manifests written while v2 was introduced may already hold the v2 task and entropy sections
         model, entropy = manifest.get("model"), manifest.get("entropy")
         if isinstance(model, dict):
             num_classes = model.pop("num_classes", None)
-            manifest["task"] = {"kind": model.pop("task", "classification"), "num_classes": num_classes,
-                                "labels": model.pop("labels", None), "outputs": classification_outputs(num_classes)}
-        if isinstance(entropy, dict):
+            task = {"kind": model.pop("task", "classification"), "num_classes": num_classes,
+                    "labels": model.pop("labels", None), "outputs": classification_outputs(num_classes)}
+            manifest.setdefault("task", task)
+        if isinstance(entropy, dict) and "sections" not in entropy:
             manifest["entropy"] = {"kind": "factorized", "coder": entropy.get("coder"),
                                    "precision": entropy.get("precision"),
                                    "sections": [{"name": "y", "input": "symbols", "tables": entropy.get("file"),

@@ -85,6 +85,17 @@ def test_v1_bundle_opens_with_the_same_spec(work, small_bundle):
     assert old.format_version == 1 and old.spec == new.spec and old.tables.hash == new.tables.hash
 
 
+def test_format1_manifest_with_v2_sections_opens(work, small_bundle):
+    """Format-1 manifests written during the move to v2 carry both layouts (v1 model keys, v2 task and entropy)."""
+    def hybrid(manifest: dict) -> None:
+        task = manifest["task"]
+        manifest["model"].update(task=task["kind"], num_classes=task["num_classes"], labels=task["labels"])
+        manifest["format_version"] = 1
+
+    _edit_manifest(work, hybrid)
+    assert Bundle.open(work).spec == Bundle.open(small_bundle).spec
+
+
 def test_schema_refuses_what_the_reader_refuses(small_bundle):
     raw = json.loads((small_bundle / "manifest.json").read_text())
     for change in (lambda m: m["preprocess"].update(resize=60000),
