@@ -25,6 +25,7 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import IMAGE_SUFFIXES, list_images, load_labels, read_file_list, system_photos
 from sc2edge.runtime import Bundle, unpack_stream
 from sc2edge.runtime.backends import backend_info, canonical_backend
+from sc2edge.runtime.input_codecs import input_codec
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_CODECS = (("jpeg", 75), ("webp", 80))  # Pillow's default qualities
@@ -88,9 +89,8 @@ class BenchConfig:
         if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():  # found now, not after the measuring
             raise Sc2edgeError(f"report folder {self.out_dir} exists and is not a folder")
         images, labels = _resolve_images(self.images, self.labels_file)
-        bad_codecs = [c for c, q in self.codecs if c not in ("jpeg", "webp") or not 1 <= q <= 100]
-        if bad_codecs:
-            raise Sc2edgeError(f'unsupported codec "{bad_codecs[0]}" (jpeg or webp, quality 1..100)')
+        for name, quality in self.codecs:
+            input_codec(name, quality)  # an unknown or unavailable codec or a bad quality stops here, not later
         return BenchConfig(
             bundles=tuple(Path(b) for b in self.bundles), backends=backends,
             precisions=tuple(dict.fromkeys(self.precisions)), threads=threads, images=tuple(images[:limit]),

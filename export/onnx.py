@@ -11,6 +11,7 @@ from torch import nn
 DEFAULT_OPSET = 17
 DEVICE_IO = (["image"], ["symbols"])
 SERVER_IO = (["symbols"], ["logits"])
+REFERENCE_IO = (["image"], ["logits"])  # the unmodified model: image -> logits, the split's two halves in one
 
 
 def export_onnx(graph: nn.Module, example: torch.Tensor, path: Path, io_names: tuple[list[str], list[str]],
@@ -18,7 +19,7 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, path: Path, io_names: t
     """Export ``graph`` to ``path``.
 
     Args:
-        graph (nn.Module): a DeviceGraph or ServerGraph in eval mode.
+        graph (nn.Module): a DeviceGraph, ServerGraph or reference model in eval mode.
         example (torch.Tensor): an input of the intended layout.
         path (Path): where to write the .onnx file.
         io_names (tuple): input and output names.

@@ -16,15 +16,21 @@ from sc2edge.calibrate.config import CalibConfig
 from sc2edge.errors import Sc2edgeError
 from sc2edge.export.bundle import BundleBuilder
 from sc2edge.export.graphs import DeviceGraph, ServerGraph
-from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, SERVER_IO, export_onnx
+from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, REFERENCE_IO, SERVER_IO, export_onnx
 from sc2edge.export.openvino import add_openvino_artifacts
-from sc2edge.export.validate import Tolerance, ValidationResult, validate_bundle
+from sc2edge.export.validate import (
+    ReferenceValidationResult,
+    Tolerance,
+    ValidationResult,
+    validate_bundle,
+    validate_reference,
+)
 from sc2edge.photos import list_images, system_photos
 from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.bundle import LABELS_FILE
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
-from sc2edge.zoo import LoadedModel, class_names, get_model, latent_size
+from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get_reference, latent_size
 
 VALIDATION_IMAGES = 4
 _VERSIONED_PACKAGES = ("torch", "torchvision", "compressai", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
@@ -44,6 +50,9 @@ class ExportConfig:
         tolerance (Tolerance): validation tolerance. Defaults to Tolerance().
         allow_failed_validation (bool): write the bundle even if validation fails. Defaults to False.
         overwrite (bool): replace an existing bundle. Defaults to False.
+        reference (bool | None): also export the reference model (the unmodified teacher, image -> logits) for
+            the input-codec baselines; None exports it when it has trained weights. Defaults to None.
+        reference_checkpoint (Path | None): the reference's weights instead of its builder's. Defaults to None.
     """
 
     backends: tuple[str, ...] = ("onnxruntime",)
@@ -55,6 +64,8 @@ class ExportConfig:
     tolerance: Tolerance = field(default_factory=Tolerance)
     allow_failed_validation: bool = False
     overwrite: bool = False
+    reference: bool | None = None
+    reference_checkpoint: Path | None = None
 
     def validate(self) -> ExportConfig:
         backends = tuple(dict.fromkeys(canonical_backend(b) for b in self.backends))
@@ -65,6 +76,8 @@ class ExportConfig:
             raise Sc2edgeError("--int8 needs calibration images: pass --calib DIR")
         if self.calib is not None and not Path(self.calib).exists():
             raise Sc2edgeError(f"calibration data not found: {self.calib}")
+        if self.reference_checkpoint is not None and self.reference is False:
+            raise Sc2edgeError("--reference-checkpoint needs the reference model: drop --no-reference")
         if self.calib_samples < 1:
             raise Sc2edgeError(f"--calib-samples must be positive, got {self.calib_samples}")
         return ExportConfig(**{**self.__dict__, "backends": backends})
@@ -132,8 +145,13 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
         export_onnx(server_graph, device_graph(example), builder.staging / "server.fp32.onnx", SERVER_IO,
                     opset=config.opset)
         builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")
+        reference = _reference(model, config, trust_checkpoint)
+        if reference is not None:
+            export_onnx(reference.module, example, builder.staging / "reference.fp32.onnx", REFERENCE_IO,
+                        opset=config.opset)
+            builder.add_artifact("reference", "onnx", "fp32", "reference.fp32.onnx")
         if "openvino" in config.backends:
-            add_openvino_artifacts(builder)
+            add_openvino_artifacts(builder, ("device", "server", "reference") if reference else ("device", "server"))
         if config.int8:
             manifest["calibration"] = add_int8_artifacts(
                 builder, manifest["preprocess"], config.calib, config=CalibConfig(samples=config.calib_samples),
@@ -144,12 +162,35 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
         results = [validate_bundle(loaded.model, staged, images, backend=backend, tolerance=config.tolerance)
                    for backend in config.backends]
         manifest["validation"] = [r.to_json() for r in results]
-        _check(results, config)
+        reference_results: list[ReferenceValidationResult] = []
+        if reference is not None:
+            reference_results = [validate_reference(reference.module, staged, images, backend=backend,
+                                                    tolerance=config.tolerance) for backend in config.backends]
+            manifest["reference"] = _reference_record(reference, reference_results)
+        _check([*results, *reference_results], config)
         builder.write_manifest(manifest)
         return builder.commit()
 
 
-def _check(results: list[ValidationResult], config: ExportConfig) -> None:
+def _reference(model: str, config: ExportConfig, trust_checkpoint: bool) -> ReferenceModel | None:
+    """The reference model to export: asked for, or (by default) whenever it has trained weights.
+
+    Random reference weights (ResNet-50 here: torchvision's weights are not shipped) compare nothing and would
+    add 100 MB, so the default leaves them out; ``--reference`` writes them anyway, marked untrained.
+    """
+    if config.reference is False:
+        return None
+    reference = get_reference(model, checkpoint=config.reference_checkpoint, trust_checkpoint=trust_checkpoint)
+    return reference if config.reference or reference.trained else None
+
+
+def _reference_record(reference: ReferenceModel, results: list[ReferenceValidationResult]) -> dict[str, Any]:
+    return {"name": reference.name, "description": reference.description, "trained": reference.trained,
+            "weights": reference.weights.name if reference.weights else None,
+            "weights_sha256": reference.weights_sha256, "validation": [r.to_json() for r in results]}
+
+
+def _check(results: list[ValidationResult | ReferenceValidationResult], config: ExportConfig) -> None:
     failed = [r for r in results if not r]
     if failed and not config.allow_failed_validation:
         raise Sc2edgeError("export does not match PyTorch, no bundle written: " + "; ".join(map(str, failed))

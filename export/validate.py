@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from sc2edge.runtime import Bundle, Decoder, Encoder
+from sc2edge.runtime.reference import ReferenceGraph
 from sc2edge.runtime.stream import unpack_stream
 from sc2edge.zoo import SplitClassifier
 
@@ -86,4 +87,46 @@ def validate_bundle(model: SplitClassifier, bundle: Bundle | str | Path, images:
             result.logits_bound = max(result.logits_bound,
                                       tolerance.atol + tolerance.rtol * float(np.abs(reference_logits).max()))
             result.top1_equal += int(logits.argmax() == reference_logits.argmax())
+    return result
+
+
+@dataclass
+class ReferenceValidationResult:
+    """The reference graph (image -> logits) against its PyTorch module; truthy when the logits agree."""
+
+    backend: str
+    precision: str
+    images: int
+    logits_max_abs_err: float = 0.0
+    logits_bound: float = 0.0
+    top1_equal: int = 0
+    tolerance: Tolerance = field(default_factory=Tolerance)
+
+    def __bool__(self) -> bool:
+        return self.logits_max_abs_err <= self.logits_bound
+
+    def __str__(self) -> str:
+        return (f"{'PASS' if self else 'FAIL'} reference {self.backend}/{self.precision} on {self.images} images: "
+                f"logits max |err| {self.logits_max_abs_err:.3g} (bound {self.logits_bound:.3g}), "
+                f"top-1 equal {self.top1_equal}/{self.images}")
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "passed": bool(self)}
+
+
+@torch.no_grad()
+def validate_reference(module: torch.nn.Module, bundle: Bundle | str | Path, images: list[Path], *,
+                       backend: str = "onnxruntime", precision: str = "fp32",
+                       tolerance: Tolerance = Tolerance()) -> ReferenceValidationResult:
+    """Compare the bundle's reference graph run by ``backend`` with the PyTorch ``module`` on ``images``."""
+    result = ReferenceValidationResult(backend, precision, len(images), tolerance=tolerance)
+    with ReferenceGraph(bundle, backend, precision) as runner:
+        for path in images:
+            x = runner.preprocess(path)[None]
+            expected = module(torch.from_numpy(x)).numpy()[0]
+            logits = runner.predict(x)[0]
+            result.logits_max_abs_err = max(result.logits_max_abs_err, float(np.abs(logits - expected).max()))
+            result.logits_bound = max(result.logits_bound,
+                                      tolerance.atol + tolerance.rtol * float(np.abs(expected).max()))
+            result.top1_equal += int(logits.argmax() == expected.argmax())
     return result
