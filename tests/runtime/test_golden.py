@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from sc2edge.runtime import Bundle, Decoder, Encoder
-from sc2edge.runtime.stream import FORMAT_VERSION, unpack_stream
+from sc2edge.runtime.stream import FORMAT_VERSION, read_header, unpack_stream
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 MODEL = "entropic_student_fashion_mnist_beta0.1"
@@ -102,4 +102,5 @@ def test_writer_payloads_equal_the_golden_payloads(fashion_bundle):
     with Encoder(fashion_bundle) as encoder:
         for path, record in _golden_streams():
             stream = encoder.encode([GOLDEN / record["image"]])[0]
+            assert read_header(stream).version == FORMAT_VERSION
             assert unpack_stream(stream)[1] == unpack_stream(path.read_bytes())[1], path.name
