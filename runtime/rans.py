@@ -33,8 +33,10 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import math
 import sys
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +50,7 @@ MIN_SYMBOLS = 3  # below this CompressAI's encoder writes before its output buff
 MAX_SYMBOLS = 1 << 22  # C*h*w; 24 x 418 x 418 (a 1672 x 1672 image); detection at 800 x 1333 needs 1.6 M
 MAX_ABS_SYMBOL = 1 << 24  # CompressAI's limit: every escaped value below 2**28 (7 nibbles), see the docstring
 MAX_ABS_OFFSET = 1 << 20  # table offsets are -ceil(median - lower quantile): tens in practice
+MAX_TABLE_BYTES = 16 << 20  # per array of tables.npz: 65535 CDFs of 64 entries; real tables are kilobytes
 MAX_PAYLOAD_BYTES = 16 << 20  # also bounds the decoder's int32 bypass arithmetic (see _decoder_padding_words)
 RANS64_L = 1 << 31  # rans64.h's lower bound of a valid coder state
 STREAM_FORMAT = "compressai-rans64"  # recorded in bundles: both coders write and read these bytes
@@ -216,8 +219,10 @@ class EntropyTables:
                 names = {name for name, _, _ in _ARRAYS}
                 if set(npz.files) != names:
                     raise BundleError(f"{path}: expected arrays {sorted(names)}, found {sorted(npz.files)}")
+                for name in names:
+                    _check_declared_size(npz, name, path)
                 arrays = {name: npz[name] for name in names}
-        except (OSError, ValueError) as exc:  # missing, not a zip, or an object array (pickle refused)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:  # missing, not a zip, an object array (pickle)
             raise BundleError(f"{path}: cannot read entropy tables ({exc})") from exc
         try:
             return cls(**arrays)
@@ -228,6 +233,19 @@ class EntropyTables:
         """Write the four arrays as an uncompressed npz (``load`` reads it back bit for bit)."""
         with open(path, "wb") as f:
             np.savez(f, **{name: getattr(self, name) for name, _, _ in _ARRAYS})
+
+
+def _check_declared_size(npz: np.lib.npyio.NpzFile, name: str, path: str | Path) -> None:
+    """Refuse an array whose ``.npy`` header declares more than MAX_TABLE_BYTES, before numpy allocates it
+    (a compressed member of a few kilobytes can declare gigabytes)."""
+    with npz.zip.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+    size = math.prod(shape) * dtype.itemsize
+    if size > MAX_TABLE_BYTES:
+        raise BundleError(f"{path}: {name} declares shape {shape} of {dtype} ({size} bytes), over the "
+                          f"{MAX_TABLE_BYTES}-byte limit for entropy tables")
 
 
 def _decoder_padding_words(symbols: int, payload_words: int) -> int:

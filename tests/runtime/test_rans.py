@@ -417,6 +417,29 @@ def test_tables_load_rejects_bad_files(tmp_path, arrays, message):
         EntropyTables.load(path)
 
 
+def test_tables_load_bounds_declared_sizes_before_allocating(tmp_path):
+    """A small compressed npz can declare gigabytes: the .npy headers are read and bounded first."""
+    import zipfile
+
+    huge = tmp_path / "huge.npz"
+    with zipfile.ZipFile(huge, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("quantized_cdf", "cdf_length", "offset", "medians"):
+            with archive.open(f"{name}.npy", "w") as member:
+                shape = (65535, 1 << 20) if name == "quantized_cdf" else (65535,)
+                dtype = np.float32 if name == "medians" else np.int32
+                np.lib.format.write_array_header_1_0(member, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                             "shape": shape})
+                member.write(bytes(64))
+    assert huge.stat().st_size < 4096
+    with pytest.raises(BundleError, match="quantized_cdf declares shape .65535, 1048576. .* over the 16777216-byte"):
+        EntropyTables.load(huge)
+    zeros = tmp_path / "zeros.npz"  # a real 32 MB array, compressed to kilobytes
+    np.savez_compressed(zeros, quantized_cdf=np.zeros((8192, 1024), np.int32), cdf_length=np.zeros(8192, np.int32),
+                        offset=np.zeros(8192, np.int32), medians=np.zeros(8192, np.float32))
+    with pytest.raises(BundleError, match="over the 16777216-byte limit"):
+        EntropyTables.load(zeros)
+
+
 def test_tables_load_rejects_non_npz(tmp_path):
     (tmp_path / "tables.npz").write_bytes(b"not a zip file")
     with pytest.raises(BundleError, match="cannot read"):

@@ -206,7 +206,9 @@ def test_pack_refuses_bad_arguments():
 
 
 _FUZZ = """
+import struct
 import sys
+import zlib
 import numpy as np
 from sc2edge.errors import StreamError
 from sc2edge.runtime.rans import EntropyTables, RansCoder
@@ -216,12 +218,18 @@ tables = EntropyTables.load(sys.argv[1])
 coder = RansCoder(tables, sys.argv[4])
 rng = np.random.default_rng(int(sys.argv[2]))
 decoded = refused = 0
+versions = set()
 
 
 def attempt(payload, shape):
     global decoded, refused
-    stream = pack_stream("factorized", [("y", tables.hash, shape, payload)])  # valid: only the coder stands in the way
+    if rng.integers(2):  # a valid container of either format: only the coder stands in the way
+        stream = pack_stream("factorized", [("y", tables.hash, shape, payload)])
+    else:
+        fields = struct.pack("<4sB8s3HI", b"SC2E", 1, bytes.fromhex(tables.hash), *shape, len(payload))
+        stream = fields + struct.pack("<I", zlib.crc32(fields + payload)) + payload
     header, body = unpack_stream(stream, codec="factorized", tables={"y": tables.hash})
+    versions.add(header.version)
     try:
         symbols = coder.decode(body["y"], header.sections[0].shape)
     except StreamError:
@@ -253,6 +261,7 @@ for round_ in range(int(sys.argv[3])):
     for payload in kinds:
         attempt(payload, shape)
     attempt(b"\\xff" * 4 * words, (24, 55, 55))
+assert versions == {1, 2}
 print(decoded, refused)
 """
 
