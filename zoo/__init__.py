@@ -13,9 +13,10 @@ import torch
 
 from sc2edge._files import sha256_file
 from sc2edge.errors import Sc2edgeError
+from sc2edge.runtime.entropy import latent_size  # one definition, shared with the runtime
 from sc2edge.zoo import efficientnet_student, entropic_student, fashion_mnist  # noqa: F401  (register builders)
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
-from sc2edge.zoo.entropic_student import SplitClassifier, latent_size
+from sc2edge.zoo.entropic_student import SplitClassifier
 from sc2edge.zoo.registry import (
     _BUILDERS,
     _REFERENCES,
