@@ -22,6 +22,7 @@ from PIL import Image
 from sc2edge.bench.machine import proc_kib_field
 from sc2edge.bench.timing import TimingConfig, measure
 from sc2edge.errors import Sc2edgeError
+from sc2edge.tasks import Prediction
 
 TORCH_FREE_MODES = ("device", "server", "local", "roofline")
 _CODEC_FORMATS = {"jpeg": "JPEG", "webp": "WEBP"}
@@ -73,10 +74,6 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
     return {"stages": {k: v.to_json() for k, v in stages.items()}, "coder": encoder.coder.name}
 
 
-def _top(logits: np.ndarray, k: int = 5) -> list[int]:
-    return [int(i) for i in np.argsort(-logits)[:k]]
-
-
 def run_server(spec: dict[str, Any]) -> dict[str, Any]:
     """Stream -> prediction on the server: entropy decode, server graph, and the whole path."""
     from sc2edge.runtime import Decoder
@@ -87,11 +84,11 @@ def run_server(spec: dict[str, Any]) -> dict[str, Any]:
         symbols = [decoder.decode_symbols(s)[None] for s in streams]
         stages = {
             "entropy_decode": measure(decoder.decode_symbols, streams, timing),
-            "server_graph": measure(decoder.predict, symbols, timing),
+            "server_graph": measure(decoder.predict_outputs, symbols, timing),
             "server_total": measure(decoder.decode, streams, timing),
         }
-        top5 = [_top(decoder.decode(s)) for s in streams]
-    return {"stages": {k: v.to_json() for k, v in stages.items()}, "top5": top5}
+        predictions = [decoder.decode(s).to_json() for s in streams]
+    return {"stages": {k: v.to_json() for k, v in stages.items()}, "predictions": predictions}
 
 
 def _model_input_crop(encoder, image: Image.Image) -> Image.Image:
@@ -112,7 +109,7 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
     with Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as encoder, \
             Decoder(spec["bundle"], spec["backend"], spec["server_precision"], threads=spec["threads"]) as decoder:
 
-        def full_model(image: Image.Image) -> np.ndarray:
+        def full_model(image: Image.Image) -> Prediction:
             return decoder.predict(encoder.symbols(encoder.preprocess(image)[None]))[0]
 
         result: dict[str, Any] = {"stages": {"full_model": measure(full_model, images, timing).to_json()},
@@ -127,14 +124,14 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
 
             encoded = [encode(c) for c in crops]
 
-            def server(data: bytes) -> np.ndarray:
+            def server(data: bytes) -> Prediction:
                 return full_model(Image.open(io.BytesIO(data)))
 
             result["codecs"][f"{codec}-q{quality}"] = {
                 "codec": codec, "quality": quality, "bytes": [len(e) for e in encoded],
                 "encode": measure(encode, crops, timing).to_json(),
                 "server_total": measure(server, encoded, timing).to_json(),
-                "top5": [_top(server(e)) for e in encoded],
+                "predictions": [server(e).to_json() for e in encoded],
             }
     return result
 

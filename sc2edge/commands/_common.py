@@ -15,3 +15,13 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 def runtime_options(args: argparse.Namespace) -> dict:
     return {"backend": args.backend, "precision": args.precision, "threads": args.threads, "device": args.device}
+
+
+def validation_summary(record: dict) -> str:
+    """One line for a manifest ``validation`` record: verdict, symbols, and each server output's worst error
+    (records written before the task seam name only ``logits_max_abs_err``)."""
+    outputs = record.get("outputs") or {"logits": {"max_abs_err": record.get("logits_max_abs_err", float("nan"))}}
+    errors = ", ".join(f"{name} max |err| {e['max_abs_err']:.3g}" for name, e in outputs.items())
+    return (f"{record['backend']}/{record['precision']}: {'PASS' if record['passed'] else 'FAIL'}, "
+            f"{record['symbols_different']}/{record['symbols_total']} symbols differ, "
+            f"{record['streams_identical']}/{record['images']} streams identical to CompressAI, {errors}")

@@ -26,6 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sc2edge.commands._common import validation_summary
     from sc2edge.export import ExportConfig, export_bundle
     from sc2edge.runtime import Bundle
 
@@ -37,10 +38,7 @@ def run(args: argparse.Namespace) -> int:
                         config=config)
     bundle = Bundle.open(out)
     for result in bundle.manifest.get("validation", []):
-        print(f"validation {result['backend']}/{result['precision']}: {'PASS' if result['passed'] else 'FAIL'}, "
-              f"{result['symbols_different']}/{result['symbols_total']} symbols differ, "
-              f"{result['streams_identical']}/{result['images']} streams identical to CompressAI, "
-              f"logits max |err| {result['logits_max_abs_err']:.3g}")
+        print(f"validation {validation_summary(result)}")
     if not bundle.manifest["model"]["trained"]:
         print("note: UNTRAINED model (deterministic random weights): bytes and predictions are meaningless")
     print(f"wrote {out} ({', '.join(f'{a.role}/{a.format}/{a.precision}' for a in bundle.artifacts)})")
