@@ -23,6 +23,7 @@ from PIL import Image
 from sc2edge.bench.machine import proc_kib_field
 from sc2edge.bench.timing import TimingConfig, measure
 from sc2edge.errors import Sc2edgeError
+from sc2edge.tasks import Prediction, bundle_task
 
 TORCH_FREE_MODES = ("device", "server", "local", "roofline")
 
@@ -73,10 +74,6 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
     return {"stages": {k: v.to_json() for k, v in stages.items()}, "coder": encoder.codec.coder_name}
 
 
-def _top(logits: np.ndarray, k: int = 5) -> list[int]:
-    return [int(i) for i in np.argsort(-logits)[:k]]
-
-
 def run_server(spec: dict[str, Any]) -> dict[str, Any]:
     """Stream -> prediction on the server: entropy decode, server graph, and the whole path."""
     from sc2edge.runtime import Decoder
@@ -87,30 +84,31 @@ def run_server(spec: dict[str, Any]) -> dict[str, Any]:
         symbols = [decoder.decode_symbols(s)[None] for s in streams]
         stages = {
             "entropy_decode": measure(decoder.decode_symbols, streams, timing),
-            "server_graph": measure(decoder.predict, symbols, timing),
+            "server_graph": measure(decoder.predict_outputs, symbols, timing),
             "server_total": measure(decoder.decode, streams, timing),
         }
-        top5 = [_top(decoder.decode(s)) for s in streams]
-    return {"stages": {k: v.to_json() for k, v in stages.items()}, "top5": top5}
+        predictions = [decoder.decode(s).to_json() for s in streams]
+    return {"stages": {k: v.to_json() for k, v in stages.items()}, "predictions": predictions}
 
 
-def _whole_model(spec: dict[str, Any], bundle, stack: ExitStack) -> tuple[Callable[[np.ndarray], np.ndarray],
-                                                                          dict[str, Any]]:
-    """The unmodified model the split replaces, batch -> logits: the bundle's reference graph when it has one
+def _whole_model(spec: dict[str, Any], bundle, stack: ExitStack) -> tuple[
+        Callable[[np.ndarray], dict[str, np.ndarray]], dict[str, Any]]:
+    """The unmodified model the split replaces, batch -> named outputs: the bundle's reference graph when it has one
     (at the configuration's precision if exported, else FP32), else the student's device then server graph."""
     from sc2edge.runtime import Decoder, Encoder, ReferenceGraph
-    from sc2edge.runtime.reference import has_reference
+    from sc2edge.runtime.reference import REFERENCE_OUTPUT, has_reference
 
     if has_reference(bundle, spec["backend"]):
         precision = spec["precision"] if has_reference(bundle, spec["backend"], spec["precision"]) else "fp32"
         graph = stack.enter_context(ReferenceGraph(bundle, spec["backend"], precision, threads=spec["threads"]))
         name = (bundle.manifest.get("reference") or {}).get("name", "reference")
-        return graph.predict, {"model": "reference", "reference": name, "precision": precision,
-                               "full_model_method": f"the reference graph ({name}), one graph"}
+        return (lambda batch: {REFERENCE_OUTPUT: graph.predict(batch)}), {
+            "model": "reference", "reference": name, "precision": precision,
+            "full_model_method": f"the reference graph ({name}), one graph"}
     encoder = stack.enter_context(Encoder(bundle, spec["backend"], spec["precision"], threads=spec["threads"]))
     decoder = stack.enter_context(Decoder(bundle, spec["backend"], spec["server_precision"],
                                           threads=spec["threads"]))
-    return (lambda batch: decoder.predict(encoder.symbols(batch))), {
+    return (lambda batch: decoder.predict_outputs(encoder.symbols(batch))), {
         "model": "student", "reference": None, "precision": spec["precision"],
         "full_model_method": "no reference in the bundle: the student's device graph then server graph, in one "
                              "process"}
@@ -127,12 +125,12 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
     timing = _timing(spec)
     images = _images(spec)
     bundle = Bundle.open(spec["bundle"])
-    pre = bundle.preprocess
+    pre, task = bundle.preprocess, bundle_task(bundle)
     with ExitStack() as stack:
         model, described = _whole_model(spec, bundle, stack)
 
-        def full_model(image: Image.Image) -> np.ndarray:
-            return model(preprocess_image(image, pre)[None])[0]
+        def full_model(image: Image.Image) -> Prediction:
+            return task.predictions(model(preprocess_image(image, pre)[None]))[0]
 
         result: dict[str, Any] = {"stages": {"full_model": measure(full_model, images, timing).to_json()},
                                   **described, "codecs": {}}
@@ -141,14 +139,14 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
             codec = input_codec(name, quality)
             encoded = [codec.encode(c) for c in crops]
 
-            def server(data: bytes, codec=codec) -> np.ndarray:
-                return model(decode_input(codec, data, pre)[None])[0]
+            def server(data: bytes, codec=codec) -> Prediction:
+                return task.predictions(model(decode_input(codec, data, pre)[None]))[0]
 
             result["codecs"][codec.label] = {
                 "codec": codec.name, "quality": codec.quality, "bytes": [len(e) for e in encoded],
                 "encode": measure(codec.encode, crops, timing).to_json(),
                 "server_total": measure(server, encoded, timing).to_json(),
-                "top5": [_top(server(e)) for e in encoded],
+                "predictions": [server(e).to_json() for e in encoded],
             }
     return result
 

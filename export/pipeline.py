@@ -16,11 +16,11 @@ from sc2edge.calibrate.config import CalibConfig
 from sc2edge.errors import Sc2edgeError
 from sc2edge.export.bundle import BundleBuilder
 from sc2edge.export.graphs import DeviceGraph, ServerGraph
-from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, REFERENCE_IO, SERVER_IO, export_onnx
+from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, REFERENCE_IO, SERVER_INPUT, export_onnx
 from sc2edge.export.openvino import add_openvino_artifacts
 from sc2edge.export.validate import (
     ReferenceValidationResult,
-    Tolerance,
+    SymbolTolerance,
     ValidationResult,
     validate_bundle,
     validate_reference,
@@ -31,6 +31,7 @@ from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.bundle import LABELS_FILE
 from sc2edge.runtime.entropy import FactorizedCodec
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
+from sc2edge.tasks import Task, create_task
 from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get_reference, latent_size
 
 VALIDATION_IMAGES = 4
@@ -48,7 +49,8 @@ class ExportConfig:
         calib_samples (int): calibration images to use. Defaults to 300.
         opset (int): ONNX opset. Defaults to 17.
         validation_images (Path | None): images for the PyTorch comparison. Defaults to offline photos.
-        tolerance (Tolerance): validation tolerance. Defaults to Tolerance().
+        tolerance (SymbolTolerance): symbols allowed to differ from PyTorch (the outputs' tolerances are the
+            task's). Defaults to SymbolTolerance().
         allow_failed_validation (bool): write the bundle even if validation fails. Defaults to False.
         overwrite (bool): replace an existing bundle. Defaults to False.
         reference (bool | None): also export the reference model (the unmodified teacher, image -> logits) for
@@ -62,7 +64,7 @@ class ExportConfig:
     calib_samples: int = 300
     opset: int = DEFAULT_OPSET
     validation_images: Path | None = None
-    tolerance: Tolerance = field(default_factory=Tolerance)
+    tolerance: SymbolTolerance = field(default_factory=SymbolTolerance)
     allow_failed_validation: bool = False
     overwrite: bool = False
     reference: bool | None = None
@@ -84,8 +86,15 @@ class ExportConfig:
         return ExportConfig(**{**self.__dict__, "backends": backends})
 
 
-def _manifest(loaded: LoadedModel, tables: EntropyTables, config: ExportConfig) -> dict[str, Any]:
+def model_task(loaded: LoadedModel) -> Task:
+    """The zoo spec's task (kind, classes and their names) as the runtime will rebuild it from the manifest."""
+    spec = loaded.spec
+    return create_task({"kind": spec.task, "num_classes": spec.num_classes}, class_names(spec))
+
+
+def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables, config: ExportConfig) -> dict[str, Any]:
     spec, model = loaded.spec, loaded.model
+    labels_file = LABELS_FILE if task.labels else None
     size = spec.preprocess.crop
     geometry = model.encoder_geometry()
     channels = 1 if spec.preprocess.grayscale else 3
@@ -94,7 +103,9 @@ def _manifest(loaded: LoadedModel, tables: EntropyTables, config: ExportConfig) 
         "model": {"name": spec.name, "builder": spec.builder, "task": spec.task, "num_classes": spec.num_classes,
                   "beta": spec.beta, "trained": loaded.trained,
                   "checkpoint": str(loaded.checkpoint_path) if loaded.checkpoint_path else None,
-                  "checkpoint_sha256": loaded.checkpoint_sha256, "description": spec.description},
+                  "checkpoint_sha256": loaded.checkpoint_sha256, "description": spec.description,
+                  "labels": labels_file},
+        "task": task.to_json(labels_file),
         "preprocess": spec.preprocess.to_json(),
         "input": {"channels": channels, "height": size, "width": size},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
@@ -132,20 +143,20 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
     images = validation_images(config)  # before the slow steps: a wrong --validation-images fails at once
     loaded = get_model(model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint)
     tables = EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
-    manifest = _manifest(loaded, tables, config)
+    task = model_task(loaded)
+    manifest = _manifest(loaded, task, tables, config)
     size = manifest["input"]["height"]
     example = torch.zeros(1, manifest["input"]["channels"], size, size)
     with BundleBuilder(out, overwrite=config.overwrite) as builder, torch.no_grad():
         tables.save(builder.staging / "tables.npz")
-        labels = class_names(loaded.spec)
-        if labels:
-            (builder.staging / LABELS_FILE).write_text(json.dumps(labels))
-        manifest["model"]["labels"] = LABELS_FILE if labels else None
+        if task.labels:
+            (builder.staging / LABELS_FILE).write_text(json.dumps(task.labels))
         device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()
         export_onnx(device_graph, example, builder.staging / "device.fp32.onnx", DEVICE_IO, opset=config.opset)
         builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")
-        export_onnx(server_graph, device_graph(example), builder.staging / "server.fp32.onnx", SERVER_IO,
-                    opset=config.opset)
+        export_onnx(server_graph, device_graph(example), builder.staging / "server.fp32.onnx",
+                    ([SERVER_INPUT], task.output_names), opset=config.opset,
+                    output_axes={o.name: o.dynamic_axes() for o in task.outputs})
         builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")
         reference = _reference(model, config, trust_checkpoint)
         if reference is not None:
@@ -166,8 +177,8 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
         manifest["validation"] = [r.to_json() for r in results]
         reference_results: list[ReferenceValidationResult] = []
         if reference is not None:
-            reference_results = [validate_reference(reference.module, staged, images, backend=backend,
-                                                    tolerance=config.tolerance) for backend in config.backends]
+            reference_results = [validate_reference(reference.module, staged, images, backend=backend)
+                                 for backend in config.backends]
             manifest["reference"] = _reference_record(reference, reference_results)
         _check([*results, *reference_results], config)
         builder.write_manifest(manifest)

@@ -1,4 +1,5 @@
-"""The deployable halves: ``Encoder`` (device: image -> stream) and ``Decoder`` (server: stream -> prediction).
+"""The deployable halves: ``Encoder`` (device: image -> stream) and ``Decoder`` (server: stream -> the task's
+prediction).
 
 Both run an exported graph through a named backend and code its outputs with the bundle's entropy codec
 (``runtime/entropy.py``) and tables, so a stream made by any backend and precision decodes with any other (the
@@ -17,6 +18,7 @@ from sc2edge.runtime.backends import BaseRunner, canonical_backend, create_runne
 from sc2edge.runtime.bundle import Bundle
 from sc2edge.runtime.entropy import EntropyCodec, open_codec
 from sc2edge.runtime.preprocess import ImageLike, preprocess_image
+from sc2edge.tasks import Prediction, Task, bundle_task
 
 
 def _open(bundle: Bundle | str | Path) -> Bundle:
@@ -89,18 +91,35 @@ class Encoder(_Half):
 
 
 class Decoder(_Half):
-    """Server side. ``decode(stream)`` returns the task output (logits) for one stream. Same arguments as Encoder."""
+    """Server side. ``decode(stream)`` returns the bundle task's prediction for one stream; ``outputs(stream)`` the
+    server graph's raw named outputs. Same arguments as Encoder."""
 
     role = "server"
+
+    def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", precision: str = "fp32", *,
+                 threads: int | None = None, device: str | None = None):
+        bundle = _open(bundle)
+        self.task: Task = bundle_task(bundle)  # before the runner: a task this sc2edge does not know opens nothing
+        super().__init__(bundle, backend, precision, threads=threads, device=device)
 
     def decode_symbols(self, stream: bytes) -> np.ndarray:
         """A stream -> int32 CHW symbols, after checking the container against this bundle's codec, tables and
         latent shapes (before any payload is decoded or any graph runs)."""
         return self.codec.decompress(stream)[self.codec.server_inputs[0]]
 
-    def predict(self, symbols: np.ndarray) -> np.ndarray:
-        """int32 NCHW symbols -> logits (the server graph)."""
-        return self.runner.infer({"symbols": np.ascontiguousarray(symbols, dtype=np.int32)})["logits"]
+    def predict_outputs(self, symbols: np.ndarray) -> dict[str, np.ndarray]:
+        """int32 NCHW symbols -> the server graph's raw outputs, by name (the task's outputs)."""
+        outputs = self.runner.infer({"symbols": np.ascontiguousarray(symbols, dtype=np.int32)})
+        return {name: outputs[name] for name in self.task.output_names}
 
-    def decode(self, stream: bytes) -> np.ndarray:
-        return self.predict(self.decode_symbols(stream)[None])[0]
+    def predict(self, symbols: np.ndarray) -> list[Prediction]:
+        """int32 NCHW symbols -> one task prediction per item."""
+        return self.task.predictions(self.predict_outputs(symbols))
+
+    def outputs(self, stream: bytes) -> dict[str, np.ndarray]:
+        """One stream -> the server graph's raw named outputs for its item (batch axis removed)."""
+        return self.task.items(self.predict_outputs(self.decode_symbols(stream)[None]))[0]
+
+    def decode(self, stream: bytes) -> Prediction:
+        """One stream -> the task's prediction (e.g. top-k classes with probabilities)."""
+        return self.task.predict(self.outputs(stream))

@@ -30,6 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sc2edge.commands._common import validation_summary
     from sc2edge.export import ExportConfig, export_bundle
     from sc2edge.runtime import Bundle
 
@@ -42,15 +43,11 @@ def run(args: argparse.Namespace) -> int:
                         config=config)
     bundle = Bundle.open(out)
     for result in bundle.manifest.get("validation", []):
-        print(f"validation {result['backend']}/{result['precision']}: {'PASS' if result['passed'] else 'FAIL'}, "
-              f"{result['symbols_different']}/{result['symbols_total']} symbols differ, "
-              f"{result['streams_identical']}/{result['images']} streams identical to CompressAI, "
-              f"logits max |err| {result['logits_max_abs_err']:.3g}")
+        print(f"validation {validation_summary(result)}")
     reference = bundle.manifest.get("reference")
     if reference:
         for result in reference["validation"]:
-            print(f"validation reference {reference['name']} {result['backend']}/{result['precision']}: "
-                  f"{'PASS' if result['passed'] else 'FAIL'}, logits max |err| {result['logits_max_abs_err']:.3g}"
+            print(f"validation reference {reference['name']} {validation_summary(result)}"
                   + ("" if reference["trained"] else " (UNTRAINED reference: random weights)"))
     if not bundle.manifest["model"]["trained"]:
         print("note: UNTRAINED model (deterministic random weights): bytes and predictions are meaningless")

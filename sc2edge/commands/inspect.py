@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sc2edge.commands._common import validation_summary
 from sc2edge.errors import Sc2edgeError
 
 
@@ -36,9 +37,7 @@ def _describe_bundle(path: Path) -> list[str]:
         size = (bundle.path / a.path).stat().st_size
         lines.append(f"  artifact   {a.role:6} {a.format:10} {a.precision:5} {a.path} ({size / 1e6:.2f} MB)")
     for v in m.get("validation", []):
-        lines.append(f"  validated  {v['backend']}/{v['precision']}: {'PASS' if v['passed'] else 'FAIL'}, "
-                     f"{v['symbols_different']}/{v['symbols_total']} symbols differ, logits max |err| "
-                     f"{v['logits_max_abs_err']:.3g}")
+        lines.append(f"  validated  {validation_summary(v)}")
     lines.append(f"  versions   {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
     return lines
 

@@ -26,9 +26,31 @@ def test_round_trip_matches_compressai_bytes_and_pytorch_predictions(bundle_dir,
                 expected = model.forward_tail(model.bottleneck_layer.decoder(
                     eb.decompress(reference, y.shape[-2:]))).numpy()[0]
             assert unpack_stream(stream)[1] == {"y": reference[0]}
-            logits = decoder.decode(stream)
-            np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4 + 1e-3 * np.abs(expected).max())
-            assert logits.argmax() == expected.argmax()
+            outputs = decoder.outputs(stream)
+            assert list(outputs) == ["logits"] and outputs["logits"].shape == expected.shape
+            np.testing.assert_allclose(outputs["logits"], expected, rtol=1e-3,
+                                       atol=1e-4 + 1e-3 * np.abs(expected).max())
+            prediction = decoder.decode(stream)
+            assert prediction == decoder.task.predict(outputs)
+            assert prediction.top1 == expected.argmax()
+
+
+def test_raw_outputs_are_the_server_graphs_and_decode_returns_the_prediction(fp32_bundle_dir, photos):
+    import onnxruntime as ort
+
+    bundle = Bundle.open(fp32_bundle_dir)
+    session = ort.InferenceSession(str(bundle.path / bundle.artifact("server", "onnx", "fp32").path),
+                                   providers=["CPUExecutionProvider"])
+    with Encoder(bundle) as encoder, Decoder(bundle) as decoder:
+        streams = encoder.encode(photos[:2])
+        for stream in streams:
+            symbols = decoder.decode_symbols(stream)[None]
+            (logits,) = session.run(["logits"], {"symbols": symbols})
+            np.testing.assert_array_equal(decoder.outputs(stream)["logits"], logits[0])
+            np.testing.assert_array_equal(decoder.predict_outputs(symbols)["logits"], logits)
+            prediction = decoder.decode(stream)
+            assert prediction.classes == tuple(int(i) for i in np.argsort(-logits[0])[:5])
+            assert decoder.predict(symbols) == [prediction]
 
 
 def test_preprocessing_matches_torchvision(photos):
@@ -114,4 +136,4 @@ def test_latents_the_bundle_cannot_produce_are_refused_before_any_work(bundle_di
         with Encoder(bundle_dir) as encoder:  # and the decoder still works
             symbols = decoder.decode_symbols(encoder.encode([photos[0]])[0])
             assert symbols.shape == tuple(bundle.manifest["latent"]["shape"])
-            assert np.isfinite(decoder.predict(symbols[None])).all()
+            assert np.isfinite(decoder.predict_outputs(symbols[None])["logits"]).all()
