@@ -109,3 +109,19 @@ def fp32_bundle_dir(tmp_path_factory, bundle_dir) -> Path:
             builder.add_artifact(a.role, a.format, a.precision, a.path, a.meta)
         builder.write_manifest(json.loads(json.dumps(manifest)))
         return builder.commit()
+
+
+FASHION_MODEL = "entropic_student_fashion_mnist_beta0.1"
+
+
+@pytest.fixture(scope="session")
+def reference_bundle_dir(tmp_path_factory, photos) -> Path:
+    """The Fashion-MNIST student (small and fast) with its reference role (the teacher CNN), for ONNX Runtime
+    and OpenVINO: what ``sc2edge export --backend onnx,openvino`` writes for a model whose teacher is trained."""
+    from sc2edge.export import ExportConfig, export_bundle
+
+    images = tmp_path_factory.mktemp("validation-fashion")
+    for p in photos[:2]:
+        (images / p.name).symlink_to(p)
+    return export_bundle(FASHION_MODEL, tmp_path_factory.mktemp("bundles") / "fashion",
+                         config=ExportConfig(backends=("onnxruntime", "openvino"), validation_images=images))
