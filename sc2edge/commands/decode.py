@@ -1,24 +1,23 @@
-"""sc2edge decode --bundle BUNDLE_DIR STREAM... [--json]"""
+"""sc2edge decode BUNDLE STREAM... [--json]"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from sc2edge.commands._common import add_runtime_arguments, runtime_options
+from sc2edge.commands._common import add_json_argument, add_runtime_arguments, print_json, runtime_options
 from sc2edge.errors import Sc2edgeError
 
 TOP_K = 5
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", type=Path, help="bundle directory")
     parser.add_argument("streams", nargs="+", type=Path, help=".sc2 stream files")
-    parser.add_argument("--bundle", required=True, type=Path, help="bundle directory")
-    parser.add_argument("--json", action="store_true", help="one JSON object per stream: stream, top5, scores")
     add_runtime_arguments(parser)
+    add_json_argument(parser)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
                           "scores": [round(float(scores[i]), 6) for i in top]}
                 if labels:
                     record["labels"] = [labels[i] for i in top]
-                print(json.dumps(record))
+                print_json(record)
             else:
                 names = [f"{i}{f' ({labels[i]})' if labels else ''}: {scores[i]:.3f}" for i in top]
                 print(f"{path}: " + ", ".join(names))
