@@ -78,3 +78,34 @@ def hammer(bundle: str | Path, backend: str, precision: str, batches: Sequence[n
             list(pool.map(worker, range(threads)))
         result.seconds = time.perf_counter() - start
     return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sc2edge.bench.concurrency BUNDLE [--backend a,b] [--precision fp32,int8] [--threads 16]
+    [--requests 1000]``: the long run; exit status 1 on any mismatch or error."""
+    import argparse
+
+    from sc2edge.photos import system_photos
+    from sc2edge.runtime import Bundle, preprocess_image
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--backend", default="onnxruntime,openvino")
+    parser.add_argument("--precision", default="fp32,int8")
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=1000, help="per thread (default: %(default)s)")
+    args = parser.parse_args(argv)
+    spec = Bundle.open(args.bundle).preprocess
+    batches = [preprocess_image(p, spec)[None] for p in system_photos()[:4]]
+    failed = False
+    for backend in args.backend.split(","):
+        for precision in args.precision.split(","):
+            result = hammer(args.bundle, backend, precision, batches, threads=args.threads,
+                            requests_per_thread=args.requests)
+            print(result, flush=True)
+            failed |= not result.ok
+    return int(failed)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
