@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "_unavailable", None):
             raise Sc2edgeError(args._unavailable)
-        return _load_verb(args._module).run(args) or 0
+        status = _load_verb(args._module).run(args) or 0
+        sys.stdout.flush()  # inside the try: a reader gone before the last block is a broken pipe too
+        return status
     except BrokenPipeError:
         _silence_stdout()
         return 141  # what a shell reports for a command ended by SIGPIPE
