@@ -71,3 +71,14 @@ def show_progress() -> bool:
 
 def print_json(record: Any) -> None:
     print(json.dumps(record, default=str), flush=True)
+def validation_summary(record: dict) -> str:
+    """One line for a manifest ``validation`` record (split graphs, or the reference graph, which has no symbols):
+    verdict, symbols, and each output's worst error (records written before the task seam name only
+    ``logits_max_abs_err``)."""
+    outputs = record.get("outputs") or {"logits": {"max_abs_err": record.get("logits_max_abs_err", float("nan"))}}
+    parts = [f"{record['backend']}/{record['precision']}: {'PASS' if record['passed'] else 'FAIL'}"]
+    if "symbols_total" in record:
+        parts += [f"{record['symbols_different']}/{record['symbols_total']} symbols differ",
+                  f"{record['streams_identical']}/{record['images']} streams identical to CompressAI"]
+    parts += [f"{name} max |err| {e['max_abs_err']:.3g}" for name, e in outputs.items()]
+    return ", ".join(parts)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sc2edge.commands._common import add_json_argument, print_json
+from sc2edge.commands._common import add_json_argument, print_json, validation_summary
 from sc2edge.errors import Sc2edgeError
 
 
@@ -17,8 +17,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _describe_bundle(bundle) -> list[str]:
+    from sc2edge.runtime.entropy import entropy_spec
+
     path = bundle.path
     m = bundle.manifest
+    entropy = entropy_spec(m)
     model = m["model"]
     lines = [
         f"bundle {path} (format {m['format']} v{m['format_version']}, sha256 of {len(m['files'])} files verified)",
@@ -28,34 +31,35 @@ def _describe_bundle(bundle) -> list[str]:
         f"resize {m['preprocess']['resize']} crop {m['preprocess']['crop']}",
         f"  latent     {'x'.join(map(str, m['latent']['shape']))} symbols at that input "
         f"({m['latent']['channels']} channels, encoder convs (k,s,p) {m['latent']['geometry']})",
-        f"  entropy    {m['entropy']['coder']}, {bundle.tables.quantized_cdf.shape[1]}-entry CDFs, "
-        f"tables {m['entropy']['hash']}",
+        f"  entropy    {entropy['kind']} ({entropy['coder']}), {bundle.tables.quantized_cdf.shape[1]}-entry CDFs, "
+        + ", ".join(f"section {s['name']} tables {s['hash']}" for s in entropy["sections"]),
     ]
     for a in bundle.artifacts:
         size = (bundle.path / a.path).stat().st_size
         lines.append(f"  artifact   {a.role:6} {a.format:10} {a.precision:5} {a.path} ({size / 1e6:.2f} MB)")
     for v in m.get("validation", []):
-        lines.append(f"  validated  {v['backend']}/{v['precision']}: {'PASS' if v['passed'] else 'FAIL'}, "
-                     f"{v['symbols_different']}/{v['symbols_total']} symbols differ, logits max |err| "
-                     f"{v['logits_max_abs_err']:.3g}")
+        lines.append(f"  validated  {validation_summary(v)}")
     lines.append(f"  versions   {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
     return lines
 
 
 def _describe_stream(path: Path, bundle) -> tuple[list[str], dict]:
-    from sc2edge.runtime import read_header, unpack_stream
+    from sc2edge.runtime import open_codec, read_header, unpack_stream
 
     if not path.is_file():
         raise Sc2edgeError(f"stream not found: {path}")
     data = path.read_bytes()
     header = read_header(data)
-    unpack_stream(data, table_hash=bundle.tables.hash if bundle else None)
-    record = {"stream": str(path), "bytes": len(data), "format_version": header.version,
-              "latent": list(header.shape), "payload_bytes": header.payload_length, "tables": header.table_hash,
+    lines = [f"stream {path}: {len(data)} bytes, format v{header.version}, entropy {header.codec}"]
+    lines += [f"  section {s.name}: latent {s.shape}, payload {s.length} bytes, tables {s.table_hash}"
+              for s in header.sections]
+    codec = open_codec(bundle) if bundle else None
+    unpack_stream(data, codec=codec.kind if codec else None, tables=codec.table_hashes if codec else None)
+    lines.append("  CRC ok" + (f", matches bundle {bundle.name}" if bundle else ""))
+    record = {"stream": str(path), "bytes": len(data), "format_version": header.version, "codec": header.codec,
+              "sections": [{"name": s.name, "latent": list(s.shape), "payload_bytes": s.length,
+                            "tables": s.table_hash} for s in header.sections],
               "crc_ok": True, "bundle": str(bundle.path) if bundle else None}
-    lines = [f"stream {path}: {len(data)} bytes, format v{header.version}, latent {header.shape}, "
-             f"payload {header.payload_length} bytes, tables {header.table_hash}",
-             "  CRC ok" + (f", matches bundle {bundle.name}" if bundle else "")]
     return lines, record
 
 

@@ -48,17 +48,21 @@ class CoderTarget(StreamTarget):
     The first two bytes give the latent height and width."""
 
     def _frame(self, payload: bytes, height: int, width: int) -> bytes:
+        """A valid container (this bundle's codec, tables and CRC) around ``payload`` as its first section."""
+        codec = self.decoder.codec
+        name, table_hash = next(iter(codec.table_hashes.items()))
         shape = (self.decoder.bundle.manifest["latent"]["channels"], height, width)
-        return pack_stream(payload, self.decoder.table_hash, shape)
+        return pack_stream(codec.kind, [(name, table_hash, shape, payload)])
 
     def seeds(self) -> list[bytes]:
         from sc2edge.runtime import unpack_stream
 
         found = []
         for stream in self.streams:
-            header, payload = unpack_stream(stream)
-            if header.shape[1] <= MAX_SIDE and header.shape[2] <= MAX_SIDE:
-                found.append(bytes([header.shape[1] - 1, header.shape[2] - 1]) + payload)
+            header, payloads = unpack_stream(stream)
+            section = header.sections[0]
+            if section.shape[1] <= MAX_SIDE and section.shape[2] <= MAX_SIDE:
+                found.append(bytes([section.shape[1] - 1, section.shape[2] - 1]) + payloads[section.name])
         return found or [b"\x0d\x0d" + b"\0" * 64]
 
     def __call__(self, data: bytes) -> None:
