@@ -1,9 +1,9 @@
 """Heavy load: one Encoder and one Decoder shared by many threads must give each caller its own answer.
 
-Each request encodes one of a few images and decodes the stream it got; its stream and logits are compared
-bit for bit with what the same objects return serially. A mismatch means a runner handed a caller another
-request's output (what one shared OpenVINO ``InferRequest`` did); an error is counted, not raised, so one run
-reports every failure.
+Each request encodes one of a few images and decodes the stream it got; its stream and the server graph's raw
+outputs are compared bit for bit with what the same objects return serially. A mismatch means a runner handed a
+caller another request's output (what one shared OpenVINO ``InferRequest`` did); an error is counted, not
+raised, so one run reports every failure.
 """
 
 from __future__ import annotations
@@ -52,17 +52,18 @@ def hammer(bundle: str | Path, backend: str, precision: str, batches: Sequence[n
         expected = []
         for batch in batches:
             stream = encoder.encode_batch(batch)[0]
-            expected.append((stream, decoder.decode(stream)))
+            expected.append((stream, decoder.outputs(stream)))
         lock = threading.Lock()
 
         def worker(index: int) -> None:
             for step in range(requests_per_thread):
                 item = (index + step) % len(batches)
-                want_stream, want_logits = expected[item]
+                want_stream, want_outputs = expected[item]
                 try:
                     stream = encoder.encode_batch(batches[item])[0]
-                    logits = decoder.decode(stream)
-                    wrong = stream != want_stream or not np.array_equal(logits, want_logits)
+                    outputs = decoder.outputs(stream)
+                    wrong = stream != want_stream or outputs.keys() != want_outputs.keys() or not all(
+                        np.array_equal(outputs[name], want) for name, want in want_outputs.items())
                     problem = None
                 except Exception as exc:  # counted and reported: the run must see every failure
                     wrong, problem = False, f"{type(exc).__name__}: {exc}"
