@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sc2edge._files import atomic_write_text
+
 DEVICE_STAGES = ("preprocess", "encoder_graph", "entropy_encode")
 SERVER_STAGES = ("entropy_decode", "server_graph")
 TOTAL_STAGES = ("device_total", "server_total")
@@ -401,10 +403,10 @@ def write_reports(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
     files: dict[str, Path] = {**write_csvs(report, out_dir), **{f"plot_{k}": v for k, v in plots.items()}}
     tables = build_tables(report)
     files["markdown"] = out_dir / "report.md"
-    files["markdown"].write_text(to_markdown(tables, plots))
+    atomic_write_text(files["markdown"], to_markdown(tables, plots))
     files["html"] = out_dir / "report.html"
-    files["html"].write_text(to_html(tables, plots))
+    atomic_write_text(files["html"], to_html(tables, plots))
     files["json"] = out_dir / "report.json"
     listing = {k: str(v) for k, v in files.items()}
-    files["json"].write_text(json.dumps({**report, "files": listing}, indent=1, default=str))
+    atomic_write_text(files["json"], json.dumps({**report, "files": listing}, indent=1, default=str))
     return listing

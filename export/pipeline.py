@@ -14,7 +14,7 @@ from sc2edge._files import package_versions
 from sc2edge.calibrate.artifacts import add_int8_artifacts
 from sc2edge.calibrate.config import CalibConfig
 from sc2edge.errors import Sc2edgeError
-from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, REFERENCE_IO, SERVER_INPUT, export_onnx
+from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, MAX_OPSET, MIN_OPSET, REFERENCE_IO, SERVER_INPUT, export_onnx
 from sc2edge.export.openvino import add_openvino_artifacts
 from sc2edge.export.validate import (
     ReferenceValidationResult,
@@ -47,12 +47,13 @@ class ExportConfig:
         int8 (bool): also calibrate INT8 graphs (needs ``calib``). Defaults to False.
         calib (Path | None): calibration images (folder, class-folder tree or file list). Defaults to None.
         calib_samples (int): calibration images to use. Defaults to 300.
-        opset (int): ONNX opset. Defaults to 17.
+        opset (int): ONNX opset, 13..20. Defaults to 17.
         validation_images (Path | None): images for the PyTorch comparison. Defaults to offline photos.
         tolerance (SymbolTolerance): symbols allowed to differ from PyTorch (the outputs' tolerances are the
             task's). Defaults to SymbolTolerance().
         allow_failed_validation (bool): write the bundle even if validation fails. Defaults to False.
         overwrite (bool): replace an existing bundle. Defaults to False.
+        progress (bool): progress bars while calibrating. Defaults to True.
         reference (bool | None): also export the reference model (the unmodified teacher, image -> logits) for
             the input-codec baselines; None exports it when it has trained weights. Defaults to None.
         reference_checkpoint (Path | None): the reference's weights instead of its builder's. Defaults to None.
@@ -67,11 +68,17 @@ class ExportConfig:
     tolerance: SymbolTolerance = field(default_factory=SymbolTolerance)
     allow_failed_validation: bool = False
     overwrite: bool = False
+    progress: bool = True
     reference: bool | None = None
     reference_checkpoint: Path | None = None
 
     def validate(self) -> ExportConfig:
         backends = tuple(dict.fromkeys(canonical_backend(b) for b in self.backends))
+        if not backends:
+            raise Sc2edgeError("no backend to export for: give at least one, e.g. --backend onnxruntime")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise Sc2edgeError(f"ONNX opset {self.opset} is not supported: use {MIN_OPSET}..{MAX_OPSET} "
+                               f"(default {DEFAULT_OPSET})")
         if "tensorrt" in backends:
             raise Sc2edgeError("TensorRT engines are built on the target GPU: export with --backend onnxruntime "
                                "(the TensorRT-ready ONNX is written with --int8), then run sc2edge build-engine there")
@@ -166,7 +173,7 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
         if config.int8:
             manifest["calibration"] = add_int8_artifacts(
                 builder, manifest["preprocess"], config.calib, config=CalibConfig(samples=config.calib_samples),
-                backends=config.backends)
+                backends=config.backends, progress=config.progress)
 
         builder.write_manifest(manifest)
         staged = Bundle.open(builder.staging, verify=False)  # every file was hashed just now

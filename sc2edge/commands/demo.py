@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sc2edge.commands._common import add_threads_argument
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: %(default)s)")
     parser.add_argument("--model", help="a registered model (default: the registry's default)")
-    parser.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
+    add_threads_argument(parser, "all cores")
     parser.add_argument("--quick", action="store_true", help="fewer timing repeats")
 
 

@@ -1,9 +1,11 @@
-"""sc2edge export MODEL --out BUNDLE_DIR"""
+"""sc2edge export MODEL --out BUNDLE_DIR [--backend onnxruntime,openvino] [--int8 --calib DIR] [--json]"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from sc2edge.commands._common import add_json_argument, comma_list, print_json, show_progress
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -12,8 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, help="weights to load instead of the registry's")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow unpickling a checkpoint that the safe loader refuses (it can run code)")
-    parser.add_argument("--backend", default="onnxruntime",
-                        help="comma-separated runtimes to export for: onnxruntime,openvino (default: %(default)s)")
+    parser.add_argument("--backend", type=comma_list, default=["onnxruntime"],
+                        help="comma-separated runtimes to export for: onnxruntime,openvino (default: onnxruntime)")
     parser.add_argument("--int8", action="store_true", help="also write INT8 graphs calibrated on --calib")
     parser.add_argument("--calib", type=Path, help="calibration images: a folder, class-folder tree or file list")
     parser.add_argument("--calib-samples", type=int, default=300, help="calibration images to use (default: 300)")
@@ -27,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: when its weights are trained)")
     parser.add_argument("--reference-checkpoint", type=Path, help="the reference model's weights")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle directory")
+    add_json_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from sc2edge.export import ExportConfig, export_bundle
     from sc2edge.runtime import Bundle
 
-    config = ExportConfig(backends=tuple(b.strip() for b in args.backend.split(",") if b.strip()),
+    config = ExportConfig(backends=tuple(args.backend), progress=show_progress(),
                           int8=args.int8, calib=args.calib, calib_samples=args.calib_samples, opset=args.opset,
                           validation_images=args.validation_images,
                           allow_failed_validation=args.allow_failed_validation, overwrite=args.force,
@@ -42,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
     out = export_bundle(args.model, args.out, checkpoint=args.checkpoint, trust_checkpoint=args.trust_checkpoint,
                         config=config)
     bundle = Bundle.open(out)
+    if args.json:
+        print_json({"bundle": str(out), "trained": bundle.manifest["model"]["trained"],
+                    "artifacts": [a.to_json() for a in bundle.artifacts],
+                    "validation": bundle.manifest.get("validation", [])})
+        return 0
     for result in bundle.manifest.get("validation", []):
         print(f"validation {validation_summary(result)}")
     reference = bundle.manifest.get("reference")

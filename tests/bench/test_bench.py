@@ -248,7 +248,7 @@ def test_bench_runs_without_torch(bundle_dir, photos, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
         [sys.executable, "-m", "sc2edge.cli", "bench", str(bundle_dir), "--quick", "--threads", "1",
-         "--images", *map(str, photos[:2]), "--codec", "jpeg:75", "--link", "lte", "--out", str(out)],
+         "--data", ",".join(map(str, photos[:2])), "--codec", "jpeg:75", "--link", "lte", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
