@@ -87,7 +87,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     artifact = bundle.artifact("device", "onnx", "int8")
     if "ranges" not in artifact.meta:
         raise Sc2edgeError(f"{artifact.path} has no stored calibration ranges: re-export with --int8")
-    config = CalibConfig(**artifact.meta["config"]).validate()  # validate() turns the JSON lists into tuples
+    config = CalibConfig.from_json(artifact.meta["config"])
     fp32 = bundle.path / bundle.artifact("device", "onnx", "fp32").path
     ranges = bundle.path / artifact.meta["ranges"]
     current = bundle.path / artifact.path
@@ -114,7 +114,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
 def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str | Path,
                       threads: int | None, progress: bool) -> tuple[QuantReport, list[str]]:
     artifact = bundle.artifact("device", "openvino", "int8")
-    config = CalibConfig(**bundle.manifest.get("calibration", {}).get("config", {})).validate()  # the export's
+    config = CalibConfig.from_json(bundle.manifest.get("calibration", {}).get("config", {}))  # the export's
     images = calibration_set(calib, bundle.preprocess, config.samples, config.seed, progress)
     with create_runner("openvino", bundle, "device", "fp32", threads=threads) as device, \
             create_runner("openvino", bundle, "server", "fp32", threads=threads) as server:
