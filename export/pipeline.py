@@ -204,9 +204,13 @@ def _validate_int8(builder: BundleBuilder, config: ExportConfig) -> Int8Validati
                                  progress=False)
             builder.artifacts = Bundle.open(builder.staging, verify=False).artifacts  # control re-hashed them
             verdict = check()
+    if config.int8_check_images is None and config.validation_images is None:
+        verdict.source = "offline photos (sc2edge.photos.system_photos)"
     if not verdict and not config.allow_int8_over_budget:
-        raise Sc2edgeError(f"{verdict.summary()}: no bundle written (pass --allow-int8-over-budget to write it "
-                           "anyway, --max-drop X for accuracy control, or export without --int8)")
+        remedy = ("even after accuracy control" if config.int8_accuracy_control
+                  else "pass --max-drop X for accuracy control")
+        raise Sc2edgeError(f"{verdict.summary()}: no bundle written ({remedy}; --allow-int8-over-budget writes it "
+                           "anyway; or export without --int8)")
     return verdict
 
 

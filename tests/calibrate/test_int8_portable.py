@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from sc2edge.calibrate import CalibConfig, held_out_set
-from sc2edge.calibrate.check import kernel_saturation_pct
+from sc2edge.calibrate.check import kernel_layer_errors, kernel_saturation_pct
 from sc2edge.calibrate.onnxrt import quantize_onnx
 from sc2edge.errors import Sc2edgeError
 from sc2edge.export import ExportConfig, export_bundle
@@ -83,10 +83,19 @@ def _vnni_onnx(bundle: Bundle, out) -> Path:
 
 
 def test_full_8bit_weights_saturate_on_this_cpu(fm_bundle, held, tmp_path):
+    """The per-layer diagnosis runs the real kernels, so it names the conv that saturates: the latent conv."""
     if this_cpu().kernel_path != SATURATING_PATH:
         pytest.skip(f"this CPU's INT8 kernels ({this_cpu().kernel_path}) are exact: saturation cannot show here")
-    graph = _vnni_onnx(Bundle.open(fm_bundle), tmp_path / "vnni.onnx")
+    bundle = Bundle.open(fm_bundle)
+    graph = _vnni_onnx(bundle, tmp_path / "vnni.onnx")
     assert kernel_saturation_pct("onnxruntime", graph, held) > 1.0
+    fp32 = bundle.path / "device.fp32.onnx"
+    latent_conv = [n.output[0] for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"][-1]
+    inputs = [{"image": x[None]} for x in held.arrays()[:8]]
+    worst = kernel_layer_errors(fp32, graph, inputs, worst=1)[0]
+    assert worst.tensor == latent_conv and worst.kernel_mismatch_pct > 10.0
+    portable = kernel_layer_errors(fp32, bundle.path / "device.int8.onnx", inputs, worst=10)
+    assert portable and all(layer.kernel_mismatch_pct == 0.0 for layer in portable)
 
 
 def _onnx_conv_weights(path) -> list[np.ndarray]:
@@ -162,3 +171,4 @@ def test_bad_recipe_and_budget_are_refused_before_any_work(tmp_path):
     with pytest.raises(Sc2edgeError, match="INT8 drop budget"):
         export_bundle(MODEL, tmp_path / "b", config=ExportConfig(int8_budget=Int8Budget(max_drop=2.0)))
     assert not (tmp_path / "b").exists()
+
