@@ -154,7 +154,11 @@ def _budget_verdicts(bundle_dir: Path, summary: DemoSummary) -> dict[str, str]:
     """PASS/FAIL per backend from the export's INT8 validation; failures go into ``summary.int8_budget``."""
     from sc2edge.runtime import Bundle
 
-    validation = Bundle.open(bundle_dir).manifest["calibration"]["int8_validation"]
+    return budget_verdicts(Bundle.open(bundle_dir).manifest["calibration"]["int8_validation"], bundle_dir, summary)
+
+
+def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoSummary) -> dict[str, str]:
+    """PASS/FAIL per backend of a manifest's ``calibration.int8_validation``; failures go into the summary."""
     verdicts = {}
     for result in validation["results"]:
         verdicts[result["backend"]] = "PASS" if result["passed"] else "FAIL"
