@@ -132,7 +132,8 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
         with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
             feeds = [{"image": x[None]} for x in images.arrays()]
             out = quantize_openvino(source, Path(tmp) / "device.int8.xml", feeds,
-                                    replace(config, samples=len(images)), max_drop=max_drop, validation=validation)
+                                    replace(config, samples=len(images)), max_drop=max_drop, validation=validation,
+                                    full_bias_correction=True)
             for suffix in (".xml", ".bin"):
                 shutil.copy(out.with_suffix(suffix), (bundle.path / artifact.path).with_suffix(suffix))
     record_artifact(bundle.path, "device", "openvino", "int8", artifact.path,

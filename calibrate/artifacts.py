@@ -104,7 +104,8 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
                      for f in _feeds(role, images, config.batch, device_graph)
                      for i in range(len(f[ROLE_INPUT[role]]))]
             source = staging / f"{role}.fp32.xml"
-            xml = quantize_openvino(source if source.is_file() else fp32, staging / f"{role}.int8.xml", feeds, config)
+            xml = quantize_openvino(source if source.is_file() else fp32, staging / f"{role}.int8.xml", feeds, config,
+                                    full_bias_correction=role == "device")
             builder.add_artifact(role, "openvino", "int8", xml.name,
                                  {**meta, "weights": xml.with_suffix(".bin").name, "tool": "nncf",
                                   "preset": config.nncf_preset, "float_op_types": list(FLOAT_OP_TYPES),
