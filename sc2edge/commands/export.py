@@ -40,11 +40,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(default: offline photos installed on this machine)")
     parser.add_argument("--allow-failed-validation", action="store_true",
                         help="write the bundle even if it does not match PyTorch within tolerance")
+    parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=None,
+                        help="also export the unmodified model (the teacher) for the input-codec baselines "
+                             "(default: when its weights are trained)")
+    parser.add_argument("--reference-checkpoint", type=Path, help="the reference model's weights")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle directory")
 
 
 def run(args: argparse.Namespace) -> int:
     from sc2edge.calibrate.budget import Int8Budget
+    from sc2edge.commands._common import validation_summary
     from sc2edge.export import ExportConfig, export_bundle
     from sc2edge.runtime import Bundle
 
@@ -56,15 +61,18 @@ def run(args: argparse.Namespace) -> int:
                           int8_recipe=args.int8_recipe, int8_check_images=args.int8_check_images,
                           int8_check_labels=args.int8_check_labels, int8_check_count=args.int8_check_count,
                           int8_budget=budget, int8_accuracy_control=args.max_drop is not None,
-                          allow_int8_over_budget=args.allow_int8_over_budget)
+                          allow_int8_over_budget=args.allow_int8_over_budget,
+                          reference=args.reference, reference_checkpoint=args.reference_checkpoint)
     out = export_bundle(args.model, args.out, checkpoint=args.checkpoint, trust_checkpoint=args.trust_checkpoint,
                         config=config)
     bundle = Bundle.open(out)
     for result in bundle.manifest.get("validation", []):
-        print(f"validation {result['backend']}/{result['precision']}: {'PASS' if result['passed'] else 'FAIL'}, "
-              f"{result['symbols_different']}/{result['symbols_total']} symbols differ, "
-              f"{result['streams_identical']}/{result['images']} streams identical to CompressAI, "
-              f"logits max |err| {result['logits_max_abs_err']:.3g}")
+        print(f"validation {validation_summary(result)}")
+    reference = bundle.manifest.get("reference")
+    if reference:
+        for result in reference["validation"]:
+            print(f"validation reference {reference['name']} {validation_summary(result)}"
+                  + ("" if reference["trained"] else " (UNTRAINED reference: random weights)"))
     checked = bundle.manifest.get("calibration", {}).get("int8_validation")
     for result in checked["results"] if checked else []:
         print(f"INT8 validation {result['backend']}: {'PASS' if result['passed'] else 'FAIL (over budget)'}, "
