@@ -77,7 +77,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     artifact = bundle.artifact("device", "onnx", "int8")
     if "ranges" not in artifact.meta:
         raise Sc2edgeError(f"{artifact.path} has no stored calibration ranges: re-export with --int8")
-    config = CalibConfig(**artifact.meta["config"]).validate()  # validate() turns the JSON lists into tuples
+    config = CalibConfig.from_json(artifact.meta["config"])
     fp32 = bundle.path / bundle.artifact("device", "onnx", "fp32").path
     ranges = bundle.path / artifact.meta["ranges"]
     current = bundle.path / artifact.path
@@ -106,7 +106,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
 def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str | Path,
                       threads: int | None, progress: bool) -> tuple[QuantReport, list[str]]:
     artifact = bundle.artifact("device", "openvino", "int8")
-    config = CalibConfig(**bundle.manifest.get("calibration", {}).get("config", {})).validate()  # the export's
+    config = CalibConfig.from_json(bundle.manifest.get("calibration", {}).get("config", {}))  # the export's
     images = calibration_set(calib, bundle.preprocess, config.samples, config.seed, progress)
     with create_runner("openvino", bundle, "device", "fp32", threads=threads) as device, \
             create_runner("openvino", bundle, "server", "fp32", threads=threads) as server:
@@ -128,7 +128,8 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
         with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
             feeds = [{"image": x[None]} for x in images.arrays()]
             out = quantize_openvino(source, Path(tmp) / "device.int8.xml", feeds,
-                                    replace(config, samples=len(images)), max_drop=max_drop, validation=validation)
+                                    replace(config, samples=len(images)), max_drop=max_drop, validation=validation,
+                                    full_bias_correction=True)
             with BundleEditor(bundle) as edit:
                 for suffix in (".xml", ".bin"):
                     shutil.copy(out.with_suffix(suffix), (edit.staging / artifact.path).with_suffix(suffix))

@@ -35,13 +35,19 @@ def bundle_dir(tmp_path_factory, photos, calib_dir) -> Path:
     """One export for the whole session, as ``sc2edge export --backend onnx,openvino --int8 --calib`` makes it:
     ONNX and OpenVINO FP32, INT8 for both runtimes, TensorRT-ready Q/DQ and FP16 graphs."""
     from sc2edge.export import ExportConfig, export_bundle
+    from sc2edge.photos import system_photos
 
     images = tmp_path_factory.mktemp("validation")
     for p in photos[:2]:
         (images / p.name).symlink_to(p)
+    held_out = tmp_path_factory.mktemp("int8-check")
+    for p in system_photos()[1::2][:3]:  # calib_dir takes the even ones
+        (held_out / p.name).symlink_to(p)
+    # Random weights: the INT8 budget is measured and recorded, but says nothing; the bundle is kept either way.
     return export_bundle(DEFAULT_TEST_MODEL, tmp_path_factory.mktemp("bundles") / "es",
                          config=ExportConfig(backends=("onnxruntime", "openvino"), int8=True, calib=calib_dir,
-                                             calib_samples=12, validation_images=images))
+                                             calib_samples=12, validation_images=images, int8_check_images=held_out,
+                                             allow_int8_over_budget=True))
 
 
 def paper_style_checkpoint(path: Path, seed: int = 1) -> dict:

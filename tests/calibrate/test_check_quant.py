@@ -10,6 +10,7 @@ import pytest
 from sc2edge.calibrate import QuantReport, check_quant
 from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import system_photos
+from sc2edge.runtime.cpu import this_cpu
 from tests.conftest import run_cli
 
 
@@ -39,8 +40,12 @@ def test_report_figures(report, data):
     assert len(report.worst_layers) == 3
     assert report.worst_layers[0].sqnr_db <= report.worst_layers[-1].sqnr_db
     assert report and report.max_drop is None
+    assert report.kernel_saturation_pct == 0.0 and report.recipe == "portable"  # exact sums on this CPU too
+    assert report.cpu["kernel_path"] == this_cpu().kernel_path
+    assert all(layer.kernel_mismatch_pct == 0.0 for layer in report.worst_layers)
     text = str(report)
     assert "symbols changed" in text and "worst layers" in text and "UNTRAINED" in text
+    assert "\nkernel saturation on this CPU: 0.000 % of symbols\n" in text and this_cpu().kernel_path in text
 
 
 def test_labels_give_accuracy(int8_bundle_dir, data, tmp_path):
