@@ -25,10 +25,10 @@ SMALL_MODEL = "entropic_student_fashion_mnist_beta0.1"
 
 @pytest.fixture(scope="module")
 def small_bundle(tmp_path_factory) -> Path:
-    """A freshly exported Fashion-MNIST student bundle (format v2, 4 small files)."""
-    from sc2edge.export import export_bundle
+    """A freshly exported Fashion-MNIST student bundle (format v2, 4 small files: no reference graph)."""
+    from sc2edge.export import ExportConfig, export_bundle
 
-    return export_bundle(SMALL_MODEL, tmp_path_factory.mktemp("small") / "fm")
+    return export_bundle(SMALL_MODEL, tmp_path_factory.mktemp("small") / "fm", config=ExportConfig(reference=False))
 
 
 @pytest.fixture()
