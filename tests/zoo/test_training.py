@@ -330,8 +330,8 @@ def test_quick_efficientnet_rebuild_runs_and_resumes(tmp_path):
     figures = json.loads((tmp_path / "r.json").read_text())
     assert figures["train_images"]["opencv-doc vtest.avi"] == 2
     students = figures["students"]
-    assert sorted(students) == ["beta0.1", "beta0.4", "beta1.6"]
-    assert students["beta0.4"]["fine_tuned_from"] == "beta0.1"
+    assert sorted(students) == ["beta0.4", "beta1.6", "beta6.4"]
+    assert students["beta1.6"]["fine_tuned_from"] == "beta0.4"
     for name in (f"entropic_student_efficientnet_lite0_{tag}" for tag in students):
         loaded = get_model(name, checkpoint=tmp_path / "w" / Path(get_spec(name).checkpoint.path).name)
         assert loaded.trained
