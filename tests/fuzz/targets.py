@@ -83,7 +83,7 @@ class BundleTarget:
         source = Bundle.open(bundle)
         self.dir = Path(tempfile.mkdtemp(prefix="sc2edge-fuzz-bundle-"))
         manifest = copy.deepcopy(source.manifest)
-        kept = {source.manifest["entropy"].get("file"), source.manifest["model"].get("labels")}
+        kept = {source.manifest["entropy"]["sections"][0]["tables"], source.manifest["task"].get("labels")}
         for name in manifest["files"]:
             target = self.dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,7 @@ class BundleTarget:
                 target.write_bytes(f"stand-in for {name}".encode())
             manifest["files"][name] = sha256_file(target)
         self.manifest = manifest
-        self.tables_name = manifest["entropy"]["file"]
+        self.tables_name = manifest["entropy"]["sections"][0]["tables"]
         self.tables = (self.dir / self.tables_name).read_bytes()
         self._write(json.dumps(manifest).encode(), self.tables)
         Bundle.open(self.dir)  # the seed itself must open

@@ -41,8 +41,11 @@ def test_huge_headers_are_one_line_errors(tmp_path, side):
 
 
 def test_manifest_resize_is_bounded_before_resizing(photos):
-    with pytest.raises(Sc2edgeError, match="pixel limit"):
+    with pytest.raises(Sc2edgeError, match=r"resize = 60000 is outside \[1, 4096\]"):
         preprocess_image(photos[0], {**SPEC, "resize": 60000, "crop": 224})
+    wide = Image.new("RGB", (1600, 100))  # 16:1: a shorter side of 4096 would make 268 M pixels
+    with pytest.raises(Sc2edgeError, match="pixel limit"):
+        preprocess_image(wide, {**SPEC, "resize": 4096, "crop": 224})
 
 
 def test_exif_orientation_is_honoured(tmp_path, photos):
