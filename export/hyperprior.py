@@ -7,6 +7,7 @@ from torch import nn
 
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.hyperprior import IndexPath, SideLayer
+from sc2edge.runtime.rans import EntropyTables
 
 
 def side_layers(h_s: nn.Sequential) -> tuple[SideLayer, ...]:
@@ -14,11 +15,12 @@ def side_layers(h_s: nn.Sequential) -> tuple[SideLayer, ...]:
     layers = []
     for i, module in enumerate(h_s):
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            square = module.kernel_size[0] == module.kernel_size[1]
-            same = all(len(set(v)) == 1 for v in (module.stride, module.padding, module.dilation))
-            if not square or not same or module.dilation[0] != 1 or module.groups != 1 or module.padding_mode != "zeros":
-                raise Sc2edgeError(f"h_s layer {i} ({module}) is not a plain square convolution")
             transposed = isinstance(module, nn.ConvTranspose2d)
+            pairs = (module.kernel_size, module.stride, module.padding, module.dilation,
+                     module.output_padding if transposed else (0, 0))
+            plain = module.dilation[0] == 1 and module.groups == 1 and module.padding_mode == "zeros"
+            if not plain or any(a != b for a, b in pairs):
+                raise Sc2edgeError(f"h_s layer {i} ({module}) is not a plain square convolution")
             layers.append(SideLayer(
                 kind="conv_transpose2d" if transposed else "conv2d",
                 weight=module.weight.detach().cpu().numpy().astype(np.float32),
@@ -45,3 +47,15 @@ def index_path_of(bottleneck: nn.Module, *, means: bool = True) -> IndexPath:
         scale_table=conditional.scale_table.detach().cpu().numpy().astype(np.float32),
         scale_bound=float(conditional.lower_bound_scale.bound.item()),
         means=means)
+
+
+def gaussian_tables(conditional: nn.Module) -> EntropyTables:
+    """A GaussianConditional's quantized CDFs, one row per scale-table entry, exactly as the model holds them
+    (a checkpoint's tables are final; medians are unused by a conditional model and stored as zeros)."""
+    if conditional._offset.numel() == 0:
+        raise Sc2edgeError("the Gaussian conditional has no CDF tables yet: run update() first")
+    offset = conditional._offset.detach().cpu().numpy().astype(np.int32).reshape(-1)
+    return EntropyTables(
+        quantized_cdf=conditional._quantized_cdf.detach().cpu().numpy().astype(np.int32),
+        cdf_length=conditional._cdf_length.detach().cpu().numpy().astype(np.int32).reshape(-1),
+        offset=offset, medians=np.zeros(offset.shape, np.float32))

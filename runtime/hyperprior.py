@@ -30,6 +30,17 @@ from types import ModuleType
 import numpy as np
 
 from sc2edge.errors import BundleError, Sc2edgeError, StreamError
+from sc2edge.runtime.rans import (
+    MAX_ABS_SYMBOL,
+    MAX_SYMBOLS,
+    MIN_SYMBOLS,
+    RANS64_L,
+    EntropyTables,
+    RansCoder,
+    _ans_module,
+    _decoder_padding_words,
+    max_payload_bytes,
+)
 
 IMPLEMENTATIONS = ("native", "numpy")
 LAYER_KINDS = ("conv2d", "conv_transpose2d", "leaky_relu")
@@ -286,3 +297,112 @@ def load_index_path(path: str | Path) -> IndexPath:
     except (OSError, ValueError) as exc:
         raise BundleError(f"{path}: cannot read the hyperprior side network ({exc})") from exc
     return IndexPath.from_arrays(arrays)
+
+
+class IndexedCoder:
+    """rANS with one CDF row per symbol (CompressAI's ``encode_with_indexes`` semantics) over ``tables``' rows.
+
+    Interim: it drives CompressAI's compiled coder (loaded without torch, its decoder kept inside a zero-padded
+    buffer as in ``rans._CompressAICoder``) until the native coder's ``encode_with_indexes`` lands on main.
+    """
+
+    def __init__(self, tables: EntropyTables):
+        ans = _ans_module()
+        self.tables = tables
+        self._encoder, self._decoder = ans.RansEncoder(), ans.RansDecoder()
+        self._cdfs = tables.quantized_cdf.tolist()
+        self._lengths = tables.cdf_length.tolist()
+        self._offsets = tables.offset.tolist()
+
+    def _check(self, shape: tuple[int, ...], indexes: np.ndarray) -> int:
+        if indexes.shape != tuple(shape) or indexes.dtype != np.int32:
+            raise Sc2edgeError(f"indexes must be int32 {tuple(shape)}, got {indexes.dtype} {indexes.shape}")
+        if indexes.size and (indexes.min() < 0 or indexes.max() >= self.tables.channels):
+            raise Sc2edgeError(f"indexes must lie in 0..{self.tables.channels - 1}")
+        count = int(np.prod(shape, dtype=np.int64))
+        if not MIN_SYMBOLS <= count <= MAX_SYMBOLS:
+            raise Sc2edgeError(f"{count} symbols; the coder takes {MIN_SYMBOLS} to {MAX_SYMBOLS}")
+        return count
+
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
+        """int32 symbols and their int32 CDF indexes (same shape) -> CompressAI's rANS bytes."""
+        self._check(symbols.shape, indexes)
+        if symbols.dtype != np.int32 or (symbols.size and np.abs(symbols.astype(np.int64)).max() > MAX_ABS_SYMBOL):
+            raise Sc2edgeError(f"symbols must be int32 within +-{MAX_ABS_SYMBOL}")
+        return self._encoder.encode_with_indexes(symbols.ravel().tolist(), indexes.ravel().tolist(), self._cdfs,
+                                                 self._lengths, self._offsets)
+
+    def decode(self, payload: bytes, indexes: np.ndarray) -> np.ndarray:
+        """rANS bytes + the indexes they were coded with -> int32 symbols of the indexes' shape."""
+        count = self._check(indexes.shape, indexes)
+        payload = bytes(payload)
+        if len(payload) < 8 or len(payload) % 4 or len(payload) > max_payload_bytes(count):
+            raise StreamError(f"rANS payload of {len(payload)} bytes is impossible for {count} symbols")
+        if int.from_bytes(payload[:8], "little") < RANS64_L:
+            raise StreamError("rANS payload is corrupt: its initial coder state is below 2**31")
+        padded = payload + bytes(4 * _decoder_padding_words(count, len(payload) // 4))
+        values = self._decoder.decode_with_indexes(padded, indexes.ravel().tolist(), self._cdfs, self._lengths,
+                                                   self._offsets)
+        return np.fromiter(values, dtype=np.int32, count=count).reshape(indexes.shape)
+
+
+@dataclass(frozen=True)
+class HyperpriorPayload:
+    """What one image's hyperprior stream carries: the z and y rANS payloads, their shapes, the index checksum."""
+
+    z: bytes
+    y: bytes
+    z_shape: tuple[int, int, int]
+    y_shape: tuple[int, int, int]
+    index_crc32: int
+
+
+class HyperpriorCoder:
+    """y (float, from the device graph) and z symbols <-> z and y payloads, through the deterministic index path.
+
+    Args:
+        z_tables (EntropyTables): the factorized prior of z (channel indexes, medians).
+        y_tables (EntropyTables): the GaussianConditional's CDF rows, one per scale-table entry (medians unused).
+        index_path (IndexPath): h_s + index selection, run identically by both ends.
+        implementation (str): "native" or "numpy" index path (same bits). Defaults to "native" where built.
+    """
+
+    def __init__(self, z_tables: EntropyTables, y_tables: EntropyTables, index_path: IndexPath,
+                 implementation: str | None = None):
+        if y_tables.channels != index_path.scale_table.size:
+            raise BundleError(f"the Gaussian tables have {y_tables.channels} rows, the scale table "
+                              f"{index_path.scale_table.size} entries")
+        self.z_coder = RansCoder(z_tables)
+        self.y_coder = IndexedCoder(y_tables)
+        self.index_path = index_path
+        self.implementation = implementation or available_implementations()[0]
+
+    def side_info(self, z_symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indexes, means) of y from z symbols; the means are zeros for a scale-only hyperprior."""
+        indexes, means = self.index_path(z_symbols, self.implementation)
+        return indexes, np.zeros(indexes.shape, np.float32) if means is None else means
+
+    def encode(self, y: np.ndarray, z_symbols: np.ndarray) -> HyperpriorPayload:
+        """float32 y (C, H, W) and int32 z symbols -> payloads; y symbols are round(y - means), CompressAI's."""
+        indexes, means = self.side_info(z_symbols)
+        if y.shape != indexes.shape:
+            raise Sc2edgeError(f"latent y {y.shape} does not match h_s's output {indexes.shape}: this input size does "
+                               "not suit the hyperprior (use the bundle's input size)")
+        y_symbols = np.rint(y.astype(np.float32) - means).astype(np.int32)
+        return HyperpriorPayload(z=self.z_coder.encode(z_symbols), y=self.y_coder.encode(y_symbols, indexes),
+                                 z_shape=tuple(z_symbols.shape), y_shape=tuple(y.shape),
+                                 index_crc32=index_checksum(indexes))
+
+    def decode_symbols(self, payload: HyperpriorPayload) -> tuple[np.ndarray, np.ndarray]:
+        """Payloads -> (int32 y symbols, float32 means); the index map is checked against the stream's CRC first."""
+        z_symbols = self.z_coder.decode(payload.z, payload.z_shape)
+        indexes, means = self.side_info(z_symbols)
+        if indexes.shape != tuple(payload.y_shape):
+            raise StreamError(f"stream says y is {payload.y_shape}, h_s gives {indexes.shape}")
+        check_indexes(indexes, payload.index_crc32)
+        return self.y_coder.decode(payload.y, indexes), means
+
+    def decode(self, payload: HyperpriorPayload) -> np.ndarray:
+        """Payloads -> y_hat = y symbols + means (float32), what the server graph's g_s reads."""
+        y_symbols, means = self.decode_symbols(payload)
+        return y_symbols.astype(np.float32) + means
