@@ -42,8 +42,10 @@
 #error "the deterministic index path must not be built with -ffast-math (it reorders sums)"
 #endif
 
-/* An AVX2 clone beside the baseline one where the toolchain can dispatch at load time; both give the same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__) && defined(__has_attribute)
+/* An AVX2 clone beside the baseline one where the toolchain can dispatch at load time; both give the same bits.
+ * SC2EDGE_SINGLE_TARGET builds one version for the compiler's target (the tests build several and compare). */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__) && defined(__has_attribute) \
+    && !defined(SC2EDGE_SINGLE_TARGET)
 #if __has_attribute(target_clones)
 #define KERNEL __attribute__((target_clones("avx2", "default")))
 #endif
@@ -116,12 +118,6 @@ typedef float v8 __attribute__((vector_size(32)));
 #define LANES 8
 #define CO_BLOCK 4
 
-static inline v8 load8(const float *p) {
-    v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 KERNEL static void tap_conv(const float *restrict u, Py_ssize_t wu, const Py_ssize_t *restrict off, Py_ssize_t ntaps,
                             const float *restrict wt, const float *restrict bias, Py_ssize_t cout,
                             float *restrict out, Py_ssize_t oh_n, Py_ssize_t ow_n) {
@@ -135,7 +131,9 @@ KERNEL static void tap_conv(const float *restrict u, Py_ssize_t wu, const Py_ssi
                 v8 acc[2][CO_BLOCK] = {{{0}}};
                 v8 a0 = acc[0][0], a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
                 for (Py_ssize_t t = 0; t < ntaps; t++) {
-                    const v8 v = load8(base + off[t]), x = load8(base + off[t] + LANES);
+                    v8 v, x;
+                    memcpy(&v, base + off[t], sizeof v);
+                    memcpy(&x, base + off[t] + LANES, sizeof x);
                     const float w0 = w[0][t], w1 = w[1][t], w2 = w[2][t], w3 = w[3][t];
                     a0 = a0 + v * w0;
                     a1 = a1 + v * w1;

@@ -229,3 +229,58 @@ def test_bad_inputs_are_clear_errors(mshp, tmp_path):
     np.savez(tmp_path / "broken.npz", **arrays)
     with pytest.raises(BundleError, match="malformed"):
         load_index_path(tmp_path / "broken.npz")
+
+
+_BUILDS = {  # name -> extra compiler flags; "fma" lets the compiler fuse multiply-adds, which the build forbids
+    "scalar-O0": ["-O0", "-ffp-contract=off"],
+    "sse2": ["-O3", "-mno-avx", "-DSC2EDGE_SINGLE_TARGET", "-ffp-contract=off"],
+    "native-isa": ["-O3", "-march=native", "-DSC2EDGE_SINGLE_TARGET", "-ffp-contract=off"],
+    "fma-contracted": ["-O3", "-march=native", "-DSC2EDGE_SINGLE_TARGET", "-ffp-contract=fast"],
+}
+
+
+def test_builds_for_other_isas_give_the_same_bits_and_fma_contraction_would_not(tmp_path):
+    """Stand-ins for other machines: the same source built scalar, SSE2-only and for this CPU's full ISA agrees bit
+    for bit with the numpy reference; a build that lets the compiler fuse multiply-adds does not (on a CPU with
+    FMA), which is why the extension is built with -ffp-contract=off."""
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    compiler = shutil.which("gcc")
+    if compiler is None or sys.platform != "linux":
+        pytest.skip("needs gcc on Linux")
+    source = Path(__file__).parents[2] / "runtime" / "_hyperprior.c"
+    rng = np.random.default_rng(1)
+    path = _random_path(rng)
+    np.savez(tmp_path / "side.npz", **path.to_arrays())
+    z = rng.integers(-20, 20, size=(6, 9, 7), dtype=np.int32)
+    np.save(tmp_path / "z.npy", z)
+    reference = path.params(z, "numpy")
+    script = (
+        "import sys, numpy as np, importlib.machinery, importlib.util\n"
+        "import sc2edge.runtime.hyperprior as hp\n"
+        "loader = importlib.machinery.ExtensionFileLoader('sc2edge.runtime._hyperprior', sys.argv[1])\n"
+        "module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))\n"
+        "loader.exec_module(module)\n"
+        "hp._native_module = lambda: module\n"
+        f"path = hp.load_index_path({str(tmp_path / 'side.npz')!r})\n"
+        f"np.save(sys.argv[2], path.params(np.load({str(tmp_path / 'z.npy')!r}), 'native'))\n")
+    include = sysconfig.get_paths()["include"]
+    results = {}
+    for name, flags in _BUILDS.items():
+        library = tmp_path / name / f"_hyperprior{sysconfig.get_config_var('EXT_SUFFIX')}"
+        library.parent.mkdir()
+        build = subprocess.run([compiler, "-shared", "-fPIC", "-std=c11", *flags, f"-I{include}", str(source), "-o",
+                                str(library)], capture_output=True, text=True, timeout=120)
+        assert build.returncode == 0, build.stderr
+        run = subprocess.run([sys.executable, "-c", script, str(library), str(tmp_path / f"{name}.npy")],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        results[name] = np.load(tmp_path / f"{name}.npy")
+    for name in ("scalar-O0", "sse2", "native-isa"):
+        assert np.array_equal(_bits(results[name]), _bits(reference)), name
+    with open("/proc/cpuinfo") as f:
+        has_fma = " fma " in f.read()
+    if has_fma:
+        assert not np.array_equal(_bits(results["fma-contracted"]), _bits(reference))
