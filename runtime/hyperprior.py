@@ -171,8 +171,8 @@ class IndexPath:
     means: bool = True
 
     def __post_init__(self) -> None:
-        if not self.layers or self.layers[-1].kind == "leaky_relu":
-            raise BundleError("hyperprior: h_s must end with a convolution")
+        if not any(layer.kind != "leaky_relu" for layer in self.layers):
+            raise BundleError("hyperprior: h_s has no convolution")
         for i, layer in enumerate(self.layers):
             _check_layer(i, layer)
         for name, value in (("z_medians", self.z_medians), ("scale_table", self.scale_table)):
@@ -185,7 +185,7 @@ class IndexPath:
 
     @property
     def latent_channels(self) -> int:
-        last = self.layers[-1]
+        last = next(layer for layer in reversed(self.layers) if layer.kind != "leaky_relu")
         channels = last.weight.shape[0] if last.kind == "conv2d" else last.weight.shape[1]
         return channels // 2 if self.means else channels
 

@@ -95,3 +95,39 @@ def test_server_graph_on_the_decoded_latent_matches_pytorch(exported):
         expected = loaded.model(torch.from_numpy(images[0])).numpy()
     np.testing.assert_allclose(logits, expected, atol=2e-2 * np.abs(expected).max())
     assert logits.argmax() == expected.argmax()
+
+
+@pytest.mark.parametrize("architecture", ["bmshj2018-hyperprior", "mbt2018-mean"])
+def test_compressai_image_codecs_code_through_the_index_path_byte_for_byte(architecture, photos):
+    """CompressAI's own hyperprior image codecs (untrained weights, spread like a trained model's): the same
+    index path reproduces their ``compress()`` bytes; scale-only (bmshj2018) and mean-scale (mbt2018) alike."""
+    import torch
+    from compressai.zoo import bmshj2018_hyperprior, mbt2018_mean
+    from PIL import Image
+
+    from sc2edge.export.hyperprior import gaussian_tables, index_path_of
+
+    torch.manual_seed(0)
+    means = architecture == "mbt2018-mean"
+    model = (mbt2018_mean if means else bmshj2018_hyperprior)(quality=1, pretrained=False).eval()
+    with torch.no_grad():
+        for p in model.h_a.parameters():
+            p.mul_(6)
+        for p in model.h_s.parameters():
+            p.mul_(4)
+    model.update(force=True)
+    coder = HyperpriorCoder(EntropyTables.from_bottleneck(model.entropy_bottleneck),
+                            gaussian_tables(model.gaussian_conditional), index_path_of(model, means=means))
+    image = np.asarray(Image.open(photos[0]).convert("RGB").resize((128, 128)), np.float32) / 255
+    x = torch.from_numpy(image).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        strings = model.compress(x)["strings"]
+        y = model.g_a(x)
+        z = model.h_a(y if means else torch.abs(y))
+        medians = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+    z_symbols = torch.round(z - medians).int().numpy()[0]
+    payload = coder.encode(y.numpy()[0], z_symbols)
+    indexes, _ = coder.side_info(z_symbols)
+    assert len(np.unique(indexes)) > 10
+    assert payload.z == strings[1][0] and payload.y == strings[0][0]
+    assert np.array_equal(coder.decode_symbols(payload)[0], np.rint(y.numpy()[0] - coder.side_info(z_symbols)[1]))
