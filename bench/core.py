@@ -25,6 +25,9 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import IMAGE_SUFFIXES, list_images, load_labels, read_file_list, system_photos
 from sc2edge.runtime import Bundle, unpack_stream
 from sc2edge.runtime.backends import backend_info, canonical_backend
+from sc2edge.runtime.entropy import entropy_spec
+from sc2edge.runtime.input_codecs import input_codec
+from sc2edge.tasks import Task, bundle_task
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_CODECS = (("jpeg", 75), ("webp", 80))  # Pillow's default qualities
@@ -88,9 +91,8 @@ class BenchConfig:
         if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():  # found now, not after the measuring
             raise Sc2edgeError(f"report folder {self.out_dir} exists and is not a folder")
         images, labels = _resolve_images(self.images, self.labels_file)
-        bad_codecs = [c for c, q in self.codecs if c not in ("jpeg", "webp") or not 1 <= q <= 100]
-        if bad_codecs:
-            raise Sc2edgeError(f'unsupported codec "{bad_codecs[0]}" (jpeg or webp, quality 1..100)')
+        for name, quality in self.codecs:
+            input_codec(name, quality)  # an unknown or unavailable codec or a bad quality stops here, not later
         return BenchConfig(
             bundles=tuple(Path(b) for b in self.bundles), backends=backends,
             precisions=tuple(dict.fromkeys(self.precisions)), threads=threads, images=tuple(images[:limit]),
@@ -227,8 +229,9 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
             files.append((bundle.path / a.path).with_suffix(".bin"))
         artifacts.append({"role": a.role, "format": a.format, "precision": a.precision, "path": a.path,
                           "bytes": sum(f.stat().st_size for f in files if f.is_file())})
-    artifacts.append({"role": "tables", "format": "npz", "precision": "-", "path": manifest["entropy"]["file"],
-                      "bytes": (bundle.path / manifest["entropy"]["file"]).stat().st_size})
+    artifacts += [{"role": "tables", "format": "npz", "precision": "-", "path": section["tables"],
+                   "bytes": (bundle.path / section["tables"]).stat().st_size}
+                  for section in entropy_spec(manifest)["sections"]]
     return {"stages": stages, "device_fraction": fraction, "artifacts": artifacts, "notes": notes,
             "counted_with": "onnx" if onnx_counts else ("torch" if torch_counts else None)}
 
@@ -236,7 +239,7 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
 def _sizes(bundle: Bundle, streams: list[bytes], symbols: list[np.ndarray],
            images: tuple[Path, ...]) -> list[ImageSize]:
     hw = (bundle.manifest["input"]["height"], bundle.manifest["input"]["width"])
-    return [image_size(p.name, s, unpack_stream(s)[1], sym, bundle.tables, hw)
+    return [image_size(p.name, s, b"".join(unpack_stream(s)[1].values()), sym, bundle.tables, hw)
             for p, s, sym in zip(images, streams, symbols, strict=True)]
 
 
@@ -347,7 +350,7 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
                  "stages": dict(device["result"]["stages"])}
         if server["ok"]:
             entry["stages"].update(server["result"]["stages"])
-            report["predictions"][key] = [t[0] for t in server["result"]["top5"]]
+            report["predictions"][key] = server["result"]["predictions"]
         else:
             _record_failure(report, f"server {key}", server)
         report["latency"][key] = entry
@@ -383,7 +386,7 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
     if config.torch_baseline:
         report["baseline"] = _paper_path(config, first, workers, report, step)
     progress.close()
-    _derive(config, report, links)
+    _derive(config, report, links, {b.name: bundle_task(b) for b in bundles})
 
 
 def _paper_path(config: BenchConfig, bundle: Bundle, workers: Workers, report: dict[str, Any], step) -> Any:
@@ -419,7 +422,7 @@ def _paper_path(config: BenchConfig, bundle: Bundle, workers: Workers, report: d
             "device_timing_process_peak_rss_bytes": device["peak_rss_bytes"]}
 
 
-def _derive(config: BenchConfig, report: dict[str, Any], links: list[Link]) -> None:
+def _derive(config: BenchConfig, report: dict[str, Any], links: list[Link], tasks: dict[str, Task]) -> None:
     """Figures computed from the measurements: roofline ratios, paper ratios, end-to-end, rate-accuracy."""
     baseline = report.get("baseline")
     headline = []
@@ -448,7 +451,7 @@ def _derive(config: BenchConfig, report: dict[str, Any], links: list[Link]) -> N
         headline.append(row)
     report["headline"] = headline
     report["end_to_end"] = _end_to_end(report, links)
-    report["rate_accuracy"] = _rate_accuracy(config, report)
+    report["rate_accuracy"] = _rate_accuracy(config, report, tasks)
 
 
 def _end_to_end(report: dict[str, Any], links: list[Link]) -> list[dict[str, Any]]:
@@ -480,21 +483,24 @@ def _end_to_end(report: dict[str, Any], links: list[Link]) -> list[dict[str, Any
     return rows
 
 
-def _rate_accuracy(config: BenchConfig, report: dict[str, Any]) -> dict[str, Any]:
-    """Mean bytes vs top-1 agreement with a reference (and accuracy when the images carry class labels)."""
-    predictions = report["predictions"]
-    fp32 = [k for k in predictions if k.endswith("/fp32")]
-    reference = max(fp32 or predictions, key=lambda k: report["size"][k]["summary"]["stream_bytes"]["mean"],
-                    default=None)
+def _rate_accuracy(config: BenchConfig, report: dict[str, Any], tasks: dict[str, Task]) -> dict[str, Any]:
+    """Mean bytes vs agreement with a reference (the task's, e.g. top-1 equal), and the task's metric (e.g. top-1
+    accuracy) when the images carry labels."""
+    fp32 = [k for k in report["predictions"] if k.endswith("/fp32")]
+    reference = max(fp32 or report["predictions"],
+                    key=lambda k: report["size"][k]["summary"]["stream_bytes"]["mean"], default=None)
+    predictions = {key: [tasks[report["latency"][key]["bundle"]].parse(p) for p in raw]
+                   for key, raw in report["predictions"].items()}
     labels = config.labels
     points = []
-    for key, top1 in predictions.items():
+    for key, parsed in predictions.items():
         entry = report["latency"][key]
+        task = tasks[entry["bundle"]]
         beta = next((b["beta"] for b in report["inputs"]["bundles"] if b["model"] == entry["bundle"]), None)
         points.append({"config": key, "bundle": entry["bundle"], "beta": beta, "backend": entry["backend"],
                        "precision": entry["precision"],
                        "bytes_mean": report["size"][key]["summary"]["stream_bytes"]["mean"],
-                       "agreement": float(np.mean(np.array(top1) == np.array(predictions[reference]))),
-                       "accuracy": float(np.mean(np.array(top1) == np.array(labels))) if labels else None})
+                       "agreement": task.agreement(predictions[reference], parsed),
+                       "accuracy": task.metric(parsed, labels) if labels else None})
     return {"reference": reference, "reference_rule": "FP32 configuration with the most bytes per image",
             "labels": len(labels) if labels else None, "points": points}

@@ -8,11 +8,12 @@ The "torch-device"/"torch-server" modes are the paper's eager path (encoder + ``
 
 from __future__ import annotations
 
-import io
 import json
 import resource
 import sys
 import traceback
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,9 @@ from PIL import Image
 from sc2edge.bench.machine import proc_kib_field
 from sc2edge.bench.timing import TimingConfig, measure
 from sc2edge.errors import Sc2edgeError
+from sc2edge.tasks import Prediction, bundle_task
 
 TORCH_FREE_MODES = ("device", "server", "local", "roofline")
-_CODEC_FORMATS = {"jpeg": "JPEG", "webp": "WEBP"}
 
 
 def _images(spec: dict[str, Any]) -> list[Image.Image]:
@@ -65,16 +66,12 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
         stages = {
             "preprocess": measure(encoder.preprocess, images, timing),
             "encoder_graph": measure(encoder.symbols, batches, timing),
-            "entropy_encode": measure(encoder.coder.encode, symbols, timing),
+            "entropy_encode": measure(encoder.compress_symbols, symbols, timing),
             "device_total": measure(lambda im: encoder.encode([im]), images, timing),
         }
         streams = encoder.encode(images)
     _save_streams(Path(spec["work_dir"]) / "streams.npz", streams, symbols)
-    return {"stages": {k: v.to_json() for k, v in stages.items()}, "coder": encoder.coder.name}
-
-
-def _top(logits: np.ndarray, k: int = 5) -> list[int]:
-    return [int(i) for i in np.argsort(-logits)[:k]]
+    return {"stages": {k: v.to_json() for k, v in stages.items()}, "coder": encoder.codec.coder_name}
 
 
 def run_server(spec: dict[str, Any]) -> dict[str, Any]:
@@ -87,54 +84,69 @@ def run_server(spec: dict[str, Any]) -> dict[str, Any]:
         symbols = [decoder.decode_symbols(s)[None] for s in streams]
         stages = {
             "entropy_decode": measure(decoder.decode_symbols, streams, timing),
-            "server_graph": measure(decoder.predict, symbols, timing),
+            "server_graph": measure(decoder.predict_outputs, symbols, timing),
             "server_total": measure(decoder.decode, streams, timing),
         }
-        top5 = [_top(decoder.decode(s)) for s in streams]
-    return {"stages": {k: v.to_json() for k, v in stages.items()}, "top5": top5}
+        predictions = [decoder.decode(s).to_json() for s in streams]
+    return {"stages": {k: v.to_json() for k, v in stages.items()}, "predictions": predictions}
 
 
-def _model_input_crop(encoder, image: Image.Image) -> Image.Image:
-    """The RGB crop the model sees (resize + center crop), recovered exactly from the runtime's preprocessing."""
-    spec = encoder.bundle.preprocess
-    array = encoder.preprocess(image).transpose(1, 2, 0) * np.asarray(spec["std"]) + np.asarray(spec["mean"])
-    pixels = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+def _whole_model(spec: dict[str, Any], bundle, stack: ExitStack) -> tuple[
+        Callable[[np.ndarray], dict[str, np.ndarray]], dict[str, Any]]:
+    """The unmodified model the split replaces, batch -> named outputs: the bundle's reference graph when it has one
+    (at the configuration's precision if exported, else FP32), else the student's device then server graph."""
+    from sc2edge.runtime import Decoder, Encoder, ReferenceGraph
+    from sc2edge.runtime.reference import REFERENCE_OUTPUT, has_reference
+
+    if has_reference(bundle, spec["backend"]):
+        precision = spec["precision"] if has_reference(bundle, spec["backend"], spec["precision"]) else "fp32"
+        graph = stack.enter_context(ReferenceGraph(bundle, spec["backend"], precision, threads=spec["threads"]))
+        name = (bundle.manifest.get("reference") or {}).get("name", "reference")
+        return (lambda batch: {REFERENCE_OUTPUT: graph.predict(batch)}), {
+            "model": "reference", "reference": name, "precision": precision,
+            "full_model_method": f"the reference graph ({name}), one graph"}
+    encoder = stack.enter_context(Encoder(bundle, spec["backend"], spec["precision"], threads=spec["threads"]))
+    decoder = stack.enter_context(Decoder(bundle, spec["backend"], spec["server_precision"],
+                                          threads=spec["threads"]))
+    return (lambda batch: decoder.predict_outputs(encoder.symbols(batch))), {
+        "model": "student", "reference": None, "precision": spec["precision"],
+        "full_model_method": "no reference in the bundle: the student's device graph then server graph, in one "
+                             "process"}
 
 
 def run_local(spec: dict[str, Any]) -> dict[str, Any]:
-    """The two alternatives to splitting: the whole model on the device, and an image codec + the whole model
+    """The two alternatives to splitting: the whole model on the device, and an input codec + the whole model
     on the server (codec encode time and size measured on the model's input crop)."""
-    from sc2edge.runtime import Decoder, Encoder
+    from sc2edge.runtime import Bundle
+    from sc2edge.runtime.input_codecs import input_codec
+    from sc2edge.runtime.preprocess import crop_image, preprocess_image
+    from sc2edge.runtime.reference import decode_input
 
     timing = _timing(spec)
     images = _images(spec)
-    with Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as encoder, \
-            Decoder(spec["bundle"], spec["backend"], spec["server_precision"], threads=spec["threads"]) as decoder:
+    bundle = Bundle.open(spec["bundle"])
+    pre, task = bundle.preprocess, bundle_task(bundle)
+    with ExitStack() as stack:
+        model, described = _whole_model(spec, bundle, stack)
 
-        def full_model(image: Image.Image) -> np.ndarray:
-            return decoder.predict(encoder.symbols(encoder.preprocess(image)[None]))[0]
+        def full_model(image: Image.Image) -> Prediction:
+            return task.predictions(model(preprocess_image(image, pre)[None]))[0]
 
         result: dict[str, Any] = {"stages": {"full_model": measure(full_model, images, timing).to_json()},
-                                  "full_model_method": "device graph then server graph, in one process",
-                                  "codecs": {}}
-        crops = [_model_input_crop(encoder, im) for im in images]
-        for codec, quality in spec["codecs"]:
-            def encode(crop: Image.Image, fmt: str = _CODEC_FORMATS[codec], q: int = quality) -> bytes:
-                buffer = io.BytesIO()
-                crop.save(buffer, format=fmt, quality=q)
-                return buffer.getvalue()
+                                  **described, "codecs": {}}
+        crops = [crop_image(im, pre) for im in images]
+        for name, quality in spec["codecs"]:
+            codec = input_codec(name, quality)
+            encoded = [codec.encode(c) for c in crops]
 
-            encoded = [encode(c) for c in crops]
+            def server(data: bytes, codec=codec) -> Prediction:
+                return task.predictions(model(decode_input(codec, data, pre)[None]))[0]
 
-            def server(data: bytes) -> np.ndarray:
-                return full_model(Image.open(io.BytesIO(data)))
-
-            result["codecs"][f"{codec}-q{quality}"] = {
-                "codec": codec, "quality": quality, "bytes": [len(e) for e in encoded],
-                "encode": measure(encode, crops, timing).to_json(),
+            result["codecs"][codec.label] = {
+                "codec": codec.name, "quality": codec.quality, "bytes": [len(e) for e in encoded],
+                "encode": measure(codec.encode, crops, timing).to_json(),
                 "server_total": measure(server, encoded, timing).to_json(),
-                "top5": [_top(server(e)) for e in encoded],
+                "predictions": [server(e).to_json() for e in encoded],
             }
     return result
 

@@ -27,6 +27,7 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.export.tensorrt import record_artifact
 from sc2edge.runtime import Bundle, create_runner
 from sc2edge.runtime.backends import canonical_backend
+from sc2edge.tasks import bundle_task
 
 CONTROL_BACKENDS = ("onnxruntime", "openvino")
 
@@ -118,14 +119,18 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
     images = calibration_set(calib, bundle.preprocess, config.samples, config.seed, progress)
     with create_runner("openvino", bundle, "device", "fp32", threads=threads) as device, \
             create_runner("openvino", bundle, "server", "fp32", threads=threads) as server:
-        reference = [server.infer({"symbols": device.infer({"image": x[None]})["symbols"]})["logits"][0].argmax()
-                     for x in held.arrays()]
-        targets = truth if truth is not None else np.array(reference)
+        task = bundle_task(bundle)
 
-        def metric(compiled, items):
-            hits = [server.infer({"symbols": compiled({ROLE_INPUT["device"]: x})[0]})["logits"][0].argmax() == t
-                    for x, t in items]  # items: (input, target) pairs
-            return float(np.mean(hits))
+        def predict(symbols: np.ndarray):
+            return task.predictions(server.infer({"symbols": symbols}))[0]
+
+        reference = [predict(device.infer({"image": x[None]})["symbols"]) for x in held.arrays()]
+        targets = list(truth) if truth is not None else reference
+
+        def metric(compiled, items):  # items: (input, target) pairs; targets are labels or FP32 predictions
+            predictions = [predict(compiled({ROLE_INPUT["device"]: x})[0]) for x, _ in items]
+            expected = [t for _, t in items]
+            return task.metric(predictions, expected) if truth is not None else task.agreement(expected, predictions)
 
         validation = ([(x[None], t) for x, t in zip(held.arrays(), targets, strict=True)], metric)
         source = bundle.path / bundle.artifact("device", "openvino", "fp32").path

@@ -24,6 +24,7 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import load_labels
 from sc2edge.runtime import Bundle, RansCoder, create_runner
 from sc2edge.runtime.backends import backend_info, canonical_backend, runner_class
+from sc2edge.tasks import bundle_task
 
 DEFAULT_IMAGES = 100
 LAYER_IMAGES = 4  # per-layer SQNR holds every intermediate tensor in memory: a few images are enough
@@ -191,7 +192,8 @@ def evaluate(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, backend: 
     check_max_drop(max_drop)
     medians = bundle.tables.medians.reshape(-1, 1, 1)
     coder = RansCoder(bundle.tables)
-    out: dict[str, list] = {k: [] for k in ("logits_fp32", "logits_int8", "latent_fp32", "latent_int8",
+    task = bundle_task(bundle)
+    out: dict[str, list] = {k: [] for k in ("predictions_fp32", "predictions_int8", "latent_fp32", "latent_int8",
                                             "bytes_fp32", "bytes_int8", "symbols_fp32", "symbols_int8")}
     with create_runner(backend, bundle, "device", "fp32", threads=threads) as fp32, \
             runner_class(backend)(int8_graph, threads=threads) as int8, \
@@ -201,19 +203,18 @@ def evaluate(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, backend: 
                 symbols = runner.infer({"image": x[None]})["symbols"]
                 out[f"symbols_{precision}"].append(symbols[0])
                 out[f"bytes_{precision}"].append(len(coder.encode(symbols[0])))  # raw rANS payload
-                out[f"logits_{precision}"].append(server.infer({"symbols": symbols})["logits"][0])
+                out[f"predictions_{precision}"] += task.predictions(server.infer({"symbols": symbols}))
                 out[f"latent_{precision}"].append(symbols[0] + medians)
-    logits_fp32, logits_int8 = np.stack(out["logits_fp32"]), np.stack(out["logits_int8"])
-    top1_fp32, top1_int8 = logits_fp32.argmax(1), logits_int8.argmax(1)
-    top5_int8 = np.argsort(-logits_int8, axis=1)[:, :5]
+    fp32_predictions, int8_predictions = out["predictions_fp32"], out["predictions_int8"]
+    checks = [task.agreement_checks(f, i) for f, i in zip(fp32_predictions, int8_predictions, strict=True)]
     changed = sum(int(np.count_nonzero(a != b)) for a, b in zip(out["symbols_fp32"], out["symbols_int8"], strict=True))
     return QuantReport(
         bundle=str(bundle.path), backend=backend, images=len(held), calibration_images_excluded=held.excluded,
         labelled=truth is not None,
-        accuracy_fp32=float(np.mean(top1_fp32 == truth)) if truth is not None else None,
-        accuracy_int8=float(np.mean(top1_int8 == truth)) if truth is not None else None,
-        top1_agreement=float(np.mean(top1_fp32 == top1_int8)),
-        top5_agreement=float(np.mean([t in row for t, row in zip(top1_fp32, top5_int8, strict=True)])),
+        accuracy_fp32=task.metric(fp32_predictions, truth) if truth is not None else None,
+        accuracy_int8=task.metric(int8_predictions, truth) if truth is not None else None,
+        top1_agreement=float(np.mean([c["top1"] for c in checks])),
+        top5_agreement=float(np.mean([c["top5"] for c in checks])),
         latent_sqnr_db=sqnr_db(np.stack(out["latent_fp32"]), np.stack(out["latent_int8"])),
         symbols_changed_pct=100.0 * changed / sum(s.size for s in out["symbols_fp32"]),
         bytes_fp32=float(np.mean(out["bytes_fp32"])), bytes_int8=float(np.mean(out["bytes_int8"])),

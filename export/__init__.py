@@ -13,7 +13,7 @@ from typing import Any
 _LAZY = {
     "ExportConfig": "sc2edge.export.pipeline",
     "export_bundle": "sc2edge.export.pipeline",
-    "Tolerance": "sc2edge.export.validate",
+    "SymbolTolerance": "sc2edge.export.validate",
     "ValidationResult": "sc2edge.export.validate",
     "validate_bundle": "sc2edge.export.validate",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -10,26 +11,32 @@ from torch import nn
 
 DEFAULT_OPSET = 17
 DEVICE_IO = (["image"], ["symbols"])
-SERVER_IO = (["symbols"], ["logits"])
+SERVER_INPUT = "symbols"
+REFERENCE_IO = (["image"], ["logits"])  # the unmodified model: image -> logits, the split's two halves in one
 
 
 def export_onnx(graph: nn.Module, example: torch.Tensor, path: Path, io_names: tuple[list[str], list[str]],
-                *, opset: int = DEFAULT_OPSET, spatial_dynamic: bool = True) -> Path:
+                *, opset: int = DEFAULT_OPSET, spatial_dynamic: bool = True,
+                output_axes: Mapping[str, Mapping[int, str]] | None = None) -> Path:
     """Export ``graph`` to ``path``.
 
     Args:
-        graph (nn.Module): a DeviceGraph or ServerGraph in eval mode.
+        graph (nn.Module): a DeviceGraph, ServerGraph or reference model in eval mode.
         example (torch.Tensor): an input of the intended layout.
         path (Path): where to write the .onnx file.
         io_names (tuple): input and output names.
         opset (int): ONNX opset. Defaults to 17.
         spatial_dynamic (bool): let height and width vary. Defaults to True.
+        output_axes (Mapping | None): dynamic axes of each output by name (a task's ``OutputSpec.dynamic_axes``).
+            Defaults to None: the input's axes for a 4-D single output, else the batch axis.
     """
     inputs, outputs = io_names
     axes = {0: "batch", 2: "height", 3: "width"} if spatial_dynamic else {0: "batch"}
     dynamic_axes = {inputs[0]: axes}
-    out_rank = graph(example).dim()
-    dynamic_axes[outputs[0]] = axes if out_rank == 4 else {0: "batch"}
+    if output_axes is not None:
+        dynamic_axes.update({name: dict(output_axes[name]) for name in outputs})
+    else:
+        dynamic_axes[outputs[0]] = axes if graph(example).dim() == 4 else {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(graph.eval(), (example,), str(path), input_names=inputs, output_names=outputs,

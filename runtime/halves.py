@@ -1,8 +1,9 @@
-"""The deployable halves: ``Encoder`` (device: image -> stream) and ``Decoder`` (server: stream -> prediction).
+"""The deployable halves: ``Encoder`` (device: image -> stream) and ``Decoder`` (server: stream -> the task's
+prediction).
 
-Both run an exported graph through a named backend and code symbols with the bundle's own entropy tables, so
-a stream made by any backend and precision decodes with any other (the factorized prior's indexes never depend
-on the data).
+Both run an exported graph through a named backend and code its outputs with the bundle's entropy codec
+(``runtime/entropy.py``) and tables, so a stream made by any backend and precision decodes with any other (the
+factorized prior's indexes never depend on the data).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import numpy as np
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.backends import BaseRunner, canonical_backend, create_runner
 from sc2edge.runtime.bundle import Bundle
+from sc2edge.runtime.entropy import EntropyCodec, open_codec
 from sc2edge.runtime.preprocess import ImageLike, preprocess_image
-from sc2edge.runtime.rans import RansCoder
-from sc2edge.runtime.stream import pack_stream, unpack_stream
+from sc2edge.tasks import Prediction, Task, bundle_task
 
 
 def _open(bundle: Bundle | str | Path) -> Bundle:
@@ -32,8 +33,7 @@ class _Half:
         self.bundle = _open(bundle)
         self.backend = canonical_backend(backend)
         self.precision = precision
-        self.coder = RansCoder(self.bundle.tables)  # before the runner: a failure here leaves nothing open
-        self.table_hash = self.bundle.tables.hash
+        self.codec: EntropyCodec = open_codec(self.bundle)  # before the runner: a failure here leaves nothing open
         self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision,
                                                 threads=threads, device=device).activate()
 
@@ -63,20 +63,27 @@ class Encoder(_Half):
     def preprocess(self, image: ImageLike) -> np.ndarray:
         return preprocess_image(image, self.bundle.preprocess)
 
-    def symbols(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NCHW images -> int32 NCHW symbols (the device graph)."""
+    def device_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """float32 NCHW images -> the device graph's outputs, by name (batched)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1] != self.bundle.manifest["input"]["channels"]:
             raise Sc2edgeError(f"expected a float32 batch N x {self.bundle.manifest['input']['channels']} x H x W, "
                                f"got shape {batch.shape}")
-        return self.runner.infer({"image": batch})["symbols"]
+        return self.runner.infer({"image": batch})
+
+    def symbols(self, batch: np.ndarray) -> np.ndarray:
+        """float32 NCHW images -> int32 NCHW symbols (the device graph)."""
+        return self.device_outputs(batch)["symbols"]
 
     def compress_symbols(self, symbols: np.ndarray) -> bytes:
-        """One item's int32 CHW symbols -> a stream (container + rANS payload)."""
-        return pack_stream(self.coder.encode(symbols), self.table_hash, symbols.shape)
+        """One item's int32 CHW symbols -> a stream (container + rANS payloads)."""
+        return self.codec.compress({self.codec.device_outputs[0]: symbols})
 
     def encode_batch(self, batch: np.ndarray) -> list[bytes]:
-        return [self.compress_symbols(item) for item in self.symbols(batch)]
+        """float32 NCHW images -> one stream per item, from the device outputs the entropy codec consumes."""
+        outputs = self.device_outputs(batch)
+        return [self.codec.compress({name: outputs[name][item] for name in self.codec.device_outputs})
+                for item in range(len(batch))]
 
     def encode(self, images: Iterable[ImageLike]) -> list[bytes]:
         """Images (paths or PIL images) -> streams, one image at a time (batch 1 is the device's case)."""
@@ -84,19 +91,35 @@ class Encoder(_Half):
 
 
 class Decoder(_Half):
-    """Server side. ``decode(stream)`` returns the task output (logits) for one stream. Same arguments as Encoder."""
+    """Server side. ``decode(stream)`` returns the bundle task's prediction for one stream; ``outputs(stream)`` the
+    server graph's raw named outputs. Same arguments as Encoder."""
 
     role = "server"
 
+    def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", precision: str = "fp32", *,
+                 threads: int | None = None, device: str | None = None):
+        bundle = _open(bundle)
+        self.task: Task = bundle_task(bundle)  # before the runner: a task this sc2edge does not know opens nothing
+        super().__init__(bundle, backend, precision, threads=threads, device=device)
+
     def decode_symbols(self, stream: bytes) -> np.ndarray:
-        """A stream -> int32 CHW symbols, after checking the container against this bundle's tables."""
-        header, payload = unpack_stream(stream, table_hash=self.table_hash,
-                                        channels=self.bundle.manifest["latent"]["channels"])
-        return self.coder.decode(payload, header.shape)
+        """A stream -> int32 CHW symbols, after checking the container against this bundle's codec, tables and
+        latent shapes (before any payload is decoded or any graph runs)."""
+        return self.codec.decompress(stream)[self.codec.server_inputs[0]]
 
-    def predict(self, symbols: np.ndarray) -> np.ndarray:
-        """int32 NCHW symbols -> logits (the server graph)."""
-        return self.runner.infer({"symbols": np.ascontiguousarray(symbols, dtype=np.int32)})["logits"]
+    def predict_outputs(self, symbols: np.ndarray) -> dict[str, np.ndarray]:
+        """int32 NCHW symbols -> the server graph's raw outputs, by name (the task's outputs)."""
+        outputs = self.runner.infer({"symbols": np.ascontiguousarray(symbols, dtype=np.int32)})
+        return {name: outputs[name] for name in self.task.output_names}
 
-    def decode(self, stream: bytes) -> np.ndarray:
-        return self.predict(self.decode_symbols(stream)[None])[0]
+    def predict(self, symbols: np.ndarray) -> list[Prediction]:
+        """int32 NCHW symbols -> one task prediction per item."""
+        return self.task.predictions(self.predict_outputs(symbols))
+
+    def outputs(self, stream: bytes) -> dict[str, np.ndarray]:
+        """One stream -> the server graph's raw named outputs for its item (batch axis removed)."""
+        return self.task.items(self.predict_outputs(self.decode_symbols(stream)[None]))[0]
+
+    def decode(self, stream: bytes) -> Prediction:
+        """One stream -> the task's prediction (e.g. top-k classes with probabilities)."""
+        return self.task.predict(self.outputs(stream))

@@ -33,6 +33,14 @@ def load_image(image: ImageLike, grayscale: bool = False) -> Image.Image:
 
 def preprocess_image(image: ImageLike, spec: Mapping[str, Any]) -> np.ndarray:
     """An image -> float32 CHW array, per the bundle's ``preprocess`` record (resize, crop, mean, std, grayscale)."""
+    return normalize_image(crop_image(image, spec), spec)
+
+
+def crop_image(image: ImageLike, spec: Mapping[str, Any]) -> Image.Image:
+    """The model's view of an image as pixels: resize (shorter side) + center crop, in the model's colour mode.
+
+    An input codec compresses this crop, so the bytes carry only what the model sees.
+    """
     img = load_image(image, bool(spec.get("grayscale", False)))
     resize, crop = int(spec["resize"]), int(spec["crop"])
     w, h = img.size
@@ -44,8 +52,13 @@ def preprocess_image(image: ImageLike, spec: Mapping[str, Any]) -> np.ndarray:
         img = img.resize(size, Image.BILINEAR)
     w, h = img.size
     left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
-    img = img.crop((left, top, left + crop, top + crop))
-    array = np.asarray(img, dtype=np.float32) / 255.0
+    return img.crop((left, top, left + crop, top + crop))
+
+
+def normalize_image(image: Image.Image, spec: Mapping[str, Any]) -> np.ndarray:
+    """A crop already at the model's size -> float32 CHW: scale to 0..1, subtract mean, divide by std."""
+    image = image.convert("L" if spec.get("grayscale", False) else "RGB")
+    array = np.asarray(image, dtype=np.float32) / 255.0
     array = array[:, :, None] if array.ndim == 2 else array
     mean = np.asarray(spec["mean"], dtype=np.float32)
     std = np.asarray(spec["std"], dtype=np.float32)

@@ -95,16 +95,34 @@ def fp32_bundle_dir(tmp_path_factory, bundle_dir) -> Path:
 
     from sc2edge.export.bundle import BundleBuilder
     from sc2edge.runtime import Bundle
+    from sc2edge.runtime.entropy import entropy_spec
 
     source = Bundle.open(bundle_dir)
     kept = [a for a in source.artifacts if a.format == "onnx" and a.precision == "fp32"]
     manifest = {k: v for k, v in source.manifest.items()
                 if k not in ("format", "format_version", "artifacts", "files", "calibration")}
     with BundleBuilder(tmp_path_factory.mktemp("bundles") / "es-fp32") as builder:
-        for name in [a.path for a in kept] + [source.manifest["entropy"]["file"], source.manifest["model"]["labels"]]:
+        tables = [s["tables"] for s in entropy_spec(source.manifest)["sections"]]
+        for name in [a.path for a in kept] + tables + [source.manifest["model"]["labels"]]:
             if name:
                 shutil.copy(source.path / name, builder.staging / name)
         for a in kept:
             builder.add_artifact(a.role, a.format, a.precision, a.path, a.meta)
         builder.write_manifest(json.loads(json.dumps(manifest)))
         return builder.commit()
+
+
+FASHION_MODEL = "entropic_student_fashion_mnist_beta0.1"
+
+
+@pytest.fixture(scope="session")
+def reference_bundle_dir(tmp_path_factory, photos) -> Path:
+    """The Fashion-MNIST student (small and fast) with its reference role (the teacher CNN), for ONNX Runtime
+    and OpenVINO: what ``sc2edge export --backend onnx,openvino`` writes for a model whose teacher is trained."""
+    from sc2edge.export import ExportConfig, export_bundle
+
+    images = tmp_path_factory.mktemp("validation-fashion")
+    for p in photos[:2]:
+        (images / p.name).symlink_to(p)
+    return export_bundle(FASHION_MODEL, tmp_path_factory.mktemp("bundles") / "fashion",
+                         config=ExportConfig(backends=("onnxruntime", "openvino"), validation_images=images))

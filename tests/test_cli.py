@@ -21,14 +21,23 @@ def test_encode_writes_one_stream_per_image_stem(streams, photos):
     assert [s.stem for s in streams] == sorted(p.stem for p in photos[:2])
 
 
-def test_decode_json_gives_the_top5_of_the_runtime(bundle_dir, streams):
+def test_decode_prints_the_tasks_prediction_as_json_and_text(bundle_dir, streams):
     result = run_cli("decode", "--bundle", bundle_dir, *streams, "--json")
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["stream"] for r in records] == [str(s) for s in streams]
-    logits = Decoder(bundle_dir).decode(streams[0].read_bytes())
-    assert records[0]["top5"] == [int(i) for i in np.argsort(-logits)[:5]]
+    with Decoder(bundle_dir) as decoder:
+        predictions = [decoder.decode(s.read_bytes()) for s in streams]
+        logits = decoder.outputs(streams[0].read_bytes())["logits"]
+    assert [r["task"] for r in records] == ["classification"] * len(streams)
+    assert [{k: v for k, v in r.items() if k not in ("stream", "task")} for r in records] == \
+        [p.to_json() for p in predictions]
+    assert records[0]["classes"] == [int(i) for i in np.argsort(-logits)[:5]]
     assert records[0]["scores"] == sorted(records[0]["scores"], reverse=True)
+    text = run_cli("decode", "--bundle", bundle_dir, *streams)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines() == [f"{s}: {p}" for s, p in zip(streams, predictions, strict=True)]
+    assert text.stdout.splitlines()[0].startswith(f"{streams[0]}: {records[0]['classes'][0]}")
 
 
 def test_inspect_describes_bundles_and_streams(bundle_dir, streams):

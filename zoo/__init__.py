@@ -13,6 +13,8 @@ import torch
 from compressai.entropy_models import EntropyModel
 
 from sc2edge._files import sha256_file
+from sc2edge.errors import Sc2edgeError
+from sc2edge.runtime.entropy import latent_size  # one definition, shared with the runtime
 from sc2edge.zoo import (  # noqa: F401  (register builders)
     efficientnet_student,
     entropic_student,
@@ -20,18 +22,22 @@ from sc2edge.zoo import (  # noqa: F401  (register builders)
     hyperprior_student,
 )
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
-from sc2edge.zoo.entropic_student import SplitClassifier, latent_size
+from sc2edge.zoo.entropic_student import SplitClassifier
 from sc2edge.zoo.registry import (
     _BUILDERS,
+    _REFERENCES,
     ModelSpec,
     Preprocess,
+    ReferenceModel,
     class_names,
     default_model_name,
     get_spec,
     list_builders,
     list_models,
     load_specs,
+    reference_builders,
     register_builder,
+    register_reference,
     resolve_checkpoint,
     verify_sha256,
 )
@@ -87,8 +93,36 @@ def get_model(
     return LoadedModel(model.eval(), spec, trained=True, checkpoint_path=path, checkpoint_sha256=digest)
 
 
+def get_reference(name: str, *, checkpoint: str | Path | None = None,
+                  trust_checkpoint: bool = False) -> ReferenceModel:
+    """The unmodified model that the registered model ``name`` replaces (its teacher), image -> logits.
+
+    Args:
+        name (str): a registered model name.
+        checkpoint (str | Path | None): the reference's weights, instead of what its builder provides.
+            Defaults to None.
+        trust_checkpoint (bool): allow unpickling a file the safe loader refuses. Defaults to False.
+
+    Random weights (when its builder has none) are deterministic (seed 0), as for ``get_model``.
+    """
+    spec = get_spec(name)
+    accessor = _REFERENCES.get(spec.builder)
+    if accessor is None:
+        raise Sc2edgeError(f'no reference model is known for {name} (builder "{spec.builder}")')
+    with torch.random.fork_rng():
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        reference = accessor(spec)
+    if checkpoint is not None:
+        path = resolve_checkpoint(spec, checkpoint)
+        load_into(reference.module, read_state_dict(path, trust=trust_checkpoint))
+        reference.trained, reference.weights, reference.weights_sha256 = True, path, verify_sha256(path, None)
+    reference.module.eval()
+    return reference
+
+
 __all__ = [
-    "LoadedModel", "ModelSpec", "Preprocess", "SplitClassifier", "build", "class_names", "default_model_name",
-    "get_model", "get_spec", "latent_size", "list_builders", "list_models", "load_into", "load_specs",
-    "read_state_dict", "register_builder", "sha256_file",
+    "LoadedModel", "ModelSpec", "Preprocess", "ReferenceModel", "SplitClassifier", "build", "class_names",
+    "default_model_name", "get_model", "get_reference", "get_spec", "latent_size", "list_builders", "list_models",
+    "load_into", "load_specs", "read_state_dict", "reference_builders", "register_builder", "register_reference",
+    "sha256_file",
 ]

@@ -16,6 +16,7 @@ from the installed wheel by the builder, so a checkpoint does not repeat 18 MB t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 from sc2edge.errors import Sc2edgeError
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
 from sc2edge.zoo.entropic_student import BottleneckLayer, SplitClassifier
-from sc2edge.zoo.registry import register_builder
+from sc2edge.zoo.registry import ModelSpec, ReferenceModel, register_builder, register_reference, verify_sha256
 
 SPLIT_BLOCK = 3  # the first teacher block the tail keeps: blocks 0..2 end at stride 4
 MIMIC_BLOCKS = (4, 10)  # ends of the stride-8 and stride-16 stages, mimicked in stage 1 with the head
@@ -145,3 +146,12 @@ def entropic_student_efficientnet_lite0(
     *, num_classes: int = 1000, latent_channels: int = 16
 ) -> EntropicStudentEfficientNetLite0:
     return EntropicStudentEfficientNetLite0(num_classes=num_classes, latent_channels=latent_channels)
+
+
+@register_reference("entropic_student_efficientnet_lite0")
+def efficientnet_lite0_reference(spec: ModelSpec) -> ReferenceModel:
+    """The whole EfficientNet-Lite0 teacher with the wheel's ImageNet weights."""
+    weights = Path(teacher_weights_path())
+    return ReferenceModel(efficientnet_lite0_teacher(), "efficientnet_lite0",
+                          "EfficientNet-Lite0 with ImageNet-1k weights (the teacher the student replaces)",
+                          trained=True, weights=weights, weights_sha256=verify_sha256(weights, None))

@@ -13,7 +13,7 @@ from compressai.layers import GDN1
 from compressai.models import CompressionModel
 from torch import Tensor, nn
 
-from sc2edge.zoo.registry import register_builder
+from sc2edge.zoo.registry import ModelSpec, ReferenceModel, register_builder, register_reference
 
 
 class BottleneckLayer(nn.Module):
@@ -69,13 +69,6 @@ class SplitClassifier(CompressionModel):
         ]
 
 
-def latent_size(size: int, geometry: Sequence[Sequence[int]]) -> int:
-    """Spatial size of the latent for an input side of ``size`` pixels."""
-    for kernel, stride, padding in geometry:
-        size = (size + 2 * padding - kernel) // stride + 1
-    return size
-
-
 def gdn_encoder(channels: Sequence[int], kernels: Sequence[int], strides: Sequence[int]) -> nn.Sequential:
     """Conv (no bias) + GDN1 blocks; the last conv has no GDN (it emits the latent)."""
     layers: list[nn.Module] = []
@@ -123,3 +116,14 @@ class EntropicStudentResNet50(SplitClassifier):
 @register_builder("entropic_student_resnet50")
 def entropic_student_resnet50(*, num_classes: int = 1000) -> EntropicStudentResNet50:
     return EntropicStudentResNet50(num_classes=num_classes)
+
+
+@register_reference("entropic_student_resnet50")
+def resnet50_reference(spec: ModelSpec) -> ReferenceModel:
+    """torchvision's ResNet-50 (the paper's teacher). No weights ship or download here: random weights, marked
+    untrained, unless a checkpoint is given to ``get_reference``."""
+    from torchvision.models import resnet50
+
+    module = resnet50(weights=None, num_classes=spec.num_classes)
+    return ReferenceModel(module.eval(), "resnet50", "torchvision ResNet-50 (the teacher the student replaces)",
+                          trained=False)

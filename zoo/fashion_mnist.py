@@ -10,12 +10,16 @@ a 28 px image has only two more halvings left) -> Conv(32->64, k3, s2) BN ReLU, 
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 import torch
 from compressai.layers import GDN1
 from torch import Tensor, nn
 
+from sc2edge.zoo.checkpoint import load_into, read_state_dict
 from sc2edge.zoo.entropic_student import BottleneckLayer, SplitClassifier
-from sc2edge.zoo.registry import register_builder
+from sc2edge.zoo.registry import ModelSpec, ReferenceModel, register_builder, register_reference, verify_sha256
 
 SPLIT_CHANNELS = 32
 
@@ -89,3 +93,20 @@ def student_from_teacher(teacher: FashionTeacher, latent_channels: int = 8) -> E
     with torch.no_grad():
         student.tail.load_state_dict(teacher.tail.state_dict())
     return student
+
+
+@register_reference("entropic_student_fashion_mnist")
+def fashion_mnist_reference(spec: ModelSpec) -> ReferenceModel:
+    """The packaged teacher CNN (``meta.teacher`` in models.yaml), checked against its sha256; random if absent."""
+    teacher = FashionTeacher(num_classes=spec.num_classes)
+    record = spec.meta.get("teacher") or {}
+    path = Path(str(resources.files("sc2edge.zoo").joinpath(record["file"]))) if record.get("file") else None
+    digest = None
+    if path is not None and path.is_file():
+        digest = verify_sha256(path, record.get("sha256"))
+        load_into(teacher, read_state_dict(path))
+    else:
+        path = None
+    return ReferenceModel(teacher.eval(), "fashion_mnist_teacher",
+                          "the Fashion-MNIST teacher CNN whose first two convs the student replaces",
+                          trained=path is not None, weights=path, weights_sha256=digest)

@@ -36,6 +36,41 @@ def list_builders() -> list[str]:
     return sorted(_BUILDERS)
 
 
+@dataclass
+class ReferenceModel:
+    """The unmodified model a split model replaces (its teacher): image -> logits, for the baselines.
+
+    ``weights`` says where the weights came from (a file, or None for deterministic random weights).
+    """
+
+    module: Any  # torch.nn.Module in eval mode, same input and preprocessing as the student
+    name: str
+    description: str
+    trained: bool
+    weights: Path | None = None
+    weights_sha256: str | None = None
+
+
+_REFERENCES: dict[str, Callable[..., ReferenceModel]] = {}
+
+
+def register_reference(builder: str) -> Callable[[Callable[..., ReferenceModel]], Callable[..., ReferenceModel]]:
+    """Register the accessor of ``builder``'s reference model: ``fn(spec: ModelSpec) -> ReferenceModel``."""
+
+    def wrap(fn: Callable[..., ReferenceModel]) -> Callable[..., ReferenceModel]:
+        if builder in _REFERENCES:
+            raise ValueError(f'a reference for builder "{builder}" is already registered')
+        _REFERENCES[builder] = fn
+        return fn
+
+    return wrap
+
+
+def reference_builders() -> list[str]:
+    """Builders whose reference model is known."""
+    return sorted(_REFERENCES)
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """How the model's own input pipeline turns an image into a tensor (torchvision-style, done with PIL)."""

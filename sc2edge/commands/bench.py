@@ -35,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--link", nargs="+", default=None, help="link profiles for end-to-end latency (default: all)")
     parser.add_argument("--links-file", type=Path, default=None, help="link profiles YAML (default: bench/links.yaml)")
     parser.add_argument("--codec", nargs="+", type=_codec, default=None,
-                        help="image codecs to compare, NAME:QUALITY (default: jpeg:75 webp:80)")
+                        help="input codecs to compare, NAME:QUALITY: jpeg, webp, avif (default: jpeg:75 webp:80)")
     parser.add_argument("--no-torch-baseline", action="store_true", help="skip the PyTorch eager (paper) baseline")
     parser.add_argument("--quick", action="store_true", help="a few runs per stage and two images (CI smoke test)")
     parser.add_argument("--out", type=Path, default=Path("bench-report"), help="report folder (default: %(default)s)")

@@ -6,43 +6,29 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from sc2edge.commands._common import add_runtime_arguments, runtime_options
 from sc2edge.errors import Sc2edgeError
-
-TOP_K = 5
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("streams", nargs="+", type=Path, help=".sc2 stream files")
     parser.add_argument("--bundle", required=True, type=Path, help="bundle directory")
-    parser.add_argument("--json", action="store_true", help="one JSON object per stream: stream, top5, scores")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per stream: stream, task and the task's prediction "
+                             "(classification: classes, scores, labels)")
     add_runtime_arguments(parser)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max())
-    return shifted / shifted.sum()
 
 
 def run(args: argparse.Namespace) -> int:
     from sc2edge.runtime import Decoder
 
     with Decoder(args.bundle, **runtime_options(args)) as decoder:
-        labels = decoder.bundle.labels
         for path in args.streams:
             if not path.is_file():
                 raise Sc2edgeError(f"stream not found: {path}")
-            scores = _softmax(decoder.decode(path.read_bytes()).astype(np.float64))
-            top = np.argsort(-scores)[:TOP_K]
+            prediction = decoder.decode(path.read_bytes())
             if args.json:
-                record = {"stream": str(path), "top5": [int(i) for i in top],
-                          "scores": [round(float(scores[i]), 6) for i in top]}
-                if labels:
-                    record["labels"] = [labels[i] for i in top]
-                print(json.dumps(record))
+                print(json.dumps({"stream": str(path), "task": decoder.task.kind, **prediction.to_json()}))
             else:
-                names = [f"{i}{f' ({labels[i]})' if labels else ''}: {scores[i]:.3f}" for i in top]
-                print(f"{path}: " + ", ".join(names))
+                print(f"{path}: {prediction}")
     return 0

@@ -89,6 +89,7 @@ def test_quick_bench_figures_are_consistent(quick_report, bundle_dir):
         assert row["total_ms"] == pytest.approx(row["device_ms"] + row["transfer_ms"] + row["rtt_ms"]
                                                 + row["server_ms"])
     assert {r["path"] for r in report["end_to_end"]} >= {"split", "all on device", "jpeg-q75", "webp-q80"}
+    assert report["alternatives"][key]["model"] == "student"  # this bundle has no reference: the student stands in
     assert all(p["accuracy"] is not None for p in report["rate_accuracy"]["points"])  # labels from the list
     reference = report["rate_accuracy"]["reference"]
     assert next(p for p in report["rate_accuracy"]["points"] if p["config"] == reference)["agreement"] == 1.0
@@ -103,6 +104,34 @@ def test_device_process_has_no_torch_but_the_paper_path_does(quick_report):
     device = next(m for m in runtime if m["side"] == "device")
     # the detection itself works: the paper path's process did import torch and needs far more memory
     assert report["baseline"]["device_peak_rss_bytes"] > device["peak_rss_bytes"]
+
+
+def test_local_rows_run_the_reference_model_in_a_torch_free_worker(reference_bundle_dir, photos, tmp_path):
+    """"All on device" and "codec + server" run the bundle's reference (the teacher), through the input codecs."""
+    from sc2edge.bench.timing import TimingConfig
+    from sc2edge.runtime import CodecDecoder, CodecEncoder
+
+    spec = {"mode": "local", "bundle": str(reference_bundle_dir), "backend": "openvino", "precision": "int8",
+            "server_precision": "int8", "threads": 1, "timing": TimingConfig.quick().to_json(),
+            "images": [str(p) for p in photos[:2]], "codecs": [["jpeg", 75], ["avif", 40]]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    subprocess.run([sys.executable, "-m", "sc2edge.bench.worker", str(tmp_path / "spec.json"),
+                    str(tmp_path / "result.json")], check=True, timeout=300)
+    out = json.loads((tmp_path / "result.json").read_text())
+    assert out["ok"], out.get("error")
+    assert not out["torch_imported"]
+    result = out["result"]
+    assert (result["model"], result["reference"]) == ("reference", "fashion_mnist_teacher")
+    assert result["precision"] == "fp32"  # no INT8 reference was exported: the FP32 one is used, and said so
+    assert set(result["codecs"]) == {"jpeg-q75", "avif-q40"}
+    for label, codec in result["codecs"].items():
+        spec_text = label.replace("-q", ":")
+        sent = CodecEncoder(reference_bundle_dir, spec_text).encode(photos[:2])
+        assert codec["bytes"] == [len(s) for s in sent]
+        with CodecDecoder(reference_bundle_dir, spec_text, "openvino") as server:
+            top5 = [[int(i) for i in np.argsort(-server.decode(s))[:5]] for s in sent]
+            assert [p["classes"] for p in codec["predictions"]] == top5
+    assert result["stages"]["full_model"]["n"] >= 3
 
 
 def test_encoder_flops_agree_between_onnx_graph_and_torch_model(bundle_dir):

@@ -116,3 +116,22 @@ def test_checkpoint_export_carries_its_weights_and_hash(tmp_path, photos):
     assert bundle.manifest["model"]["trained"] is True
     assert len(bundle.manifest["model"]["checkpoint_sha256"]) == 64
     assert all(v["passed"] and v["streams_identical"] == v["images"] for v in bundle.manifest["validation"])
+
+
+def test_validation_fails_when_an_output_exceeds_the_task_tolerance(fp32_bundle_dir, es_model, photos):
+    import copy
+
+    import torch
+
+    from sc2edge.export import validate_bundle
+
+    assert validate_bundle(es_model.model, fp32_bundle_dir, photos[:1])  # the bundle's own model passes
+    shifted = copy.deepcopy(es_model.model)
+    with torch.no_grad():
+        shifted.fc.bias += 1.0  # every logit moves by 1: far past 1e-4 + 0.1 % of the largest, same top-1
+    result = validate_bundle(shifted, fp32_bundle_dir, photos[:1])
+    assert not result and not result.outputs["logits"].passed
+    assert result.outputs["logits"].max_abs_err == pytest.approx(1.0, abs=1e-3)
+    assert result.symbols_different == 0 and result.predictions_agree == 1  # only the raw output is off
+    assert str(result).startswith("FAIL") and "logits max |err| 1 (bound" in str(result)
+    assert result.to_json()["outputs"]["logits"]["passed"] is False and result.to_json()["passed"] is False

@@ -47,3 +47,31 @@ def test_registry_file_is_data_only():
     for entry in raw["models"].values():
         assert set(entry) <= {"builder", "task", "num_classes", "labels", "preprocess", "description", "meta",
                               "beta", "checkpoint", "builder_args"}
+
+
+def test_every_builder_has_a_reference_model_with_the_students_input_and_classes(tmp_path):
+    import torch
+
+    from sc2edge.errors import CheckpointError
+    from sc2edge.zoo import get_reference, reference_builders
+
+    assert set(reference_builders()) == set(list_builders())
+    first, references = {}, {}
+    for name in list_models():
+        first.setdefault(get_spec(name).builder, name)
+    for builder, name in first.items():
+        spec, reference = get_spec(name), get_reference(name)
+        references[builder] = reference
+        channels = 1 if spec.preprocess.grayscale else 3
+        with torch.no_grad():
+            logits = reference.module(torch.zeros(1, channels, spec.preprocess.crop, spec.preprocess.crop))
+        assert logits.shape == (1, spec.num_classes), builder
+        assert reference.trained == (reference.weights is not None) == (reference.weights_sha256 is not None)
+    # the ResNet-50 teacher has no shipped weights: untrained, unless a checkpoint is given (and checked)
+    resnet = first["entropic_student_resnet50"]
+    assert not references["entropic_student_resnet50"].trained
+    torch.save(references["entropic_student_resnet50"].module.state_dict(), tmp_path / "resnet50.pth")
+    loaded = get_reference(resnet, checkpoint=tmp_path / "resnet50.pth")
+    assert loaded.trained and loaded.weights_sha256
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        get_reference(resnet, checkpoint=tmp_path / "missing.pth")
