@@ -25,6 +25,7 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import IMAGE_SUFFIXES, list_images, load_labels, read_file_list, system_photos
 from sc2edge.runtime import Bundle, unpack_stream
 from sc2edge.runtime.backends import backend_info, canonical_backend
+from sc2edge.runtime.entropy import entropy_spec
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_CODECS = (("jpeg", 75), ("webp", 80))  # Pillow's default qualities
@@ -227,8 +228,9 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
             files.append((bundle.path / a.path).with_suffix(".bin"))
         artifacts.append({"role": a.role, "format": a.format, "precision": a.precision, "path": a.path,
                           "bytes": sum(f.stat().st_size for f in files if f.is_file())})
-    artifacts.append({"role": "tables", "format": "npz", "precision": "-", "path": manifest["entropy"]["file"],
-                      "bytes": (bundle.path / manifest["entropy"]["file"]).stat().st_size})
+    artifacts += [{"role": "tables", "format": "npz", "precision": "-", "path": section["tables"],
+                   "bytes": (bundle.path / section["tables"]).stat().st_size}
+                  for section in entropy_spec(manifest)["sections"]]
     return {"stages": stages, "device_fraction": fraction, "artifacts": artifacts, "notes": notes,
             "counted_with": "onnx" if onnx_counts else ("torch" if torch_counts else None)}
 
@@ -236,7 +238,7 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
 def _sizes(bundle: Bundle, streams: list[bytes], symbols: list[np.ndarray],
            images: tuple[Path, ...]) -> list[ImageSize]:
     hw = (bundle.manifest["input"]["height"], bundle.manifest["input"]["width"])
-    return [image_size(p.name, s, unpack_stream(s)[1], sym, bundle.tables, hw)
+    return [image_size(p.name, s, b"".join(unpack_stream(s)[1].values()), sym, bundle.tables, hw)
             for p, s, sym in zip(images, streams, symbols, strict=True)]
 
 

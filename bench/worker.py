@@ -65,12 +65,12 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
         stages = {
             "preprocess": measure(encoder.preprocess, images, timing),
             "encoder_graph": measure(encoder.symbols, batches, timing),
-            "entropy_encode": measure(encoder.coder.encode, symbols, timing),
+            "entropy_encode": measure(encoder.compress_symbols, symbols, timing),
             "device_total": measure(lambda im: encoder.encode([im]), images, timing),
         }
         streams = encoder.encode(images)
     _save_streams(Path(spec["work_dir"]) / "streams.npz", streams, symbols)
-    return {"stages": {k: v.to_json() for k, v in stages.items()}, "coder": encoder.coder.name}
+    return {"stages": {k: v.to_json() for k, v in stages.items()}, "coder": encoder.codec.coder_name}
 
 
 def _top(logits: np.ndarray, k: int = 5) -> list[int]:

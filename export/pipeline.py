@@ -23,6 +23,7 @@ from sc2edge.photos import list_images, system_photos
 from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.bundle import LABELS_FILE
+from sc2edge.runtime.entropy import FactorizedCodec
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.zoo import LoadedModel, class_names, get_model, latent_size
 
@@ -85,7 +86,8 @@ def _manifest(loaded: LoadedModel, tables: EntropyTables, config: ExportConfig) 
         "input": {"channels": channels, "height": size, "width": size},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
-        "entropy": {"coder": coder_label(), "precision": PRECISION, "file": "tables.npz", "hash": tables.hash},
+        "entropy": {"kind": FactorizedCodec.kind, "coder": coder_label(), "precision": PRECISION,
+                    "sections": [{"name": "y", "input": "symbols", "tables": "tables.npz", "hash": tables.hash}]},
         "opset": config.opset,
         "versions": {k: v for k, v in package_versions(_VERSIONED_PACKAGES).items() if v is not None},
     }

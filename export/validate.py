@@ -80,7 +80,7 @@ def validate_bundle(model: SplitClassifier, bundle: Bundle | str | Path, images:
 
             result.symbols_total += symbols.size
             result.symbols_different += int(np.count_nonzero(symbols != reference_symbols))
-            result.streams_identical += int(unpack_stream(stream)[1] == reference_stream)
+            result.streams_identical += int(list(unpack_stream(stream)[1].values()) == [reference_stream])
             result.logits_max_abs_err = max(result.logits_max_abs_err,
                                             float(np.abs(logits - reference_logits).max()))
             result.logits_bound = max(result.logits_bound,

@@ -4,7 +4,8 @@
  * (compressai/cpp_exts/rans/rans_interface.cpp on ryg's rans64.h): 64-bit state in [2^31, 2^63), 32-bit
  * little-endian words, 16-bit CDFs; a value outside its CDF is coded as the last table entry followed by
  * 4-bit "bypass" items: the nibble count, then the nibbles of raw = -2v-1 (v < 0) or 2(v-max) (v >= max),
- * least significant first. The CDF index of symbol i is its channel, i / hw (channel-major latents).
+ * least significant first. Symbol i is coded with CDF row indexes[i] (CompressAI's semantics: one row per
+ * index); the factorized prior passes each symbol's channel, a hyperprior its scale index.
  *
  * Where we differ from CompressAI (which trusts its input):
  * - the encoder works in 64-bit arithmetic, so every int32 symbol codes: |raw| < 2^33 needs up to 9 nibbles
@@ -16,7 +17,8 @@
  *   a truncated payload, an initial state below 2^31, a nibble count above 9 (never written by either
  *   encoder; CompressAI would read on), a value outside int32, unread words or a final state other than
  *   2^31 (an encoder's stream always decodes to exactly its start) are all errors.
- * - the CDF tables are validated on every call (CompressAI only asserts in debug builds).
+ * - the CDF tables are validated on every call (CompressAI only asserts in debug builds), and every index is
+ *   checked to name a row before any coding (CompressAI reads outside its vectors for a bad index).
  * The GIL is released while coding. Work is O(symbols): every loop below has a fixed bound.
  */
 #define PY_SSIZE_T_CLEAN
@@ -102,6 +104,35 @@ static int load_tables(PyObject *cdf, PyObject *lengths, PyObject *offsets, Tabl
     return 0;
 }
 
+/* The indexes (one per symbol) as a view, after checking that there are `count` of them, each naming a row of
+ * the tables; on failure an exception is set and nothing is held. */
+static int load_indexes(PyObject *obj, Py_buffer *view, Py_ssize_t count, const Tables *t) {
+    if (get_int32(obj, view, 0, -1, "indexes") < 0) return -1;
+    Py_ssize_t n = view->len / 4, bad = -1;
+    if (n != count) {
+        PyErr_Format(PyExc_ValueError, "%zd indexes for %zd symbols: one index per symbol is needed", n, count);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    const int32_t *idx = view->buf;
+    const Py_ssize_t rows = t->channels;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (idx[i] < 0 || idx[i] >= rows) {
+            bad = i;
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad >= 0) {
+        PyErr_Format(PyExc_ValueError, "index %d of symbol %zd names no CDF row (the tables have rows 0..%zd)",
+                     idx[bad], bad, rows - 1);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
 /* Output words an encoding can need: log2 of the state grows by <= 16 + 2^-14 bits per table item and
  * <= 4 + 2^-26 per nibble (<= 10 nibbles a symbol), a word leaves 32 bits, the state keeps >= 31, the
  * flush writes 2. encode() also checks every write against this capacity. */
@@ -160,11 +191,11 @@ static inline int put_nibble(uint64_t *x, unsigned char **ptr, const unsigned ch
 }
 
 static PyObject *rans_encode(PyObject *self, PyObject *args) {
-    PyObject *symbols_obj, *cdf_obj, *lengths_obj, *offsets_obj;
-    Py_ssize_t hw;
-    if (!PyArg_ParseTuple(args, "OOOOn:encode", &symbols_obj, &cdf_obj, &lengths_obj, &offsets_obj, &hw))
+    PyObject *symbols_obj, *indexes_obj, *cdf_obj, *lengths_obj, *offsets_obj;
+    if (!PyArg_ParseTuple(args, "OOOOO:encode_with_indexes", &symbols_obj, &indexes_obj, &cdf_obj, &lengths_obj,
+                          &offsets_obj))
         return NULL;
-    Py_buffer symbols;
+    Py_buffer symbols, indexes;
     Tables t;
     if (get_int32(symbols_obj, &symbols, 0, -1, "symbols") < 0) return NULL;
     if (load_tables(cdf_obj, lengths_obj, offsets_obj, &t) < 0) {
@@ -173,9 +204,16 @@ static PyObject *rans_encode(PyObject *self, PyObject *args) {
     }
     Py_ssize_t count = symbols.len / 4;
     PyObject *result = NULL;
-    if (hw < 1 || count / hw != t.channels || count % hw) {
-        PyErr_Format(PyExc_ValueError, "%zd symbols are not %zd channels of %zd", count, t.channels, hw);
-        goto done;
+    if (count < 1) {
+        PyErr_SetString(PyExc_ValueError, "no symbols to encode");
+        release_tables(&t);
+        PyBuffer_Release(&symbols);
+        return NULL;
+    }
+    if (load_indexes(indexes_obj, &indexes, count, &t) < 0) {
+        release_tables(&t);
+        PyBuffer_Release(&symbols);
+        return NULL;
     }
     Py_ssize_t capacity = 4 * max_words(count);
     unsigned char *out = PyMem_RawMalloc(capacity);
@@ -186,29 +224,28 @@ static PyObject *rans_encode(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    const int32_t *sym = symbols.buf, *lens = t.lengths.buf, *offs = t.offsets.buf;
+    const int32_t *sym = symbols.buf, *idx = indexes.buf, *lens = t.lengths.buf, *offs = t.offsets.buf;
     unsigned char *ptr = out + capacity;
     int full = 0;
     Py_BEGIN_ALLOW_THREADS
     uint64_t x = RANS_L;
-    for (Py_ssize_t c = t.channels - 1; c >= 0 && !full; c--) {
+    for (Py_ssize_t i = count - 1; i >= 0; i--) {  /* rANS is LIFO: the last symbol is pushed first */
+        const int32_t c = idx[i];
         const int32_t *row = (const int32_t *)t.cdf.buf + c * t.width;
         const int64_t top = lens[c] - 2, offset = offs[c];
-        for (Py_ssize_t i = (c + 1) * hw - 1; i >= c * hw; i--) {
-            int64_t value = (int64_t)sym[i] - offset;
-            if (value < 0 || value >= top) {  /* escape: the items go in reverse of their decoding order */
-                uint64_t raw = value < 0 ? (uint64_t)(-2 * value - 1) : (uint64_t)(2 * (value - top));
-                int nibbles = 0;
-                while (nibbles < MAX_NIBBLES && raw >> (BYPASS_BITS * nibbles)) nibbles++;
-                for (int j = nibbles - 1; j >= 0; j--)
-                    full |= put_nibble(&x, &ptr, out, (uint32_t)(raw >> (BYPASS_BITS * j)) & 15u);
-                full |= put_nibble(&x, &ptr, out, (uint32_t)nibbles);  /* < 15: a single count nibble */
-                value = top;
-            }
-            full |= put_item(&x, &ptr, out, (uint32_t)row[value], (uint32_t)(row[value + 1] - row[value]),
-                             reciprocals + c * t.width + value);
-            if (full) break;
+        int64_t value = (int64_t)sym[i] - offset;
+        if (value < 0 || value >= top) {  /* escape: the items go in reverse of their decoding order */
+            uint64_t raw = value < 0 ? (uint64_t)(-2 * value - 1) : (uint64_t)(2 * (value - top));
+            int nibbles = 0;
+            while (nibbles < MAX_NIBBLES && raw >> (BYPASS_BITS * nibbles)) nibbles++;
+            for (int j = nibbles - 1; j >= 0; j--)
+                full |= put_nibble(&x, &ptr, out, (uint32_t)(raw >> (BYPASS_BITS * j)) & 15u);
+            full |= put_nibble(&x, &ptr, out, (uint32_t)nibbles);  /* < 15: a single count nibble */
+            value = top;
         }
+        full |= put_item(&x, &ptr, out, (uint32_t)row[value], (uint32_t)(row[value + 1] - row[value]),
+                         reciprocals + c * t.width + value);
+        if (full) break;
     }
     if (!full && ptr - out >= 8) {
         ptr -= 8;
@@ -226,6 +263,7 @@ static PyObject *rans_encode(PyObject *self, PyObject *args) {
     PyMem_RawFree(reciprocals);
 done:
     release_tables(&t);
+    PyBuffer_Release(&indexes);
     PyBuffer_Release(&symbols);
     return result;
 }
@@ -254,12 +292,11 @@ static inline int get_nibble(Reader *r, uint32_t *val) {
 enum { OK, TRUNCATED, TOO_MANY_NIBBLES, OUT_OF_RANGE, TRAILING, BAD_END };
 
 static PyObject *rans_decode(PyObject *self, PyObject *args) {
-    PyObject *payload_obj, *out_obj, *cdf_obj, *lengths_obj, *offsets_obj;
-    Py_ssize_t hw;
-    if (!PyArg_ParseTuple(args, "OOOOOn:decode", &payload_obj, &out_obj, &cdf_obj, &lengths_obj, &offsets_obj,
-                          &hw))
+    PyObject *payload_obj, *out_obj, *indexes_obj, *cdf_obj, *lengths_obj, *offsets_obj;
+    if (!PyArg_ParseTuple(args, "OOOOOO:decode_with_indexes", &payload_obj, &out_obj, &indexes_obj, &cdf_obj,
+                          &lengths_obj, &offsets_obj))
         return NULL;
-    Py_buffer payload, out;
+    Py_buffer payload, out, indexes;
     Tables t;
     if (PyObject_GetBuffer(payload_obj, &payload, PyBUF_SIMPLE) < 0) return NULL;
     if (get_int32(out_obj, &out, 1, -1, "out") < 0) {
@@ -272,12 +309,14 @@ static PyObject *rans_decode(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_ssize_t count = out.len / 4;
+    if (load_indexes(indexes_obj, &indexes, count, &t) < 0) {
+        release_tables(&t);
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&payload);
+        return NULL;
+    }
     PyObject *result = NULL;
     int32_t *buckets = NULL;
-    if (hw < 1 || count / hw != t.channels || count % hw) {
-        PyErr_Format(PyExc_ValueError, "%zd symbols are not %zd channels of %zd", count, t.channels, hw);
-        goto done;
-    }
     const unsigned char *bytes = payload.buf;
     if (payload.len < 8 || payload.len % 4) {
         PyErr_Format(PyExc_ValueError, "rANS payload of %zd bytes: not a whole number of words from 8 bytes",
@@ -294,7 +333,7 @@ static PyObject *rans_decode(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    const int32_t *lens = t.lengths.buf, *offs = t.offsets.buf;
+    const int32_t *idx = indexes.buf, *lens = t.lengths.buf, *offs = t.offsets.buf;
     int32_t *values = out.buf;
     int status = OK;
     Py_ssize_t at = 0;
@@ -307,34 +346,33 @@ static PyObject *rans_decode(PyObject *self, PyObject *args) {
             buckets[c * BUCKETS + b] = s;
         }
     }
-    for (Py_ssize_t c = 0; c < t.channels && status == OK; c++) {
+    for (at = 0; at < count; at++) {
+        const int32_t c = idx[at];
         const int32_t *row = (const int32_t *)t.cdf.buf + c * t.width, *bucket = buckets + c * BUCKETS;
         const int32_t top = lens[c] - 2;
         const int64_t offset = offs[c];
-        for (at = c * hw; at < (c + 1) * hw; at++) {
-            uint32_t cum = (uint32_t)(r.x & PROB_MASK);
-            int32_t s = bucket[cum >> BUCKET_SHIFT];
-            while ((uint32_t)row[s + 1] <= cum) s++;  /* stops at top at the latest: row[top + 1] = 2^16 */
-            uint32_t start = (uint32_t)row[s], freq = (uint32_t)(row[s + 1] - row[s]);
-            r.x = freq * (r.x >> PRECISION) + (r.x & PROB_MASK) - start;
-            if (renormalize(&r) < 0) { status = TRUNCATED; break; }
-            int64_t value = s;
-            if (s == top) {
-                uint32_t nibbles, nibble;
-                if (get_nibble(&r, &nibbles) < 0) { status = TRUNCATED; break; }
-                if (nibbles > MAX_NIBBLES) { status = TOO_MANY_NIBBLES; break; }
-                uint64_t raw = 0;
-                for (uint32_t j = 0; j < nibbles; j++) {
-                    if (get_nibble(&r, &nibble) < 0) { status = TRUNCATED; break; }
-                    raw |= (uint64_t)nibble << (BYPASS_BITS * j);
-                }
-                if (status != OK) break;
-                value = raw & 1 ? -(int64_t)(raw >> 1) - 1 : (int64_t)(raw >> 1) + top;
+        uint32_t cum = (uint32_t)(r.x & PROB_MASK);
+        int32_t s = bucket[cum >> BUCKET_SHIFT];
+        while ((uint32_t)row[s + 1] <= cum) s++;  /* stops at top at the latest: row[top + 1] = 2^16 */
+        uint32_t start = (uint32_t)row[s], freq = (uint32_t)(row[s + 1] - row[s]);
+        r.x = freq * (r.x >> PRECISION) + (r.x & PROB_MASK) - start;
+        if (renormalize(&r) < 0) { status = TRUNCATED; break; }
+        int64_t value = s;
+        if (s == top) {
+            uint32_t nibbles, nibble;
+            if (get_nibble(&r, &nibbles) < 0) { status = TRUNCATED; break; }
+            if (nibbles > MAX_NIBBLES) { status = TOO_MANY_NIBBLES; break; }
+            uint64_t raw = 0;
+            for (uint32_t j = 0; j < nibbles; j++) {
+                if (get_nibble(&r, &nibble) < 0) { status = TRUNCATED; break; }
+                raw |= (uint64_t)nibble << (BYPASS_BITS * j);
             }
-            value += offset;
-            if (value < INT32_MIN || value > INT32_MAX) { status = OUT_OF_RANGE; break; }
-            values[at] = (int32_t)value;
+            if (status != OK) break;
+            value = raw & 1 ? -(int64_t)(raw >> 1) - 1 : (int64_t)(raw >> 1) + top;
         }
+        value += offset;
+        if (value < INT32_MIN || value > INT32_MAX) { status = OUT_OF_RANGE; break; }
+        values[at] = (int32_t)value;
     }
     if (status == OK && r.ptr != r.end) status = TRAILING;
     else if (status == OK && r.x != RANS_L) status = BAD_END;
@@ -362,19 +400,21 @@ static PyObject *rans_decode(PyObject *self, PyObject *args) {
 done:
     PyMem_RawFree(buckets);
     release_tables(&t);
+    PyBuffer_Release(&indexes);
     PyBuffer_Release(&out);
     PyBuffer_Release(&payload);
     return result;
 }
 
 static PyMethodDef methods[] = {
-    {"encode", rans_encode, METH_VARARGS,
-     "encode(symbols, cdf, cdf_length, offset, hw) -> bytes\n\n"
-     "int32 symbols (C*hw, channel-major) -> CompressAI's rANS bytes. cdf: int32 (C, L); cdf_length, offset: "
-     "int32 (C,)."},
-    {"decode", rans_decode, METH_VARARGS,
-     "decode(payload, out, cdf, cdf_length, offset, hw) -> None\n\n"
-     "rANS bytes -> int32 symbols written into out (C*hw, writable); ValueError for a corrupt payload."},
+    {"encode_with_indexes", rans_encode, METH_VARARGS,
+     "encode_with_indexes(symbols, indexes, cdf, cdf_length, offset) -> bytes\n\n"
+     "int32 symbols, each coded with CDF row indexes[i] (int32, as many) -> CompressAI's rANS bytes. "
+     "cdf: int32 (R, L); cdf_length, offset: int32 (R,)."},
+    {"decode_with_indexes", rans_decode, METH_VARARGS,
+     "decode_with_indexes(payload, out, indexes, cdf, cdf_length, offset) -> None\n\n"
+     "rANS bytes -> int32 symbols written into out (writable, one per index); ValueError for a corrupt payload "
+     "or an index naming no row."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sc2edge._files import sha256_file
 from sc2edge.errors import BundleError
+from sc2edge.runtime.entropy import entropy_spec
 from sc2edge.runtime.rans import EntropyTables
 
 BUNDLE_FORMAT = "sc2edge-bundle"
@@ -74,8 +75,8 @@ class Bundle:
                 raise BundleError(f"{path}: {name} is missing")
             if verify and sha256_file(file_path) != expected:
                 raise BundleError(f"{path}: {name} does not match its sha256 in the manifest (modified or corrupt)")
-        entropy = manifest["entropy"]
-        tables = EntropyTables.load(path / entropy["file"])
+        entropy = entropy_spec(manifest)["sections"][0]  # the first section's tables (the factorized prior's only)
+        tables = EntropyTables.load(path / entropy["tables"])
         if tables.hash != entropy["hash"]:
             raise BundleError(f"{path}: entropy tables hash {tables.hash}, manifest says {entropy['hash']}")
         return cls(path, manifest, tables)
@@ -109,11 +110,14 @@ def _check_structure(manifest: dict[str, Any], manifest_path: Path) -> None:
     if missing:
         raise BundleError(f"{manifest_path} is incomplete: no {', '.join(missing)}")
     keys = {f.name for f in fields(Artifact)}
-    entropy, artifacts = manifest["entropy"], manifest["artifacts"]
+    try:
+        entropy_spec(manifest)  # either entropy layout (v1: file, hash; v2: kind, sections)
+    except BundleError as exc:
+        raise BundleError(f"{manifest_path}: {exc}") from None
+    artifacts = manifest["artifacts"]
     well_formed = (isinstance(manifest["files"], dict)
-                   and isinstance(entropy, dict) and {"file", "hash"} <= set(entropy)
                    and isinstance(artifacts, list)
                    and all(isinstance(a, dict) and keys - {"meta"} <= set(a) <= keys for a in artifacts))
     if not well_formed:
-        raise BundleError(f"{manifest_path} is malformed: its files, entropy (file, hash) or artifacts "
+        raise BundleError(f"{manifest_path} is malformed: its files or artifacts "
                           f"({', '.join(sorted(keys))}) are not as sc2edge writes them")

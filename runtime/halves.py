@@ -1,8 +1,8 @@
 """The deployable halves: ``Encoder`` (device: image -> stream) and ``Decoder`` (server: stream -> prediction).
 
-Both run an exported graph through a named backend and code symbols with the bundle's own entropy tables, so
-a stream made by any backend and precision decodes with any other (the factorized prior's indexes never depend
-on the data).
+Both run an exported graph through a named backend and code its outputs with the bundle's entropy codec
+(``runtime/entropy.py``) and tables, so a stream made by any backend and precision decodes with any other (the
+factorized prior's indexes never depend on the data).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import numpy as np
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.backends import BaseRunner, canonical_backend, create_runner
 from sc2edge.runtime.bundle import Bundle
+from sc2edge.runtime.entropy import EntropyCodec, open_codec
 from sc2edge.runtime.preprocess import ImageLike, preprocess_image
-from sc2edge.runtime.rans import RansCoder
-from sc2edge.runtime.stream import pack_stream, unpack_stream
 
 
 def _open(bundle: Bundle | str | Path) -> Bundle:
@@ -32,8 +31,7 @@ class _Half:
         self.bundle = _open(bundle)
         self.backend = canonical_backend(backend)
         self.precision = precision
-        self.coder = RansCoder(self.bundle.tables)  # before the runner: a failure here leaves nothing open
-        self.table_hash = self.bundle.tables.hash
+        self.codec: EntropyCodec = open_codec(self.bundle)  # before the runner: a failure here leaves nothing open
         self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision,
                                                 threads=threads, device=device).activate()
 
@@ -63,20 +61,27 @@ class Encoder(_Half):
     def preprocess(self, image: ImageLike) -> np.ndarray:
         return preprocess_image(image, self.bundle.preprocess)
 
-    def symbols(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NCHW images -> int32 NCHW symbols (the device graph)."""
+    def device_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """float32 NCHW images -> the device graph's outputs, by name (batched)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1] != self.bundle.manifest["input"]["channels"]:
             raise Sc2edgeError(f"expected a float32 batch N x {self.bundle.manifest['input']['channels']} x H x W, "
                                f"got shape {batch.shape}")
-        return self.runner.infer({"image": batch})["symbols"]
+        return self.runner.infer({"image": batch})
+
+    def symbols(self, batch: np.ndarray) -> np.ndarray:
+        """float32 NCHW images -> int32 NCHW symbols (the device graph)."""
+        return self.device_outputs(batch)["symbols"]
 
     def compress_symbols(self, symbols: np.ndarray) -> bytes:
-        """One item's int32 CHW symbols -> a stream (container + rANS payload)."""
-        return pack_stream(self.coder.encode(symbols), self.table_hash, symbols.shape)
+        """One item's int32 CHW symbols -> a stream (container + rANS payloads)."""
+        return self.codec.compress({self.codec.device_outputs[0]: symbols})
 
     def encode_batch(self, batch: np.ndarray) -> list[bytes]:
-        return [self.compress_symbols(item) for item in self.symbols(batch)]
+        """float32 NCHW images -> one stream per item, from the device outputs the entropy codec consumes."""
+        outputs = self.device_outputs(batch)
+        return [self.codec.compress({name: outputs[name][item] for name in self.codec.device_outputs})
+                for item in range(len(batch))]
 
     def encode(self, images: Iterable[ImageLike]) -> list[bytes]:
         """Images (paths or PIL images) -> streams, one image at a time (batch 1 is the device's case)."""
@@ -89,10 +94,9 @@ class Decoder(_Half):
     role = "server"
 
     def decode_symbols(self, stream: bytes) -> np.ndarray:
-        """A stream -> int32 CHW symbols, after checking the container against this bundle's tables."""
-        header, payload = unpack_stream(stream, table_hash=self.table_hash,
-                                        channels=self.bundle.manifest["latent"]["channels"])
-        return self.coder.decode(payload, header.shape)
+        """A stream -> int32 CHW symbols, after checking the container against this bundle's codec, tables and
+        latent shapes (before any payload is decoded or any graph runs)."""
+        return self.codec.decompress(stream)[self.codec.server_inputs[0]]
 
     def predict(self, symbols: np.ndarray) -> np.ndarray:
         """int32 NCHW symbols -> logits (the server graph)."""

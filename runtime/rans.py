@@ -33,8 +33,10 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import math
 import sys
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +50,7 @@ MIN_SYMBOLS = 3  # below this CompressAI's encoder writes before its output buff
 MAX_SYMBOLS = 1 << 22  # C*h*w; 24 x 418 x 418 (a 1672 x 1672 image); detection at 800 x 1333 needs 1.6 M
 MAX_ABS_SYMBOL = 1 << 24  # CompressAI's limit: every escaped value below 2**28 (7 nibbles), see the docstring
 MAX_ABS_OFFSET = 1 << 20  # table offsets are -ceil(median - lower quantile): tens in practice
+MAX_TABLE_BYTES = 16 << 20  # per array of tables.npz: 65535 CDFs of 64 entries; real tables are kilobytes
 MAX_PAYLOAD_BYTES = 16 << 20  # also bounds the decoder's int32 bypass arithmetic (see _decoder_padding_words)
 RANS64_L = 1 << 31  # rans64.h's lower bound of a valid coder state
 STREAM_FORMAT = "compressai-rans64"  # recorded in bundles: both coders write and read these bytes
@@ -216,8 +219,10 @@ class EntropyTables:
                 names = {name for name, _, _ in _ARRAYS}
                 if set(npz.files) != names:
                     raise BundleError(f"{path}: expected arrays {sorted(names)}, found {sorted(npz.files)}")
+                for name in names:
+                    _check_declared_size(npz, name, path)
                 arrays = {name: npz[name] for name in names}
-        except (OSError, ValueError) as exc:  # missing, not a zip, or an object array (pickle refused)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:  # missing, not a zip, an object array (pickle)
             raise BundleError(f"{path}: cannot read entropy tables ({exc})") from exc
         try:
             return cls(**arrays)
@@ -228,6 +233,19 @@ class EntropyTables:
         """Write the four arrays as an uncompressed npz (``load`` reads it back bit for bit)."""
         with open(path, "wb") as f:
             np.savez(f, **{name: getattr(self, name) for name, _, _ in _ARRAYS})
+
+
+def _check_declared_size(npz: np.lib.npyio.NpzFile, name: str, path: str | Path) -> None:
+    """Refuse an array whose ``.npy`` header declares more than MAX_TABLE_BYTES, before numpy allocates it
+    (a compressed member of a few kilobytes can declare gigabytes)."""
+    with npz.zip.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+    size = math.prod(shape) * dtype.itemsize
+    if size > MAX_TABLE_BYTES:
+        raise BundleError(f"{path}: {name} declares shape {shape} of {dtype} ({size} bytes), over the "
+                          f"{MAX_TABLE_BYTES}-byte limit for entropy tables")
 
 
 def _decoder_padding_words(symbols: int, payload_words: int) -> int:
@@ -277,13 +295,14 @@ class _NativeCoder:
         self._rans = _native_module()
         self._tables = (tables.quantized_cdf, tables.cdf_length, tables.offset)
 
-    def encode(self, symbols: np.ndarray) -> bytes:
-        return self._rans.encode(np.ascontiguousarray(symbols), *self._tables, symbols.shape[1] * symbols.shape[2])
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
+        return self._rans.encode_with_indexes(np.ascontiguousarray(symbols), np.ascontiguousarray(indexes),
+                                              *self._tables)
 
-    def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-        values = np.empty(shape, np.int32)
+    def decode(self, payload: bytes, indexes: np.ndarray) -> np.ndarray:
+        values = np.empty(indexes.shape, np.int32)
         try:
-            self._rans.decode(payload, values, *self._tables, shape[1] * shape[2])
+            self._rans.decode_with_indexes(payload, values, np.ascontiguousarray(indexes), *self._tables)
         except ValueError as exc:
             raise StreamError(str(exc)) from None
         return values
@@ -303,44 +322,35 @@ class _CompressAICoder:
         self.cdfs = tables.quantized_cdf.tolist()
         self.cdf_lengths = tables.cdf_length.tolist()
         self.offsets = tables.offset.tolist()
-        self._indexes: dict[tuple[int, int, int], list[int]] = {}
         self._lock = threading.Lock()  # guards the reusable decode buffer below
         self._buffer = bytearray()
 
-    def channel_indexes(self, shape: tuple[int, int, int]) -> list[int]:
-        """The CDF index of every symbol (its channel), cached per latent shape."""
-        indexes = self._indexes.get(shape)
-        if indexes is None:
-            if len(self._indexes) >= 8:
-                self._indexes.clear()
-            channels, height, width = shape
-            indexes = np.repeat(np.arange(channels, dtype=np.int32), height * width).tolist()
-            self._indexes[shape] = indexes
-        return indexes
-
-    def encode(self, symbols: np.ndarray) -> bytes:
-        return self._encoder.encode_with_indexes(symbols.ravel().tolist(), self.channel_indexes(symbols.shape),
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
+        return self._encoder.encode_with_indexes(symbols.ravel().tolist(), indexes.ravel().tolist(),
                                                  self.cdfs, self.cdf_lengths, self.offsets)
 
-    def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-        count = shape[0] * shape[1] * shape[2]
-        size = len(payload) + 4 * _decoder_padding_words(count, len(payload) // 4)
-        indexes = self.channel_indexes(shape)
+    def decode(self, payload: bytes, indexes: np.ndarray) -> np.ndarray:
+        size = len(payload) + 4 * _decoder_padding_words(indexes.size, len(payload) // 4)
+        index_list = indexes.ravel().tolist()
         with self._lock:
             # One zero-padded buffer, reused (pybind11 copies all of it into a std::string on each call).
             if not size <= len(self._buffer) <= 2 * size:
                 self._buffer = bytearray(size)
             self._buffer[:len(payload)] = payload
             try:
-                values = self._decoder.decode_with_indexes(self._buffer, indexes, self.cdfs, self.cdf_lengths,
+                values = self._decoder.decode_with_indexes(self._buffer, index_list, self.cdfs, self.cdf_lengths,
                                                            self.offsets)
             finally:
                 self._buffer[:len(payload)] = bytes(len(payload))  # the padding must stay zero
-        return np.fromiter(values, dtype=np.int32, count=count).reshape(shape)
+        return np.fromiter(values, dtype=np.int32, count=indexes.size).reshape(indexes.shape)
 
 
 class RansCoder:
-    """The factorized prior's symbols <-> CompressAI rANS bytes (``STREAM_FORMAT``), with either coder.
+    """Symbols <-> CompressAI rANS bytes (``STREAM_FORMAT``) with the tables' CDF rows, with either coder.
+
+    ``encode_with_indexes`` / ``decode_with_indexes`` have the semantics of CompressAI's ``RansEncoder`` /
+    ``RansDecoder`` methods of those names: symbol i is coded with CDF row ``indexes[i]``. ``encode`` /
+    ``decode`` are the factorized prior's case, where a symbol's index is its channel.
 
     Args:
         tables (EntropyTables): the bundle's tables.
@@ -357,6 +367,7 @@ class RansCoder:
         self.name = name
         self.tables = tables
         self.impl = _NativeCoder(tables) if name == "native" else _CompressAICoder(tables)
+        self._channel_indexes: dict[tuple[int, int, int], np.ndarray] = {}
 
     def __getstate__(self) -> dict[str, object]:
         return {"tables": self.tables, "name": self.name}  # the coder is named, never pickled
@@ -364,34 +375,82 @@ class RansCoder:
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__init__(state["tables"], state["name"])
 
-    def _check_shape(self, shape: tuple[int, ...], error: type[Sc2edgeError]) -> tuple[int, int, int]:
-        if len(shape) != 3 or shape[0] != self.tables.channels:
-            raise error(f"expected a latent of shape ({self.tables.channels}, h, w), got {tuple(shape)}")
+    def channel_indexes(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """The factorized prior's indexes: every symbol of a (C, h, w) latent uses its channel's row (cached)."""
+        indexes = self._channel_indexes.get(shape)
+        if indexes is None:
+            channels, height, width = shape
+            indexes = np.repeat(np.arange(channels, dtype=np.int32), height * width).reshape(shape)
+            indexes.flags.writeable = False
+            if len(self._channel_indexes) >= 8:
+                self._channel_indexes.clear()
+            self._channel_indexes[shape] = indexes
+        return indexes
+
+    def _check_count(self, shape: tuple[int, ...], error: type[Sc2edgeError]) -> int:
         count = int(np.prod(shape, dtype=np.int64))
         if not self.impl.min_symbols <= count <= MAX_SYMBOLS:
             raise error(f"latent {tuple(shape)} has {count} symbols; the {self.name} coder takes "
                         f"{self.impl.min_symbols} to {MAX_SYMBOLS}")
+        return count
+
+    def _check_shape(self, shape: tuple[int, ...], error: type[Sc2edgeError]) -> tuple[int, int, int]:
+        if len(shape) != 3 or shape[0] != self.tables.channels:
+            raise error(f"expected a latent of shape ({self.tables.channels}, h, w), got {tuple(shape)}")
+        self._check_count(shape, error)
         return tuple(int(n) for n in shape)
+
+    def _check_indexes(self, indexes: np.ndarray, error: type[Sc2edgeError]) -> None:
+        if not isinstance(indexes, np.ndarray) or indexes.dtype != np.int32:
+            got = indexes.dtype if isinstance(indexes, np.ndarray) else type(indexes).__name__
+            raise error(f"indexes must be an int32 numpy array, got {got}")
+        self._check_count(indexes.shape, error)
+        low, high = int(indexes.min()), int(indexes.max())
+        if low < 0 or high >= self.tables.channels:
+            raise error(f"indexes span {low}..{high}; these tables have CDF rows 0..{self.tables.channels - 1}")
 
     def encode(self, symbols: np.ndarray) -> bytes:
         """int32 (C, h, w) symbols ``round(y - median)`` -> the bytes ``EntropyBottleneck.compress`` makes."""
+        self._check_symbols(symbols)
+        return self._encode(symbols, self.channel_indexes(self._check_shape(symbols.shape, Sc2edgeError)))
+
+    def encode_with_indexes(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
+        """int32 symbols of any shape, each coded with CDF row ``indexes[i]`` (int32, the same shape) -> bytes."""
+        self._check_symbols(symbols)
+        self._check_indexes(indexes, Sc2edgeError)
+        if indexes.shape != symbols.shape:
+            raise Sc2edgeError(f"indexes of shape {indexes.shape} for symbols of shape {symbols.shape}")
+        return self._encode(symbols, indexes)
+
+    @staticmethod
+    def _check_symbols(symbols: np.ndarray) -> None:
         if not isinstance(symbols, np.ndarray) or symbols.dtype != np.int32:
             got = symbols.dtype if isinstance(symbols, np.ndarray) else type(symbols).__name__
             raise Sc2edgeError(f"symbols must be an int32 numpy array, got {got}")
-        self._check_shape(symbols.shape, Sc2edgeError)
+
+    def _encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
+        self._check_count(symbols.shape, Sc2edgeError)
         limit = self.impl.max_abs_symbol
         if limit is not None:
             low, high = int(symbols.min()), int(symbols.max())
             if max(-low, high) > limit:
                 raise Sc2edgeError(f"latent symbols span {low}..{high}, beyond the +-{limit} that CompressAI's "
                                    "rANS coder can escape-code; the device graph's output is broken")
-        return self.impl.encode(symbols)
+        return self.impl.encode(symbols, indexes)
 
     def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         """rANS bytes -> int32 (C, h, w) symbols; a crafted payload gives StreamError (native) or garbage
         (compressai), never a bad read."""
-        shape = self._check_shape(tuple(shape), StreamError)
-        count = shape[0] * shape[1] * shape[2]
+        return self._decode(payload, self.channel_indexes(self._check_shape(tuple(shape), StreamError)))
+
+    def decode_with_indexes(self, payload: bytes, indexes: np.ndarray) -> np.ndarray:
+        """rANS bytes -> int32 symbols of the shape of ``indexes``, symbol i read with CDF row ``indexes[i]``;
+        indexes naming no row give StreamError before any decoding."""
+        self._check_indexes(indexes, StreamError)
+        return self._decode(payload, indexes)
+
+    def _decode(self, payload: bytes, indexes: np.ndarray) -> np.ndarray:
+        count = indexes.size
         payload = bytes(payload)
         limit = max_payload_bytes(count)
         if len(payload) < 8 or len(payload) % 4 or len(payload) > limit:
@@ -399,4 +458,4 @@ class RansCoder:
                               f"(a multiple of 4 bytes from 8 to {limit})")
         if int.from_bytes(payload[:8], "little") < RANS64_L:
             raise StreamError("rANS payload is corrupt: its initial coder state is below 2**31")
-        return self.impl.decode(payload, shape)
+        return self.impl.decode(payload, indexes)

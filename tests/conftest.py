@@ -95,13 +95,15 @@ def fp32_bundle_dir(tmp_path_factory, bundle_dir) -> Path:
 
     from sc2edge.export.bundle import BundleBuilder
     from sc2edge.runtime import Bundle
+    from sc2edge.runtime.entropy import entropy_spec
 
     source = Bundle.open(bundle_dir)
     kept = [a for a in source.artifacts if a.format == "onnx" and a.precision == "fp32"]
     manifest = {k: v for k, v in source.manifest.items()
                 if k not in ("format", "format_version", "artifacts", "files", "calibration")}
     with BundleBuilder(tmp_path_factory.mktemp("bundles") / "es-fp32") as builder:
-        for name in [a.path for a in kept] + [source.manifest["entropy"]["file"], source.manifest["model"]["labels"]]:
+        tables = [s["tables"] for s in entropy_spec(source.manifest)["sections"]]
+        for name in [a.path for a in kept] + tables + [source.manifest["model"]["labels"]]:
             if name:
                 shutil.copy(source.path / name, builder.staging / name)
         for a in kept:

@@ -15,9 +15,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _describe_bundle(path: Path) -> list[str]:
     from sc2edge.runtime import Bundle
+    from sc2edge.runtime.entropy import entropy_spec
 
     bundle = Bundle.open(path)
     m = bundle.manifest
+    entropy = entropy_spec(m)
     model = m["model"]
     lines = [
         f"bundle {path} (format {m['format']} v{m['format_version']}, sha256 of {len(m['files'])} files verified)",
@@ -27,8 +29,8 @@ def _describe_bundle(path: Path) -> list[str]:
         f"resize {m['preprocess']['resize']} crop {m['preprocess']['crop']}",
         f"  latent     {'x'.join(map(str, m['latent']['shape']))} symbols at that input "
         f"({m['latent']['channels']} channels, encoder convs (k,s,p) {m['latent']['geometry']})",
-        f"  entropy    {m['entropy']['coder']}, {bundle.tables.quantized_cdf.shape[1]}-entry CDFs, "
-        f"tables {m['entropy']['hash']}",
+        f"  entropy    {entropy['kind']} ({entropy['coder']}), {bundle.tables.quantized_cdf.shape[1]}-entry CDFs, "
+        + ", ".join(f"section {s['name']} tables {s['hash']}" for s in entropy["sections"]),
     ]
     for a in bundle.artifacts:
         size = (bundle.path / a.path).stat().st_size
@@ -42,14 +44,16 @@ def _describe_bundle(path: Path) -> list[str]:
 
 
 def _describe_stream(path: Path, bundle_path: Path | None) -> list[str]:
-    from sc2edge.runtime import Bundle, read_header, unpack_stream
+    from sc2edge.runtime import Bundle, open_codec, read_header, unpack_stream
 
     data = path.read_bytes()
     header = read_header(data)
-    lines = [f"stream {path}: {len(data)} bytes, format v{header.version}, latent {header.shape}, "
-             f"payload {header.payload_length} bytes, tables {header.table_hash}"]
+    lines = [f"stream {path}: {len(data)} bytes, format v{header.version}, entropy {header.codec}"]
+    lines += [f"  section {s.name}: latent {s.shape}, payload {s.length} bytes, tables {s.table_hash}"
+              for s in header.sections]
     bundle = Bundle.open(bundle_path) if bundle_path else None
-    unpack_stream(data, table_hash=bundle.tables.hash if bundle else None)
+    codec = open_codec(bundle) if bundle else None
+    unpack_stream(data, codec=codec.kind if codec else None, tables=codec.table_hashes if codec else None)
     lines.append("  CRC ok" + (f", matches bundle {bundle.name}" if bundle else ""))
     return lines
 

@@ -1,6 +1,8 @@
 import json
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ def test_round_trip_matches_compressai_bytes_and_pytorch_predictions(bundle_dir,
                 reference = eb.compress(y)
                 expected = model.forward_tail(model.bottleneck_layer.decoder(
                     eb.decompress(reference, y.shape[-2:]))).numpy()[0]
-            assert unpack_stream(stream)[1] == reference[0]
+            assert unpack_stream(stream)[1] == {"y": reference[0]}
             logits = decoder.decode(stream)
             np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4 + 1e-3 * np.abs(expected).max())
             assert logits.argmax() == expected.argmax()
@@ -56,7 +58,7 @@ def _bundle_with_other_tables(bundle_dir, tmp_path):
     tables = dataclasses.replace(tables, medians=tables.medians + np.float32(0.25))
     tables.save(copy / "tables.npz")
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["entropy"]["hash"] = tables.hash
+    manifest["entropy"]["sections"][0]["hash"] = tables.hash
     manifest["files"]["tables.npz"] = sha256_file(copy / "tables.npz")
     (copy / "manifest.json").write_text(json.dumps(manifest))
     return copy
@@ -71,6 +73,7 @@ def test_stream_for_other_tables_is_refused(bundle_dir, tmp_path, photos):
 
 DEVICE_SCRIPT = """
 import sys
+import zlib
 from sc2edge.runtime import Encoder
 streams = Encoder(sys.argv[1]).encode([sys.argv[2]])
 assert len(streams[0]) > 0
@@ -85,3 +88,30 @@ def test_device_path_does_not_import_torch(bundle_dir, photos):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "IMPORTED:"
+
+
+def test_latents_the_bundle_cannot_produce_are_refused_before_any_work(bundle_dir, photos):
+    """A valid-CRC stream with a 1x1 latent (graph runtimes fail on it, OpenVINO for every later request too) or
+    a 512x512 one (seconds of decoding for a 224-px model) is refused from its header, in either format."""
+    from sc2edge.runtime.rans import RansCoder
+    from sc2edge.runtime.stream import pack_stream
+
+    bundle = Bundle.open(bundle_dir)
+    channels = bundle.manifest["latent"]["channels"]
+    coder = RansCoder(bundle.tables)
+    tiny = coder.encode(np.zeros((channels, 1, 1), np.int32))
+    v1 = struct.pack("<4sB8s3HI", b"SC2E", 1, bytes.fromhex(bundle.tables.hash), channels, 1, 1, len(tiny))
+    crafted = [pack_stream("factorized", [("y", bundle.tables.hash, (channels, 1, 1), tiny)]),
+               v1 + struct.pack("<I", zlib.crc32(v1 + tiny)) + tiny,
+               pack_stream("factorized", [("y", bundle.tables.hash, (channels, 512, 512), b"\xff" * 4096)]),
+               pack_stream("factorized", [("y", bundle.tables.hash, (channels, 55, 4096), b"\xff" * 4096)])]
+    with Decoder(bundle_dir) as decoder:
+        for stream in crafted:
+            with pytest.raises(StreamError, match="outside what this bundle's model takes"):
+                decoder.decode(stream)
+        with pytest.raises(StreamError, match=f"latent has 16 channels, this bundle's model has {channels}"):
+            decoder.decode(pack_stream("factorized", [("y", bundle.tables.hash, (16, 55, 55), tiny)]))
+        with Encoder(bundle_dir) as encoder:  # and the decoder still works
+            symbols = decoder.decode_symbols(encoder.encode([photos[0]])[0])
+            assert symbols.shape == tuple(bundle.manifest["latent"]["shape"])
+            assert np.isfinite(decoder.predict(symbols[None])).all()

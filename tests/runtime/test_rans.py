@@ -232,35 +232,43 @@ def test_native_decoder_reports_corrupt_payloads(bottleneck, coders):
 
 
 def test_native_module_checks_its_arguments(tables):
-    """The extension is safe on its own: wrong buffers and invalid tables raise, nothing is read out of bounds."""
+    """The extension is safe on its own: wrong buffers, invalid tables and indexes naming no row raise, nothing is
+    read out of bounds."""
     cdf, lengths, offsets = tables.quantized_cdf, tables.cdf_length, tables.offset
     symbols = np.zeros(24 * 6, np.int32)
-    payload = _rans.encode(symbols, cdf, lengths, offsets, 6)
+    indexes = np.repeat(np.arange(24, dtype=np.int32), 6)
+    payload = _rans.encode_with_indexes(symbols, indexes, cdf, lengths, offsets)
     out = np.empty_like(symbols)
     bad_cdf = cdf.copy()
     bad_cdf[5, 2] = bad_cdf[5, 1]
+    encode, decode = _rans.encode_with_indexes, _rans.decode_with_indexes
     bad_calls = [
-        (TypeError, lambda: _rans.encode(symbols.astype(np.int64), cdf, lengths, offsets, 6)),
-        (TypeError, lambda: _rans.encode(symbols, cdf.ravel(), lengths, offsets, 6)),
-        (ValueError, lambda: _rans.encode(symbols, cdf, lengths, offsets, 5)),
-        (ValueError, lambda: _rans.encode(symbols, cdf, lengths, offsets, 0)),
-        (ValueError, lambda: _rans.encode(symbols, cdf, lengths[:5], offsets, 6)),
-        (ValueError, lambda: _rans.encode(symbols, bad_cdf, lengths, offsets, 6)),
-        (ValueError, lambda: _rans.encode(symbols, cdf, lengths + cdf.shape[1], offsets, 6)),
-        ((TypeError, ValueError, BufferError), lambda: _rans.encode(np.zeros(48 * 6, np.int32)[::2], cdf, lengths,
-                                                                    offsets, 6)),
-        ((TypeError, ValueError, BufferError), lambda: _rans.decode(payload, symbols.copy().view(np.float32),
-                                                                    cdf, lengths, offsets, 6)),
-        ((TypeError, ValueError, BufferError), lambda: _rans.decode(payload, np.frombuffer(bytes(4 * 144), np.int32),
-                                                                    cdf, lengths, offsets, 6)),
-        (ValueError, lambda: _rans.decode(payload[:6], out, cdf, lengths, offsets, 6)),
-        (ValueError, lambda: _rans.decode(payload, out, bad_cdf, lengths, offsets, 6)),
-        (ValueError, lambda: _rans.decode(payload, out[:-1], cdf, lengths, offsets, 6)),
+        (TypeError, lambda: encode(symbols.astype(np.int64), indexes, cdf, lengths, offsets)),
+        (TypeError, lambda: encode(symbols, indexes.astype(np.int64), cdf, lengths, offsets)),
+        (TypeError, lambda: encode(symbols, indexes, cdf.ravel(), lengths, offsets)),
+        (ValueError, lambda: encode(symbols, indexes[:-1], cdf, lengths, offsets)),
+        (ValueError, lambda: encode(symbols, indexes + 1, cdf, lengths, offsets)),  # row 24 of 0..23
+        (ValueError, lambda: encode(symbols, indexes - 1, cdf, lengths, offsets)),  # row -1
+        (ValueError, lambda: encode(symbols[:0], indexes[:0], cdf, lengths, offsets)),
+        (ValueError, lambda: encode(symbols, indexes, cdf, lengths[:5], offsets)),
+        (ValueError, lambda: encode(symbols, indexes, bad_cdf, lengths, offsets)),
+        (ValueError, lambda: encode(symbols, indexes, cdf, lengths + cdf.shape[1], offsets)),
+        ((TypeError, ValueError, BufferError), lambda: encode(np.zeros(48 * 6, np.int32)[::2], indexes, cdf,
+                                                              lengths, offsets)),
+        ((TypeError, ValueError, BufferError), lambda: decode(payload, symbols.copy().view(np.float32), indexes,
+                                                              cdf, lengths, offsets)),
+        ((TypeError, ValueError, BufferError), lambda: decode(payload, np.frombuffer(bytes(4 * 144), np.int32),
+                                                              indexes, cdf, lengths, offsets)),
+        (ValueError, lambda: decode(payload[:6], out, indexes, cdf, lengths, offsets)),
+        (ValueError, lambda: decode(payload, out, indexes, bad_cdf, lengths, offsets)),
+        (ValueError, lambda: decode(payload, out[:-1], indexes, cdf, lengths, offsets)),
+        (ValueError, lambda: decode(payload, out, np.full_like(indexes, 1 << 30), cdf, lengths, offsets)),
+        (ValueError, lambda: decode(payload, out, np.full_like(indexes, -(1 << 31)), cdf, lengths, offsets)),
     ]
     for error, call in bad_calls:
         with pytest.raises(error):
             call()
-    _rans.decode(payload, out, cdf, lengths, offsets, 6)
+    decode(payload, out, indexes, cdf, lengths, offsets)
     np.testing.assert_array_equal(out, symbols)
 
 
@@ -276,7 +284,7 @@ def test_padding_bound_covers_every_read(coders):
     rng = np.random.default_rng(3)
     shape = (24, 6, 7)
     count = 24 * 6 * 7
-    indexes = impl.channel_indexes(shape)
+    indexes = coders["compressai"].channel_indexes(shape).ravel().tolist()
     payloads = [b"\xff" * 8 * k for k in (1, 4, 64)]  # all 15-nibbles: the longest bypass runs
     payloads += [b"\xff" * 8 + rng.integers(0, 256, 4 * k, dtype=np.uint8).tobytes() for k in (1, 10, 100)]
     payloads += [b"\x00\x00\x00\x80" * 2 + b"\xff\xff\xff\x0f" * 16]
@@ -409,6 +417,29 @@ def test_tables_load_rejects_bad_files(tmp_path, arrays, message):
         EntropyTables.load(path)
 
 
+def test_tables_load_bounds_declared_sizes_before_allocating(tmp_path):
+    """A small compressed npz can declare gigabytes: the .npy headers are read and bounded first."""
+    import zipfile
+
+    huge = tmp_path / "huge.npz"
+    with zipfile.ZipFile(huge, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("quantized_cdf", "cdf_length", "offset", "medians"):
+            with archive.open(f"{name}.npy", "w") as member:
+                shape = (65535, 1 << 20) if name == "quantized_cdf" else (65535,)
+                dtype = np.float32 if name == "medians" else np.int32
+                np.lib.format.write_array_header_1_0(member, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                             "shape": shape})
+                member.write(bytes(64))
+    assert huge.stat().st_size < 4096
+    with pytest.raises(BundleError, match="quantized_cdf declares shape .65535, 1048576. .* over the 16777216-byte"):
+        EntropyTables.load(huge)
+    zeros = tmp_path / "zeros.npz"  # a real 32 MB array, compressed to kilobytes
+    np.savez_compressed(zeros, quantized_cdf=np.zeros((8192, 1024), np.int32), cdf_length=np.zeros(8192, np.int32),
+                        offset=np.zeros(8192, np.int32), medians=np.zeros(8192, np.float32))
+    with pytest.raises(BundleError, match="over the 16777216-byte limit"):
+        EntropyTables.load(zeros)
+
+
 def test_tables_load_rejects_non_npz(tmp_path):
     (tmp_path / "tables.npz").write_bytes(b"not a zip file")
     with pytest.raises(BundleError, match="cannot read"):
@@ -502,3 +533,67 @@ def test_coder_imports_no_torch_and_coexists_with_compressai(tmp_path, bottlenec
     symbols = np.arange(-50, 50, dtype=np.int32).repeat(3 * 24)[:24 * 100].reshape(24, 10, 10)
     y = _latent(bottleneck, symbols)
     assert done.stdout == bottleneck.compress(y)[0]
+
+
+@pytest.fixture(scope="module")
+def gaussian_tables() -> EntropyTables:
+    """A hyperprior's tables: CompressAI's GaussianConditional over its 64 default scales (one row per scale)."""
+    from compressai.entropy_models import GaussianConditional
+    from compressai.models.google import get_scale_table
+
+    conditional = GaussianConditional(None)
+    conditional.update_scale_table(get_scale_table())
+    rows = conditional._offset.numel()
+    return EntropyTables(quantized_cdf=conditional._quantized_cdf.numpy().astype(np.int32),
+                         cdf_length=conditional._cdf_length.numpy().astype(np.int32).reshape(-1),
+                         offset=conditional._offset.numpy().astype(np.int32).reshape(-1),
+                         medians=np.zeros(rows, np.float32))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_encode_with_indexes_is_byte_identical_to_compressai(tables, gaussian_tables, seed):
+    """Random index maps over factorized and Gaussian tables: our bytes are CompressAI's, and every decoder
+    (ours twice, CompressAI's) reads them back exactly."""
+    from compressai.ans import RansDecoder, RansEncoder
+
+    rng = np.random.default_rng(seed)
+    for table_set in (tables, gaussian_tables):
+        shape = tuple(int(n) for n in rng.integers(1, 12, size=3)) + (int(rng.integers(3, 9)),)
+        indexes = rng.integers(0, table_set.channels, size=shape, dtype=np.int32)
+        spread = 1 + table_set.cdf_length[indexes] // 2
+        symbols = (table_set.offset[indexes] + rng.normal(0, spread)).round().astype(np.int32)
+        symbols.ravel()[rng.integers(0, symbols.size, 3)] = rng.integers(-5000, 5000, 3)  # escapes
+        lists = (table_set.quantized_cdf.tolist(), table_set.cdf_length.tolist(), table_set.offset.tolist())
+        reference = RansEncoder().encode_with_indexes(symbols.ravel().tolist(), indexes.ravel().tolist(), *lists)
+        decoded = RansDecoder().decode_with_indexes(reference, indexes.ravel().tolist(), *lists)
+        assert decoded == symbols.ravel().tolist()
+        for name in CODERS:
+            coder = RansCoder(table_set, name)
+            assert coder.encode_with_indexes(symbols, indexes) == reference, name
+            np.testing.assert_array_equal(coder.decode_with_indexes(reference, indexes), symbols)
+
+
+def test_channel_indexes_are_the_factorized_prior(coder):
+    symbols = np.random.default_rng(5).integers(-20, 20, (24, 5, 6), dtype=np.int32)
+    indexes = coder.channel_indexes(symbols.shape)
+    assert indexes.shape == symbols.shape and (indexes[:, 2, 3] == np.arange(24)).all()
+    assert coder.encode_with_indexes(symbols, indexes) == coder.encode(symbols)
+
+
+def test_bad_indexes_are_refused(coder):
+    symbols = np.zeros((24, 4, 4), np.int32)
+    indexes = coder.channel_indexes(symbols.shape)
+    payload = coder.encode(symbols)
+    for bad in (indexes + 1, indexes - 1, np.full_like(indexes, INT32.max), np.full_like(indexes, INT32.min)):
+        with pytest.raises(Sc2edgeError, match="CDF rows 0..23"):
+            coder.encode_with_indexes(symbols, bad)
+        with pytest.raises(StreamError, match="CDF rows 0..23"):
+            coder.decode_with_indexes(payload, bad)
+    for bad, message in ((indexes.astype(np.int64), "int32"), (indexes.tolist(), "int32"),
+                         (indexes[:, :2], "shape")):
+        with pytest.raises(Sc2edgeError, match=message):
+            coder.encode_with_indexes(symbols, bad)
+    with pytest.raises(StreamError, match="symbols"):
+        coder.decode_with_indexes(payload, np.zeros((1 << 23,), np.int32))
+    with pytest.raises(StreamError, match="impossible"):
+        coder.decode_with_indexes(payload, indexes[:1, :1, :3])
