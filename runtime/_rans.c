@@ -18,7 +18,7 @@
  *   encoder; CompressAI would read on), a value outside int32, unread words or a final state other than
  *   2^31 (an encoder's stream always decodes to exactly its start) are all errors.
  * - the CDF tables are validated on every call (CompressAI only asserts in debug builds), and every index is
- *   checked to name a row before any coding (CompressAI reads outside its vectors for a bad index).
+ *   checked to name a row before its row is read (CompressAI reads outside its vectors for a bad index).
  * The GIL is released while coding. Work is O(symbols): every loop below has a fixed bound.
  */
 #define PY_SSIZE_T_CLEAN
@@ -104,33 +104,22 @@ static int load_tables(PyObject *cdf, PyObject *lengths, PyObject *offsets, Tabl
     return 0;
 }
 
-/* The indexes (one per symbol) as a view, after checking that there are `count` of them, each naming a row of
- * the tables; on failure an exception is set and nothing is held. */
-static int load_indexes(PyObject *obj, Py_buffer *view, Py_ssize_t count, const Tables *t) {
+/* The indexes as a view, after checking that there is one per symbol; the coding loops check that each names a
+ * row of the tables before using it. On failure an exception is set and nothing is held. */
+static int load_indexes(PyObject *obj, Py_buffer *view, Py_ssize_t count) {
     if (get_int32(obj, view, 0, -1, "indexes") < 0) return -1;
-    Py_ssize_t n = view->len / 4, bad = -1;
-    if (n != count) {
-        PyErr_Format(PyExc_ValueError, "%zd indexes for %zd symbols: one index per symbol is needed", n, count);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    const int32_t *idx = view->buf;
-    const Py_ssize_t rows = t->channels;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (idx[i] < 0 || idx[i] >= rows) {
-            bad = i;
-            break;
-        }
-    }
-    Py_END_ALLOW_THREADS
-    if (bad >= 0) {
-        PyErr_Format(PyExc_ValueError, "index %d of symbol %zd names no CDF row (the tables have rows 0..%zd)",
-                     idx[bad], bad, rows - 1);
+    if (view->len / 4 != count) {
+        PyErr_Format(PyExc_ValueError, "%zd indexes for %zd symbols: one index per symbol is needed", view->len / 4,
+                     count);
         PyBuffer_Release(view);
         return -1;
     }
     return 0;
+}
+
+static void bad_index_error(const int32_t *idx, Py_ssize_t at, Py_ssize_t rows) {
+    PyErr_Format(PyExc_ValueError, "index %d of symbol %zd names no CDF row (the tables have rows 0..%zd)", idx[at],
+                 at, rows - 1);
 }
 
 /* Output words an encoding can need: log2 of the state grows by <= 16 + 2^-14 bits per table item and
@@ -210,7 +199,7 @@ static PyObject *rans_encode(PyObject *self, PyObject *args) {
         PyBuffer_Release(&symbols);
         return NULL;
     }
-    if (load_indexes(indexes_obj, &indexes, count, &t) < 0) {
+    if (load_indexes(indexes_obj, &indexes, count) < 0) {
         release_tables(&t);
         PyBuffer_Release(&symbols);
         return NULL;
@@ -227,10 +216,15 @@ static PyObject *rans_encode(PyObject *self, PyObject *args) {
     const int32_t *sym = symbols.buf, *idx = indexes.buf, *lens = t.lengths.buf, *offs = t.offsets.buf;
     unsigned char *ptr = out + capacity;
     int full = 0;
+    Py_ssize_t bad = -1;
     Py_BEGIN_ALLOW_THREADS
     uint64_t x = RANS_L;
     for (Py_ssize_t i = count - 1; i >= 0; i--) {  /* rANS is LIFO: the last symbol is pushed first */
         const int32_t c = idx[i];
+        if ((uint32_t)c >= (uint32_t)t.channels) {
+            bad = i;
+            break;
+        }
         const int32_t *row = (const int32_t *)t.cdf.buf + c * t.width;
         const int64_t top = lens[c] - 2, offset = offs[c];
         int64_t value = (int64_t)sym[i] - offset;
@@ -247,15 +241,17 @@ static PyObject *rans_encode(PyObject *self, PyObject *args) {
                          reciprocals + c * t.width + value);
         if (full) break;
     }
-    if (!full && ptr - out >= 8) {
+    if (bad < 0 && !full && ptr - out >= 8) {
         ptr -= 8;
         store_le32(ptr, (uint32_t)x);
         store_le32(ptr + 4, (uint32_t)(x >> 32));
     } else {
-        full = 1;
+        full = bad < 0;
     }
     Py_END_ALLOW_THREADS
-    if (full)
+    if (bad >= 0)
+        bad_index_error(idx, bad, t.channels);
+    else if (full)
         PyErr_SetString(PyExc_RuntimeError, "rANS output exceeded its proven bound (a bug in _rans.c)");
     else
         result = PyBytes_FromStringAndSize((const char *)ptr, out + capacity - ptr);
@@ -289,7 +285,7 @@ static inline int get_nibble(Reader *r, uint32_t *val) {
     return renormalize(r);
 }
 
-enum { OK, TRUNCATED, TOO_MANY_NIBBLES, OUT_OF_RANGE, TRAILING, BAD_END };
+enum { OK, BAD_INDEX, TRUNCATED, TOO_MANY_NIBBLES, OUT_OF_RANGE, TRAILING, BAD_END };
 
 static PyObject *rans_decode(PyObject *self, PyObject *args) {
     PyObject *payload_obj, *out_obj, *indexes_obj, *cdf_obj, *lengths_obj, *offsets_obj;
@@ -309,7 +305,7 @@ static PyObject *rans_decode(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_ssize_t count = out.len / 4;
-    if (load_indexes(indexes_obj, &indexes, count, &t) < 0) {
+    if (load_indexes(indexes_obj, &indexes, count) < 0) {
         release_tables(&t);
         PyBuffer_Release(&out);
         PyBuffer_Release(&payload);
@@ -348,6 +344,7 @@ static PyObject *rans_decode(PyObject *self, PyObject *args) {
     }
     for (at = 0; at < count; at++) {
         const int32_t c = idx[at];
+        if ((uint32_t)c >= (uint32_t)t.channels) { status = BAD_INDEX; break; }
         const int32_t *row = (const int32_t *)t.cdf.buf + c * t.width, *bucket = buckets + c * BUCKETS;
         const int32_t top = lens[c] - 2;
         const int64_t offset = offs[c];
@@ -379,6 +376,7 @@ static PyObject *rans_decode(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     switch (status) {
     case OK: result = Py_NewRef(Py_None); break;
+    case BAD_INDEX: bad_index_error(idx, at, t.channels); break;
     case TRUNCATED:
         PyErr_Format(PyExc_ValueError, "rANS payload is truncated or corrupt: it ends at symbol %zd of %zd",
                      at, count);

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from sc2edge.errors import BundleError, Sc2edgeError, StreamError
-from sc2edge.runtime.rans import EntropyTables, RansCoder
+from sc2edge.runtime.rans import MAX_SYMBOLS, EntropyTables, RansCoder
 from sc2edge.runtime.stream import MAX_SECTIONS, pack_stream, unpack_stream
 
 if TYPE_CHECKING:
@@ -74,11 +74,16 @@ class LatentLimits:
     """
 
     def __init__(self, manifest: Mapping[str, Any]):
-        latent, image = manifest["latent"], manifest["input"]
-        self.channels, self.min_height, self.min_width = (int(n) for n in latent["shape"])
-        geometry = latent["geometry"]
-        self.max_height = max(self.min_height, latent_size(MAX_INPUT_SCALE * int(image["height"]), geometry))
-        self.max_width = max(self.min_width, latent_size(MAX_INPUT_SCALE * int(image["width"]), geometry))
+        try:
+            latent, image = manifest["latent"], manifest["input"]
+            self.channels, self.min_height, self.min_width = (int(n) for n in latent["shape"])
+            geometry = [(int(k), int(s), int(p)) for k, s, p in latent["geometry"]]
+            self.max_height = max(self.min_height, latent_size(MAX_INPUT_SCALE * int(image["height"]), geometry))
+            self.max_width = max(self.min_width, latent_size(MAX_INPUT_SCALE * int(image["width"]), geometry))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise BundleError(f"the manifest's latent or input section is malformed ({exc!r})") from None
+        if min(self.channels, self.min_height, self.min_width) < 1 or self.max_height * self.max_width > MAX_SYMBOLS:
+            raise BundleError(f"the manifest's latent shape {latent['shape']} or input size is out of range")
 
     def check(self, shape: tuple[int, ...], error: type[Sc2edgeError] = StreamError) -> None:
         channels, height, width = shape

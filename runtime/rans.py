@@ -1,8 +1,10 @@
-"""Entropy tables and the factorized prior's rANS coder, without torch.
+"""Entropy tables and the rANS coder, without torch.
 
-``RansCoder(tables).encode(symbols)`` returns exactly the bytes of ``EntropyBottleneck.compress`` (the
-factorized prior: one CDF per channel, the index of a symbol is its channel), so streams stay compatible with
-the paper's code. Two coders write and read these same bytes (``STREAM_FORMAT``, what bundles record):
+``RansCoder(tables).encode_with_indexes(symbols, indexes)`` codes symbol i with CDF row ``indexes[i]``, as
+CompressAI's ``RansEncoder.encode_with_indexes`` does; ``encode(symbols)`` is the factorized prior's case (the
+index of a symbol is its channel) and returns exactly the bytes of ``EntropyBottleneck.compress``, so streams
+stay compatible with the paper's code. Two coders write and read these same bytes (``STREAM_FORMAT``, what
+bundles record):
 
 * "native": ``runtime/_rans.c`` (module ``sc2edge.runtime._rans``, built by ``pip install``), a re-implementation
   of CompressAI 1.2.8's coder that checks every read, takes numpy buffers directly and releases the GIL. It

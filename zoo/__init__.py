@@ -13,6 +13,7 @@ import torch
 from compressai.entropy_models import EntropyModel
 
 from sc2edge._files import sha256_file
+from sc2edge.runtime.entropy import latent_size  # one definition, shared with the runtime
 from sc2edge.zoo import (  # noqa: F401  (register builders)
     efficientnet_student,
     entropic_student,
@@ -20,7 +21,7 @@ from sc2edge.zoo import (  # noqa: F401  (register builders)
     hyperprior_student,
 )
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
-from sc2edge.zoo.entropic_student import SplitClassifier, latent_size
+from sc2edge.zoo.entropic_student import SplitClassifier
 from sc2edge.zoo.registry import (
     _BUILDERS,
     ModelSpec,

@@ -69,13 +69,6 @@ class SplitClassifier(CompressionModel):
         ]
 
 
-def latent_size(size: int, geometry: Sequence[Sequence[int]]) -> int:
-    """Spatial size of the latent for an input side of ``size`` pixels."""
-    for kernel, stride, padding in geometry:
-        size = (size + 2 * padding - kernel) // stride + 1
-    return size
-
-
 def gdn_encoder(channels: Sequence[int], kernels: Sequence[int], strides: Sequence[int]) -> nn.Sequential:
     """Conv (no bias) + GDN1 blocks; the last conv has no GDN (it emits the latent)."""
     layers: list[nn.Module] = []

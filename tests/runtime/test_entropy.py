@@ -82,6 +82,18 @@ def test_latent_limits_come_from_the_bundle_geometry():
             limits.check(shape)
 
 
+@pytest.mark.parametrize("edit", [
+    lambda m: m.pop("latent"), lambda m: m["latent"].update(shape=[8, 14]), lambda m: m["latent"].update(geometry=3),
+    lambda m: m["latent"]["geometry"].append([3, 0, 1]), lambda m: m["input"].update(height="tall"),
+    lambda m: m["latent"].update(shape=[8, 0, 14]), lambda m: m["input"].update(height=10**6),
+])
+def test_malformed_latent_sections_are_bundle_errors(edit):
+    manifest = json.loads(GOLDEN_MANIFEST.read_text())
+    edit(manifest)
+    with pytest.raises(BundleError, match="latent"):
+        LatentLimits(manifest)
+
+
 @pytest.mark.parametrize("v2", [True, False])
 def test_factorized_codec_round_trip(tmp_path, tables, v2):
     codec = open_codec(_bundle(tmp_path, tables, v2=v2))

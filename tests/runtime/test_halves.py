@@ -92,7 +92,7 @@ def test_device_path_does_not_import_torch(bundle_dir, photos):
 
 def test_latents_the_bundle_cannot_produce_are_refused_before_any_work(bundle_dir, photos):
     """A valid-CRC stream with a 1x1 latent (graph runtimes fail on it, OpenVINO for every later request too) or
-    a 512x512 one (seconds of decoding for a 224-px model) is refused from its header, in either format."""
+    a 300x300 one (seconds of decoding for a 224-px model) is refused from its header, in either format."""
     from sc2edge.runtime.rans import RansCoder
     from sc2edge.runtime.stream import pack_stream
 
@@ -103,8 +103,8 @@ def test_latents_the_bundle_cannot_produce_are_refused_before_any_work(bundle_di
     v1 = struct.pack("<4sB8s3HI", b"SC2E", 1, bytes.fromhex(bundle.tables.hash), channels, 1, 1, len(tiny))
     crafted = [pack_stream("factorized", [("y", bundle.tables.hash, (channels, 1, 1), tiny)]),
                v1 + struct.pack("<I", zlib.crc32(v1 + tiny)) + tiny,
-               pack_stream("factorized", [("y", bundle.tables.hash, (channels, 512, 512), b"\xff" * 4096)]),
-               pack_stream("factorized", [("y", bundle.tables.hash, (channels, 55, 4096), b"\xff" * 4096)])]
+               pack_stream("factorized", [("y", bundle.tables.hash, (channels, 300, 300), b"\xff" * 4096)]),
+               pack_stream("factorized", [("y", bundle.tables.hash, (channels, 55, 2000), b"\xff" * 4096)])]
     with Decoder(bundle_dir) as decoder:
         for stream in crafted:
             with pytest.raises(StreamError, match="outside what this bundle's model takes"):
