@@ -20,27 +20,25 @@ runtime, another model) stops with a clear error instead of decoding garbage.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import json
+import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sc2edge.errors import BundleError, Sc2edgeError, StreamError
-from sc2edge.runtime.rans import (
-    MAX_ABS_SYMBOL,
-    MAX_SYMBOLS,
-    MIN_SYMBOLS,
-    RANS64_L,
-    EntropyTables,
-    RansCoder,
-    _ans_module,
-    _decoder_padding_words,
-    max_payload_bytes,
-)
+from sc2edge.runtime.entropy import CODECS, EntropyCodec, LatentLimits, section_tables
+from sc2edge.runtime.rans import EntropyTables, RansCoder
+
+if TYPE_CHECKING:
+    from sc2edge.runtime.bundle import Bundle
 
 IMPLEMENTATIONS = ("native", "numpy")
 LAYER_KINDS = ("conv2d", "conv_transpose2d", "leaky_relu")
@@ -175,6 +173,14 @@ class IndexPath:
             raise BundleError("hyperprior: h_s has no convolution")
         for i, layer in enumerate(self.layers):
             _check_layer(i, layer)
+        channels = self.z_medians.shape[0] if isinstance(self.z_medians, np.ndarray) else -1
+        for i, layer in enumerate(self.layers):
+            if layer.kind != "leaky_relu":
+                inputs, outputs = layer.weight.shape[:2] if layer.kind == "conv_transpose2d" else \
+                    layer.weight.shape[1::-1]
+                if inputs != channels:
+                    raise BundleError(f"hyperprior: h_s layer {i} takes {inputs} channels, gets {channels}")
+                channels = outputs
         for name, value in (("z_medians", self.z_medians), ("scale_table", self.scale_table)):
             if value.dtype != np.float32 or value.ndim != 1 or not np.isfinite(value).all():
                 raise BundleError(f"hyperprior: {name} must be a finite 1-d float32 array")
@@ -182,6 +188,13 @@ class IndexPath:
             raise BundleError("hyperprior: the scale table must hold 2..256 increasing scales")
         if not np.isfinite(self.scale_bound) or self.scale_bound <= 0:
             raise BundleError(f"hyperprior: scale bound {self.scale_bound} must be positive")
+
+    def output_shape(self, z_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The shape of y (scales only) that h_s gives for a side latent of ``z_shape``."""
+        shape = tuple(int(n) for n in z_shape)
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+        return self.latent_channels, shape[1], shape[2]
 
     @property
     def latent_channels(self) -> int:
@@ -225,6 +238,18 @@ class IndexPath:
         channels = self.latent_channels
         scales, means = (params[:channels], params[channels:]) if self.means else (params, None)
         return self.indexes(scales, implementation), means
+
+    @functools.cached_property
+    def hash(self) -> str:
+        """16 hex digits identifying the side network (streams carry it beside the index-map CRC): sha256 over
+        each array of ``to_arrays()`` in name order, as ``name \\0 dtype.str \\0 shape \\0`` then its bytes."""
+        digest = hashlib.sha256()
+        for name, value in sorted(self.to_arrays().items()):
+            value = np.ascontiguousarray(value)
+            shape = ",".join(str(n) for n in value.shape)
+            digest.update(f"{name}\0{value.dtype.str}\0{shape}\0".encode("ascii"))
+            digest.update(value.tobytes())
+        return digest.hexdigest()[:16]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The npz arrays that ``from_arrays`` reads back (the layer specs as one JSON string)."""
@@ -299,53 +324,6 @@ def load_index_path(path: str | Path) -> IndexPath:
     return IndexPath.from_arrays(arrays)
 
 
-class IndexedCoder:
-    """rANS with one CDF row per symbol (CompressAI's ``encode_with_indexes`` semantics) over ``tables``' rows.
-
-    Interim: it drives CompressAI's compiled coder (loaded without torch, its decoder kept inside a zero-padded
-    buffer as in ``rans._CompressAICoder``) until the native coder's ``encode_with_indexes`` lands on main.
-    """
-
-    def __init__(self, tables: EntropyTables):
-        ans = _ans_module()
-        self.tables = tables
-        self._encoder, self._decoder = ans.RansEncoder(), ans.RansDecoder()
-        self._cdfs = tables.quantized_cdf.tolist()
-        self._lengths = tables.cdf_length.tolist()
-        self._offsets = tables.offset.tolist()
-
-    def _check(self, shape: tuple[int, ...], indexes: np.ndarray) -> int:
-        if indexes.shape != tuple(shape) or indexes.dtype != np.int32:
-            raise Sc2edgeError(f"indexes must be int32 {tuple(shape)}, got {indexes.dtype} {indexes.shape}")
-        if indexes.size and (indexes.min() < 0 or indexes.max() >= self.tables.channels):
-            raise Sc2edgeError(f"indexes must lie in 0..{self.tables.channels - 1}")
-        count = int(np.prod(shape, dtype=np.int64))
-        if not MIN_SYMBOLS <= count <= MAX_SYMBOLS:
-            raise Sc2edgeError(f"{count} symbols; the coder takes {MIN_SYMBOLS} to {MAX_SYMBOLS}")
-        return count
-
-    def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
-        """int32 symbols and their int32 CDF indexes (same shape) -> CompressAI's rANS bytes."""
-        self._check(symbols.shape, indexes)
-        if symbols.dtype != np.int32 or (symbols.size and np.abs(symbols.astype(np.int64)).max() > MAX_ABS_SYMBOL):
-            raise Sc2edgeError(f"symbols must be int32 within +-{MAX_ABS_SYMBOL}")
-        return self._encoder.encode_with_indexes(symbols.ravel().tolist(), indexes.ravel().tolist(), self._cdfs,
-                                                 self._lengths, self._offsets)
-
-    def decode(self, payload: bytes, indexes: np.ndarray) -> np.ndarray:
-        """rANS bytes + the indexes they were coded with -> int32 symbols of the indexes' shape."""
-        count = self._check(indexes.shape, indexes)
-        payload = bytes(payload)
-        if len(payload) < 8 or len(payload) % 4 or len(payload) > max_payload_bytes(count):
-            raise StreamError(f"rANS payload of {len(payload)} bytes is impossible for {count} symbols")
-        if int.from_bytes(payload[:8], "little") < RANS64_L:
-            raise StreamError("rANS payload is corrupt: its initial coder state is below 2**31")
-        padded = payload + bytes(4 * _decoder_padding_words(count, len(payload) // 4))
-        values = self._decoder.decode_with_indexes(padded, indexes.ravel().tolist(), self._cdfs, self._lengths,
-                                                   self._offsets)
-        return np.fromiter(values, dtype=np.int32, count=count).reshape(indexes.shape)
-
-
 @dataclass(frozen=True)
 class HyperpriorPayload:
     """What one image's hyperprior stream carries: the z and y rANS payloads, their shapes, the index checksum."""
@@ -364,16 +342,17 @@ class HyperpriorCoder:
         z_tables (EntropyTables): the factorized prior of z (channel indexes, medians).
         y_tables (EntropyTables): the GaussianConditional's CDF rows, one per scale-table entry (medians unused).
         index_path (IndexPath): h_s + index selection, run identically by both ends.
-        implementation (str): "native" or "numpy" index path (same bits). Defaults to "native" where built.
+        implementation (str | None): "native" or "numpy" index path (same bits). Defaults to "native" where built.
+        coder (str | None): the rANS coder ("native", "compressai"). Defaults to None (the first available).
     """
 
     def __init__(self, z_tables: EntropyTables, y_tables: EntropyTables, index_path: IndexPath,
-                 implementation: str | None = None):
+                 implementation: str | None = None, coder: str | None = None):
         if y_tables.channels != index_path.scale_table.size:
             raise BundleError(f"the Gaussian tables have {y_tables.channels} rows, the scale table "
                               f"{index_path.scale_table.size} entries")
-        self.z_coder = RansCoder(z_tables)
-        self.y_coder = IndexedCoder(y_tables)
+        self.z_coder = RansCoder(z_tables, coder)
+        self.y_coder = RansCoder(y_tables, coder)
         self.index_path = index_path
         self.implementation = implementation or available_implementations()[0]
 
@@ -389,7 +368,8 @@ class HyperpriorCoder:
             raise Sc2edgeError(f"latent y {y.shape} does not match h_s's output {indexes.shape}: this input size does "
                                "not suit the hyperprior (use the bundle's input size)")
         y_symbols = np.rint(y.astype(np.float32) - means).astype(np.int32)
-        return HyperpriorPayload(z=self.z_coder.encode(z_symbols), y=self.y_coder.encode(y_symbols, indexes),
+        return HyperpriorPayload(z=self.z_coder.encode(z_symbols),
+                                 y=self.y_coder.encode_with_indexes(y_symbols, indexes),
                                  z_shape=tuple(z_symbols.shape), y_shape=tuple(y.shape),
                                  index_crc32=index_checksum(indexes))
 
@@ -400,9 +380,81 @@ class HyperpriorCoder:
         if indexes.shape != tuple(payload.y_shape):
             raise StreamError(f"stream says y is {payload.y_shape}, h_s gives {indexes.shape}")
         check_indexes(indexes, payload.index_crc32)
-        return self.y_coder.decode(payload.y, indexes), means
+        return self.y_coder.decode_with_indexes(payload.y, indexes), means
 
     def decode(self, payload: HyperpriorPayload) -> np.ndarray:
         """Payloads -> y_hat = y symbols + means (float32), what the server graph's g_s reads."""
         y_symbols, means = self.decode_symbols(payload)
         return y_symbols.astype(np.float32) + means
+
+
+class HyperpriorCodec(EntropyCodec):
+    """The hyperprior behind the entropy-codec interface: device outputs ``y`` and ``z_symbols`` -> stream sections
+    "z", "y" and "index" -> server input ``y_hat``.
+
+    The manifest's entropy section lists "z" (factorized tables) and "y" (Gaussian rows) and names the side network::
+
+        {"kind": "hyperprior", "coder": ..., "precision": 16,
+         "sections": [{"name": "z", "input": "z_symbols", "tables": "tables.npz", "hash": ...},
+                      {"name": "y", "input": "y", "tables": "gaussian.npz", "hash": ...}],
+         "side_network": {"file": "side.npz", "hash": "<IndexPath.hash>"}, "server_input": "y_hat"}
+
+    The stream's third section "index" has the side network's hash as its table hash, the shape of y, and a
+    4-byte payload: the CRC32 of the index map (``index_checksum``), compared before y is decoded.
+    """
+
+    kind = "hyperprior"
+    INDEX_SECTION = "index"
+
+    def __init__(self, spec: Mapping[str, Any], tables: Mapping[str, EntropyTables], limits: LatentLimits,
+                 coder: str | None = None, index_path: IndexPath | None = None):
+        super().__init__(spec, tables, limits, coder)
+        names = [section["name"] for section in spec["sections"]]
+        if names != ["z", "y"] or index_path is None:
+            raise BundleError(f'the hyperprior codes sections "z" then "y" with a side network; the manifest lists '
+                              f"{', '.join(names)}{'' if index_path else ' and no side network'}")
+        self.z_input, self.y_input = (section["input"] for section in spec["sections"])
+        self.device_outputs = (self.y_input, self.z_input)
+        self.server_inputs = (str(spec.get("server_input", "y_hat")),)
+        self.coder = HyperpriorCoder(self.tables["z"], self.tables["y"], index_path, coder=coder)
+        self.coder_name = self.coder.y_coder.name
+        if index_path.latent_channels != limits.channels:
+            raise BundleError(f"the side network gives {index_path.latent_channels} channels, the latent "
+                              f"{limits.channels}")
+        self.table_hashes[self.INDEX_SECTION] = index_path.hash
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, spec: Mapping[str, Any], coder: str | None = None) -> HyperpriorCodec:
+        side = spec.get("side_network")
+        if not isinstance(side, Mapping) or not all(isinstance(side.get(k), str) for k in ("file", "hash")):
+            raise BundleError(f"{bundle.path}: the hyperprior's entropy section names no side network file and hash")
+        index_path = load_index_path(bundle.path / side["file"])
+        if index_path.hash != side["hash"]:
+            raise BundleError(f"{bundle.path}: side network {side['file']} hash {index_path.hash}, the manifest says "
+                              f"{side['hash']}")
+        return cls(spec, section_tables(bundle, spec), LatentLimits(bundle.manifest), coder, index_path)
+
+    def encode_sections(self, outputs: Mapping[str, np.ndarray]) -> list[tuple[str, str, tuple[int, int, int],
+                                                                              bytes]]:
+        payload = self.coder.encode(outputs[self.y_input], outputs[self.z_input])
+        return [("z", self.table_hashes["z"], payload.z_shape, payload.z),
+                ("y", self.table_hashes["y"], payload.y_shape, payload.y),
+                (self.INDEX_SECTION, self.table_hashes[self.INDEX_SECTION], payload.y_shape,
+                 struct.pack("<I", payload.index_crc32))]
+
+    def decode_sections(self, shapes: Mapping[str, tuple[int, int, int]],
+                        payloads: Mapping[str, bytes]) -> dict[str, np.ndarray]:
+        y_shape, z_shape = shapes["y"], shapes["z"]
+        self.limits.check(y_shape)
+        if shapes[self.INDEX_SECTION] != y_shape or len(payloads[self.INDEX_SECTION]) != 4:
+            raise StreamError("the stream's index section does not describe its y section")
+        expected = self.coder.index_path.output_shape(z_shape)
+        if expected != tuple(y_shape):
+            raise StreamError(f"stream sections disagree: z {z_shape} gives y {expected} through h_s, y is {y_shape}")
+        (crc,) = struct.unpack("<I", payloads[self.INDEX_SECTION])
+        payload = HyperpriorPayload(z=payloads["z"], y=payloads["y"], z_shape=tuple(z_shape),
+                                    y_shape=tuple(y_shape), index_crc32=crc)
+        return {self.server_inputs[0]: self.coder.decode(payload)}
+
+
+CODECS[HyperpriorCodec.kind] = HyperpriorCodec

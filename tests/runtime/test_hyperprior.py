@@ -11,7 +11,6 @@ import pytest
 from sc2edge.errors import BundleError, Sc2edgeError, StreamError
 from sc2edge.runtime.hyperprior import (
     HyperpriorCoder,
-    IndexedCoder,
     IndexPath,
     SideLayer,
     available_implementations,
@@ -198,10 +197,15 @@ def test_one_ulp_in_a_float_path_desynchronises_the_decoder_and_the_checksum_cat
     assert int((server_indexes != device_indexes).sum()) == 1
 
     y_symbols = np.rint(ref["y"].numpy()[0] - params[coder.index_path.latent_channels:]).astype(np.int32)
-    payload = coder.y_coder.encode(y_symbols, device_indexes)
-    desynced = coder.y_coder.decode(payload, server_indexes)
-    assert int((desynced != y_symbols).sum()) > 1  # not one wrong symbol: the rest of the stream is garbage
-    assert np.array_equal(coder.y_coder.decode(payload, device_indexes), y_symbols)
+    payload = coder.y_coder.encode_with_indexes(y_symbols, device_indexes)
+    try:  # the coder's own checks may notice the garbage (an impossible escape), or decode it silently
+        desynced = coder.y_coder.decode_with_indexes(payload, server_indexes)
+        assert int((desynced != y_symbols).sum()) > 1  # not one wrong symbol: the rest of the stream is garbage
+    except StreamError as exc:
+        assert "corrupt" in str(exc)
+    for implementation in available_implementations():  # the deterministic path gives the device's indexes
+        assert np.array_equal(coder.index_path(ref["z_symbols"], implementation)[0], indexes)
+    assert np.array_equal(coder.y_coder.decode_with_indexes(payload, device_indexes), y_symbols)
     with pytest.raises(StreamError, match="index map mismatch"):
         check_indexes(server_indexes, index_checksum(device_indexes))
 
@@ -222,8 +226,8 @@ def test_bad_inputs_are_clear_errors(mshp, tmp_path):
         coder.index_path(np.zeros((16, 14, 14), np.float32))
     with pytest.raises(Sc2edgeError, match="does not match h_s"):
         coder.encode(np.zeros((24, 50, 50), np.float32), np.zeros((16, 14, 14), np.int32))
-    with pytest.raises(Sc2edgeError, match="indexes must lie"):
-        IndexedCoder(coder.y_coder.tables).encode(np.zeros((2, 2, 2), np.int32), np.full((2, 2, 2), 99, np.int32))
+    with pytest.raises(Sc2edgeError, match="indexes span"):
+        coder.y_coder.encode_with_indexes(np.zeros((2, 2, 2), np.int32), np.full((2, 2, 2), 99, np.int32))
     arrays = coder.index_path.to_arrays()
     del arrays["h_s.4.weight"]
     np.savez(tmp_path / "broken.npz", **arrays)
@@ -284,3 +288,46 @@ def test_builds_for_other_isas_give_the_same_bits_and_fma_contraction_would_not(
         has_fma = " fma " in f.read()
     if has_fma:
         assert not np.array_equal(_bits(results["fma-contracted"]), _bits(reference))
+
+
+def _codec(coder: HyperpriorCoder, index_path: IndexPath | None = None):
+    from sc2edge.runtime.entropy import LatentLimits
+    from sc2edge.runtime.hyperprior import HyperpriorCodec
+
+    z_tables, y_tables = coder.z_coder.tables, coder.y_coder.tables
+    spec = {"kind": "hyperprior", "coder": "compressai-rans64", "precision": 16,
+            "sections": [{"name": "z", "input": "z_symbols", "tables": "tables.npz", "hash": z_tables.hash},
+                         {"name": "y", "input": "y", "tables": "gaussian.npz", "hash": y_tables.hash}],
+            "side_network": {"file": "side.npz", "hash": coder.index_path.hash}, "server_input": "y_hat"}
+    manifest = {"latent": {"shape": [24, 55, 55], "geometry": [[5, 2, 2], [5, 2, 2], [2, 1, 0]]},
+                "input": {"height": 224, "width": 224}}
+    return HyperpriorCodec(spec, {"z": z_tables, "y": y_tables}, LatentLimits(manifest),
+                           index_path=index_path or coder.index_path)
+
+
+def test_hyperprior_codec_streams_carry_z_y_and_the_index_crc(mshp, references):
+    from sc2edge.runtime.stream import pack_stream, unpack_stream
+
+    _, coder = mshp
+    codec = _codec(coder)
+    ref = references[2]
+    stream = codec.compress({"y": ref["y"].numpy()[0], "z_symbols": ref["z_symbols"]})
+    header, payloads = unpack_stream(stream, codec="hyperprior")
+    assert [s.name for s in header.sections] == ["z", "y", "index"]
+    assert header.sections[2].table_hash == coder.index_path.hash and len(payloads["index"]) == 4
+    indexes, means = coder.side_info(ref["z_symbols"])
+    y_hat = codec.decompress(stream)["y_hat"]
+    assert np.array_equal(y_hat, np.rint(ref["y"].numpy()[0] - means) + means)
+
+    sections = [(s.name, s.table_hash, s.shape, payloads[s.name]) for s in header.sections]
+    tampered = sections[:2] + [(*sections[2][:3], (index_checksum(indexes) ^ 0x10).to_bytes(4, "little"))]
+    with pytest.raises(StreamError, match="index map mismatch"):
+        codec.decompress(pack_stream("hyperprior", tampered))
+    other = IndexPath(coder.index_path.layers, coder.index_path.z_medians, coder.index_path.scale_table,
+                      scale_bound=0.12)  # another side network: its streams are refused by hash, before decoding
+    with pytest.raises(StreamError, match="made for entropy tables"):
+        _codec(coder, other).decompress(stream)
+    mismatched = [sections[0], (*sections[1][:2], (24, 54, 55), sections[1][3]), (*sections[2][:2], (24, 54, 55),
+                                                                                  sections[2][3])]
+    with pytest.raises(StreamError, match="outside|disagree"):
+        codec.decompress(pack_stream("hyperprior", mismatched))
