@@ -13,8 +13,8 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
-from sc2edge.zoo.entropic_student import EntropicStudentResNet50, gdn_encoder, igdn_decoder
-from sc2edge.zoo.registry import register_builder
+from sc2edge.zoo.entropic_student import EntropicStudentResNet50, gdn_encoder, igdn_decoder, resnet50_reference
+from sc2edge.zoo.registry import register_builder, register_reference
 
 
 def mshp_side_networks(bottleneck_channels: int, latent_channels: int) -> tuple[nn.Sequential, nn.Sequential]:
@@ -105,3 +105,6 @@ class MeanScaleHyperpriorResNet50(EntropicStudentResNet50):
 @register_builder("mshp_student_resnet50")
 def mshp_student_resnet50(*, num_classes: int = 1000) -> MeanScaleHyperpriorResNet50:
     return MeanScaleHyperpriorResNet50(num_classes=num_classes)
+
+
+register_reference("mshp_student_resnet50")(resnet50_reference)  # the same teacher: torchvision's ResNet-50
