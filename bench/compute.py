@@ -219,8 +219,8 @@ def count_torch(model_name: str, channels: int, height: int, width: int) -> dict
     """
     import torch
 
-    from sc2edge.export.graphs import DeviceGraph, ServerGraph
     from sc2edge.zoo import get_model
+    from sc2edge.zoo.graphs import DeviceGraph, ServerGraph
 
     model = get_model(model_name).model
     device, server = DeviceGraph(model).eval(), ServerGraph(model).eval()

@@ -25,7 +25,6 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import IMAGE_SUFFIXES, list_images, load_labels, read_file_list, system_photos
 from sc2edge.runtime import Bundle, unpack_stream
 from sc2edge.runtime.backends import backend_info, canonical_backend
-from sc2edge.runtime.entropy import entropy_spec
 from sc2edge.runtime.input_codecs import input_codec
 from sc2edge.tasks import Task, bundle_task
 
@@ -168,6 +167,13 @@ def _key(bundle: str, backend: str, precision: str) -> str:
     return f"{bundle}/{backend}/{precision}"
 
 
+def bundle_ids(paths: list[Path]) -> dict[Path, str]:
+    """The name each bundle's results are keyed by: its folder name, or its whole path where two benched bundles
+    share a folder name (two bundles of one model, e.g. FP32-only and INT8, never overwrite each other)."""
+    names = [p.name for p in paths]
+    return {p: p.name if names.count(p.name) == 1 else str(p) for p in paths}
+
+
 def _server_precision(bundle: Bundle, backend: str, precision: str) -> str:
     """The server graph runs at ``precision`` when the bundle has it, else FP32 (INT8 is often device-only)."""
     fmt = backend_info(backend).artifact_format
@@ -229,9 +235,9 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
             files.append((bundle.path / a.path).with_suffix(".bin"))
         artifacts.append({"role": a.role, "format": a.format, "precision": a.precision, "path": a.path,
                           "bytes": sum(f.stat().st_size for f in files if f.is_file())})
-    artifacts += [{"role": "tables", "format": "npz", "precision": "-", "path": section["tables"],
-                   "bytes": (bundle.path / section["tables"]).stat().st_size}
-                  for section in entropy_spec(manifest)["sections"]]
+    artifacts += [{"role": "tables", "format": "npz", "precision": "-", "path": section.tables,
+                   "bytes": (bundle.path / section.tables).stat().st_size}
+                  for section in bundle.spec.entropy.sections]
     return {"stages": stages, "device_fraction": fraction, "artifacts": artifacts, "notes": notes,
             "counted_with": "onnx" if onnx_counts else ("torch" if torch_counts else None)}
 
@@ -272,6 +278,7 @@ def run_bench(bundles, backends=("onnxruntime",), precisions=("fp32",), threads:
                          links=tuple(links or ()), quick=quick, out_dir=Path(out_dir), **options).validate()
     link_profiles = select_links(load_links(config.links_file), list(config.links))
     opened = [Bundle.open(b) for b in config.bundles]
+    ids = bundle_ids([b.path for b in opened])
     report: dict[str, Any] = {
         "schema": "sc2edge-bench", "schema_version": 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -281,14 +288,14 @@ def run_bench(bundles, backends=("onnxruntime",), precisions=("fp32",), threads:
                    "torch_baseline": config.torch_baseline},
         "machine": machine_record(config.threads),
         "inputs": {"images": [str(p) for p in config.images], "images_hash": files_hash(config.images),
-                   "bundles": [{"path": str(b.path), "model": b.name, "beta": b.manifest["model"].get("beta"),
-                                "trained": b.manifest["model"].get("trained"), "hash": bundle_hash(b.path)}
+                   "bundles": [{"id": ids[b.path], "path": str(b.path), "model": b.name, "beta": b.spec.model.beta,
+                                "trained": b.spec.model.trained, "hash": bundle_hash(b.path)}
                                for b in opened]},
         "links": [link.to_json() for link in link_profiles],
         "warnings": [], "skipped": [],
     }
     with tempfile.TemporaryDirectory(prefix="sc2edge-bench-") as tmp:
-        _measure(config, opened, link_profiles, report, Workers(config, Path(tmp)))
+        _measure(config, opened, ids, link_profiles, report, Workers(config, Path(tmp)))
     report["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     report["files"] = write_reports(report, config.out_dir)
     return report
@@ -300,8 +307,8 @@ def _record_failure(report: dict[str, Any], what: str, result: dict[str, Any]) -
         entry if result.get("skipped") else f"{what} failed: {entry['reason']}")
 
 
-def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], report: dict[str, Any],
-             workers: Workers) -> None:
+def _measure(config: BenchConfig, bundles: list[Bundle], ids: dict[Path, str], links: list[Link],
+             report: dict[str, Any], workers: Workers) -> None:
     """Every measurement, in the order that lets later ones reuse earlier outputs (streams, FLOPs)."""
     configs = [(b, be, p) for b in bundles for be in config.backends for p in config.precisions]
     jobs = len(config.backends) + 3 * len(configs) + len(config.backends) * len(config.precisions) + len(bundles)
@@ -314,8 +321,8 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
 
     report["compute"] = {}
     for bundle in bundles:
-        report["compute"][bundle.name] = compute_section(bundle, report["warnings"])
-        step(f"compute {bundle.name}")
+        report["compute"][ids[bundle.path]] = compute_section(bundle, report["warnings"])
+        step(f"compute {ids[bundle.path]}")
 
     report["roofline"] = {}
     for backend in config.backends:
@@ -328,7 +335,7 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
 
     report["latency"], report["memory"], report["size"], report["predictions"] = {}, [], {}, {}
     for bundle, backend, precision in configs:
-        key = _key(bundle.name, backend, precision)
+        key = _key(ids[bundle.path], backend, precision)
         base = {"bundle": str(bundle.path), "backend": backend}
         device = workers.run("device", **base, precision=precision)
         step(f"device {key}")
@@ -345,7 +352,7 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
                                     precision=precision if side == "device" else server_precision)
                   for side in ("device", "server")}
         step(f"memory {key}")
-        entry = {"bundle": bundle.name, "backend": backend, "precision": precision,
+        entry = {"bundle": ids[bundle.path], "backend": backend, "precision": precision,
                  "server_precision": server_precision, "coder": device["result"]["coder"],
                  "stages": dict(device["result"]["stages"])}
         if server["ok"]:
@@ -369,7 +376,7 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
     first = bundles[0]
     for backend in config.backends:
         for precision in config.precisions:
-            key = _key(first.name, backend, precision)
+            key = _key(ids[first.path], backend, precision)
             if key not in report["latency"]:
                 step(f"local {key}")
                 continue
@@ -384,12 +391,13 @@ def _measure(config: BenchConfig, bundles: list[Bundle], links: list[Link], repo
 
     report["baseline"] = None
     if config.torch_baseline:
-        report["baseline"] = _paper_path(config, first, workers, report, step)
+        report["baseline"] = _paper_path(config, first, ids[first.path], workers, report, step)
     progress.close()
     _derive(config, report, links, {b.name: bundle_task(b) for b in bundles})
 
 
-def _paper_path(config: BenchConfig, bundle: Bundle, workers: Workers, report: dict[str, Any], step) -> Any:
+def _paper_path(config: BenchConfig, bundle: Bundle, bundle_id: str, workers: Workers, report: dict[str, Any],
+                step) -> Any:
     """The paper's eager PyTorch path on the same images, threads and machine."""
     common = {"model": bundle.name, "preprocess": bundle.preprocess}
     device = workers.run("torch-device", **common)
@@ -413,7 +421,7 @@ def _paper_path(config: BenchConfig, bundle: Bundle, workers: Workers, report: d
     same_weights = (device["result"]["trained"] == manifest_model.get("trained")
                     and device["result"]["checkpoint_sha256"] == manifest_model.get("checkpoint_sha256"))
     paper_payloads, _ = load_streams(Path(payloads))
-    ours = [s["payload_bytes"] for s in report["size"].get(_key(bundle.name, "onnxruntime", "fp32"), {})
+    ours = [s["payload_bytes"] for s in report["size"].get(_key(bundle_id, "onnxruntime", "fp32"), {})
             .get("per_image", [])]
     return {"model": bundle.name, "stages": stages, "same_weights_as_bundle": same_weights,
             "payload_bytes": [len(p) for p in paper_payloads],
@@ -496,7 +504,7 @@ def _rate_accuracy(config: BenchConfig, report: dict[str, Any], tasks: dict[str,
     for key, parsed in predictions.items():
         entry = report["latency"][key]
         task = tasks[entry["bundle"]]
-        beta = next((b["beta"] for b in report["inputs"]["bundles"] if b["model"] == entry["bundle"]), None)
+        beta = next((b["beta"] for b in report["inputs"]["bundles"] if b["id"] == entry["bundle"]), None)
         points.append({"config": key, "bundle": entry["bundle"], "beta": beta, "backend": entry["backend"],
                        "precision": entry["precision"],
                        "bytes_mean": report["size"][key]["summary"]["stream_bytes"]["mean"],

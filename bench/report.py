@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sc2edge._files import atomic_write_text
+
 DEVICE_STAGES = ("preprocess", "encoder_graph", "entropy_encode")
 SERVER_STAGES = ("entropy_decode", "server_graph")
 TOTAL_STAGES = ("device_total", "server_total")
@@ -197,7 +199,7 @@ def _rate_accuracy(report: dict[str, Any]) -> Table:
     ra = report["rate_accuracy"]
     rows = [[p["bundle"], p["beta"], p["backend"], p["precision"], p["bytes_mean"], p["agreement"], p["accuracy"]]
             for p in ra["points"]]
-    trained = {b["model"]: b["trained"] for b in report["inputs"]["bundles"]}
+    trained = {b["id"]: b["trained"] for b in report["inputs"]["bundles"]}
     note = f"agreement = top-1 equal to the reference {ra['reference']} ({ra['reference_rule']})."
     if not all(trained.values()):
         note += " Untrained bundles (random weights): agreement measures numerical fidelity, not accuracy."
@@ -223,7 +225,7 @@ def _machine(report: dict[str, Any]) -> Table:
              + (" (above the core count: other work competed for the CPU)" if busy else "")],
             ["versions", versions],
             ["images", f"{len(report['inputs']['images'])} (hash {report['inputs']['images_hash']})"],
-            *[[f"bundle {b['model']}", f"hash {b['hash']}, beta {b['beta']}, trained {_fmt(b['trained'])}"]
+            *[[f"bundle {b['id']}", f"{b['model']}, hash {b['hash']}, beta {b['beta']}, trained {_fmt(b['trained'])}"]
               for b in report["inputs"]["bundles"]],
             ["CPU flags", " ".join(f for f in m["cpu_flags"] if f.startswith(("avx", "amx", "fma", "sse4", "vnni")))]]
     return Table("Machine and inputs", ["item", "value"], rows)
@@ -401,10 +403,10 @@ def write_reports(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
     files: dict[str, Path] = {**write_csvs(report, out_dir), **{f"plot_{k}": v for k, v in plots.items()}}
     tables = build_tables(report)
     files["markdown"] = out_dir / "report.md"
-    files["markdown"].write_text(to_markdown(tables, plots))
+    atomic_write_text(files["markdown"], to_markdown(tables, plots))
     files["html"] = out_dir / "report.html"
-    files["html"].write_text(to_html(tables, plots))
+    atomic_write_text(files["html"], to_html(tables, plots))
     files["json"] = out_dir / "report.json"
     listing = {k: str(v) for k, v in files.items()}
-    files["json"].write_text(json.dumps({**report, "files": listing}, indent=1, default=str))
+    atomic_write_text(files["json"], json.dumps({**report, "files": listing}, indent=1, default=str))
     return listing

@@ -12,7 +12,6 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -24,22 +23,12 @@ from sc2edge.calibrate.data import calibration_set
 from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
 from sc2edge.calibrate.onnxrt import FeedReader, quantize_onnx
 from sc2edge.errors import Sc2edgeError
-from sc2edge.export.tensorrt import record_artifact
 from sc2edge.runtime import Bundle, create_runner
 from sc2edge.runtime.backends import canonical_backend
+from sc2edge.runtime.bundle_writer import BundleEditor
 from sc2edge.tasks import bundle_task
 
 CONTROL_BACKENDS = ("onnxruntime", "openvino")
-
-
-class _InPlace:
-    """The two things ``write_qdq_artifact`` needs from a builder, for a bundle that already exists."""
-
-    def __init__(self, bundle: Bundle):
-        self.staging = bundle.path
-
-    def add_artifact(self, role: str, fmt: str, precision: str, path: str, meta: dict[str, Any]) -> None:
-        record_artifact(self.staging, role, fmt, precision, path, meta)
 
 
 def rank_convs(int8_onnx: Path, inputs: list[dict[str, np.ndarray]]) -> list[str]:
@@ -88,7 +77,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     artifact = bundle.artifact("device", "onnx", "int8")
     if "ranges" not in artifact.meta:
         raise Sc2edgeError(f"{artifact.path} has no stored calibration ranges: re-export with --int8")
-    config = CalibConfig(**artifact.meta["config"]).validate()  # validate() turns the JSON lists into tuples
+    config = CalibConfig.from_json(artifact.meta["config"])
     fp32 = bundle.path / bundle.artifact("device", "onnx", "fp32").path
     ranges = bundle.path / artifact.meta["ranges"]
     current = bundle.path / artifact.path
@@ -107,15 +96,17 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     if excluded != list(config.exclude):
         final = replace(config, exclude=tuple(excluded))
         meta = {"calibration": artifact.meta.get("calibration", {}), "max_drop": max_drop}
-        for target in ("onnxruntime", "tensorrt"):
-            write_qdq_artifact(_InPlace(bundle), "device", target, ranges, final, meta)
+        with BundleEditor(bundle) as edit:  # both graphs or neither: the bundle stays valid if one fails
+            for target in ("onnxruntime", "tensorrt"):
+                write_qdq_artifact(edit, "device", target, ranges, final, meta)
+            edit.commit()
     return report, excluded
 
 
 def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str | Path,
                       threads: int | None, progress: bool) -> tuple[QuantReport, list[str]]:
     artifact = bundle.artifact("device", "openvino", "int8")
-    config = CalibConfig(**bundle.manifest.get("calibration", {}).get("config", {})).validate()  # the export's
+    config = CalibConfig.from_json(bundle.manifest.get("calibration", {}).get("config", {}))  # the export's
     images = calibration_set(calib, bundle.preprocess, config.samples, config.seed, progress)
     with create_runner("openvino", bundle, "device", "fp32", threads=threads) as device, \
             create_runner("openvino", bundle, "server", "fp32", threads=threads) as server:
@@ -137,12 +128,15 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
         with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
             feeds = [{"image": x[None]} for x in images.arrays()]
             out = quantize_openvino(source, Path(tmp) / "device.int8.xml", feeds,
-                                    replace(config, samples=len(images)), max_drop=max_drop, validation=validation)
-            for suffix in (".xml", ".bin"):
-                shutil.copy(out.with_suffix(suffix), (bundle.path / artifact.path).with_suffix(suffix))
-    record_artifact(bundle.path, "device", "openvino", "int8", artifact.path,
-                    {**artifact.meta, "max_drop": max_drop, "float_op_types": list(FLOAT_OP_TYPES),
-                     "tool": "nncf.quantize_with_accuracy_control"})
+                                    replace(config, samples=len(images)), max_drop=max_drop, validation=validation,
+                                    full_bias_correction=True)
+            with BundleEditor(bundle) as edit:
+                for suffix in (".xml", ".bin"):
+                    shutil.copy(out.with_suffix(suffix), (edit.staging / artifact.path).with_suffix(suffix))
+                edit.add_artifact("device", "openvino", "int8", artifact.path,
+                                  {**artifact.meta, "max_drop": max_drop, "float_op_types": list(FLOAT_OP_TYPES),
+                                   "tool": "nncf.quantize_with_accuracy_control"})
+                edit.commit()
     report = evaluate(bundle, held, truth, "openvino", bundle.path / artifact.path, threads=threads,
                       max_drop=max_drop, progress=progress)
     return report, _float_convs(bundle.path / artifact.path)

@@ -3,12 +3,13 @@
 ``add_int8_artifacts`` is called by ``sc2edge.export.export_bundle`` (``--int8 --calib DIR``) after the FP32
 ONNX graphs (and, for OpenVINO, the FP32 IR) are staged. Per role (device, then server) it writes:
 
-- ``<role>.int8.onnx``       ONNX Runtime QDQ (uint8 activations, per-channel int8 weights)   [onnxruntime]
+- ``<role>.int8.onnx``       ONNX Runtime QDQ (uint8 activations, per-channel 7-bit/8-bit weights) [onnxruntime]
 - ``<role>.int8.trt.onnx``   TensorRT Q/DQ from the same ranges (symmetric int8)              [always]
 - ``<role>.fp16.trt.onnx``   TensorRT FP16 graph (strongly typed)                              [always]
 - ``<role>.int8.xml/.bin``   OpenVINO INT8 by NNCF                                            [openvino]
 
-The server graph is calibrated on the symbols the FP32 device graph produces for the same images.
+The server graph is calibrated on the symbols the FP32 device graph produces for the same images. The record
+names the weight recipe (``CalibConfig.recipe``), why, and the CPU it was made and validated on.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from sc2edge.calibrate.config import CalibConfig
+from sc2edge.calibrate.config import RECIPES, CalibConfig
 from sc2edge.calibrate.data import ImageSet, calibration_set
 from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
 from sc2edge.calibrate.onnxrt import collect_ranges, quantize_onnx
+from sc2edge.calibrate.trt_onnx import check_trt_qdq, write_fp16_onnx
 from sc2edge.errors import Sc2edgeError
-from sc2edge.export.tensorrt import TRT_ONNX_FORMAT, check_trt_qdq, write_fp16_onnx
 from sc2edge.runtime.backends.onnxrt import OnnxRuntimeRunner
+from sc2edge.runtime.cpu import this_cpu
+from sc2edge.runtime.manifest import TRT_ONNX_FORMAT
 
 ROLE_INPUT = {"device": "image", "server": "symbols"}
 
@@ -50,7 +53,8 @@ def write_qdq_artifact(builder: Any, role: str, target: str, cache: Path, config
     meta = {**meta, "ranges": cache.name, "config": config.to_json(), "excluded": list(config.exclude)}
     if target == "onnxruntime":
         out = quantize_onnx(fp32, staging / f"{role}.int8.onnx", cache, config, target=target)
-        builder.add_artifact(role, "onnx", "int8", out.name, {**meta, "form": "QDQ U8S8 per-channel"})
+        weights = "7-bit weights" if config.seven_bit_weights else "8-bit weights"
+        builder.add_artifact(role, "onnx", "int8", out.name, {**meta, "form": f"QDQ U8S8 per-channel, {weights}"})
         return out
     out = quantize_onnx(fp32, staging / f"{role}.int8.trt.onnx", cache, config, target=target)
     conformance = check_trt_qdq(out)
@@ -81,7 +85,8 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
     staging = Path(builder.staging)
     images = calibration_set(calib, preprocess, config.samples, config.seed, progress)
     device_graph = staging / "device.fp32.onnx"
-    record = {**images.describe(calib, config.seed), "config": config.to_json()}
+    record = {**images.describe(calib, config.seed), "config": config.to_json(), "recipe": config.recipe,
+              "recipe_reason": RECIPES[config.recipe], "validated_on": this_cpu().to_json()}
     meta = {"calibration": {"method": config.method, "samples": len(images), "seed": config.seed}}
     for role in roles:
         fp32 = staging / f"{role}.fp32.onnx"
@@ -100,8 +105,10 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
                      for f in _feeds(role, images, config.batch, device_graph)
                      for i in range(len(f[ROLE_INPUT[role]]))]
             source = staging / f"{role}.fp32.xml"
-            xml = quantize_openvino(source if source.is_file() else fp32, staging / f"{role}.int8.xml", feeds, config)
+            xml = quantize_openvino(source if source.is_file() else fp32, staging / f"{role}.int8.xml", feeds, config,
+                                    full_bias_correction=role == "device")
             builder.add_artifact(role, "openvino", "int8", xml.name,
                                  {**meta, "weights": xml.with_suffix(".bin").name, "tool": "nncf",
-                                  "preset": config.nncf_preset, "float_op_types": list(FLOAT_OP_TYPES)})
+                                  "preset": config.nncf_preset, "float_op_types": list(FLOAT_OP_TYPES),
+                                  "overflow_fix": "enable" if config.seven_bit_weights else "disable"})
     return record

@@ -3,14 +3,21 @@
 FP32 and INT8 device graphs run on the same images (never the calibration ones); both symbol sets are coded
 with the bundle's rANS coder and classified by the same server graph, so every difference in the report is
 the encoder's quantization: task accuracy (with labels) or top-1/top-5 agreement with FP32, latent SQNR,
-symbols changed, bytes per image, and the per-layer SQNR of the worst layers (ONNX Runtime's qdq_loss_debug).
+symbols changed, bytes per image.
+
+It also checks the kernels this CPU runs (``sc2edge.runtime.cpu``): the INT8 graph's real output against the
+exact emulation of the same quantized model (ONNX Runtime: its x64 high-precision mode, exact integer sums;
+OpenVINO: the IR with dequantized float weights, which the CPU plugin runs in float), reported as "kernel
+saturation on this CPU". The worst layers come from the real kernels' intermediate outputs (each conv's
+quantized output, kept as a graph output so ORT still fuses it), against FP32 and against the exact sums.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,16 +25,21 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from sc2edge._lazy import lazy_import
 from sc2edge.calibrate.data import ImageSet, held_out_set
-from sc2edge.calibrate.onnxrt import FeedReader
 from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import load_labels
 from sc2edge.runtime import Bundle, RansCoder, create_runner
 from sc2edge.runtime.backends import backend_info, canonical_backend, runner_class
+from sc2edge.runtime.cpu import this_cpu
 from sc2edge.tasks import bundle_task
 
 DEFAULT_IMAGES = 100
 LAYER_IMAGES = 4  # per-layer SQNR holds every intermediate tensor in memory: a few images are enough
+# ONNX Runtime session option: U8S8 on x86 without VNNI without the saturating int16 step (a no-op elsewhere).
+ORT_EXACT_CONFIG = ("session.x64quantprecision", "1")
+
+Infer = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
@@ -42,10 +54,12 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
 
 @dataclass
 class LayerError:
-    """SQNR of one activation of the INT8 graph against the FP32 graph (accumulated error up to there)."""
+    """One conv output of the INT8 graph as the real kernels compute it: SQNR against the FP32 graph (error
+    accumulated up to there) and the share of its quantized values that differ from the exact integer sums."""
 
     tensor: str
     sqnr_db: float
+    kernel_mismatch_pct: float | None = None
 
 
 @dataclass
@@ -71,6 +85,9 @@ class QuantReport:
     worst_layers: list[LayerError] = field(default_factory=list)
     max_drop: float | None = None
     trained: bool = True
+    kernel_saturation_pct: float | None = None  # symbols where the real INT8 kernels differ from exact sums
+    cpu: dict[str, Any] = field(default_factory=dict)  # model, ISA flags, INT8 kernel path (runtime.cpu)
+    recipe: str | None = None
 
     @property
     def drop(self) -> float:
@@ -101,11 +118,18 @@ class QuantReport:
         if self.max_drop is not None:
             rows.append(("drop / max drop", f"{100 * self.drop:.2f} % / {100 * self.max_drop:.2f} % -> "
                                             f"{'PASS' if self else 'FAIL'}"))
+        if self.cpu:
+            rows += [("CPU", f"{self.cpu.get('cpu')}; ISA {' '.join(self.cpu.get('isa', [])) or 'unknown'}"),
+                     ("INT8 kernel path", self.cpu.get("kernel_path", "unknown")),
+                     ("INT8 recipe", self.recipe or "unrecorded (full 8-bit weights)")]
         width = max(len(name) for name, _ in rows)
         lines = [f"check-quant {self.bundle}", *(f"  {name:<{width}}  {value}" for name, value in rows)]
+        if self.kernel_saturation_pct is not None:
+            lines.append(f"kernel saturation on this CPU: {self.kernel_saturation_pct:.3f} % of symbols")
         if self.worst_layers:
-            lines.append("  worst layers (SQNR of INT8 vs FP32 activation):")
-            lines += [f"    {layer.sqnr_db:7.2f} dB  {layer.tensor}" for layer in self.worst_layers]
+            lines.append("  worst layers (real INT8 kernels: SQNR vs FP32, values differing from exact sums):")
+            lines += [f"    {layer.sqnr_db:7.2f} dB  {layer.kernel_mismatch_pct or 0.0:7.3f} %  {layer.tensor}"
+                      for layer in self.worst_layers]
         if not self.trained:
             lines.append("  note: UNTRAINED model (random weights): accuracy and bytes are not meaningful")
         return "\n".join(lines)
@@ -116,26 +140,91 @@ class QuantReport:
         return data
 
 
-def layer_errors(fp32_onnx: str | Path, int8_onnx: str | Path, inputs: Sequence[dict[str, np.ndarray]],
-                 worst: int = 5) -> list[LayerError]:
-    """The ``worst`` activations of a QDQ graph by SQNR against its FP32 graph (onnxruntime qdq_loss_debug)."""
-    from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations,
-        compute_activation_error,
-        create_activation_matching,
-        modify_model_output_intermediate_tensors,
-    )
+def _ort_session(graph: str | Path, threads: int | None, *, exact: bool) -> Any:
+    import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory(prefix="sc2edge-sqnr-") as tmp:
-        aug_fp32, aug_int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        modify_model_output_intermediate_tensors(str(fp32_onnx), str(aug_fp32))
-        modify_model_output_intermediate_tensors(str(int8_onnx), str(aug_int8))
-        float_acts = collect_activations(str(aug_fp32), FeedReader(inputs))
-        qdq_acts = collect_activations(str(aug_int8), FeedReader(inputs))
-    matched = create_activation_matching(qdq_acts, float_acts)
-    errors = compute_activation_error(matched, err_func=lambda a, b: sqnr_db(np.concatenate(a), np.concatenate(b)))
-    layers = [LayerError(name, e["xmodel_err"]) for name, e in errors.items() if "xmodel_err" in e]
-    return sorted(layers, key=lambda layer: layer.sqnr_db)[:worst]
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    if exact:
+        options.add_session_config_entry(*ORT_EXACT_CONFIG)
+    return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+
+
+def _float_weights_ir(xml: Path, out: Path) -> Path:
+    """The NNCF IR with every conv's int8 weights (Constant -> Convert -> [Subtract] -> Multiply) replaced by the
+    float constant they dequantize to: the CPU plugin then runs the convs (and FakeQuantize) in float."""
+    ov = lazy_import("openvino")
+    from openvino import opset13
+
+    def value(output: Any) -> np.ndarray:
+        node = output.get_node()
+        kind = node.get_type_name()
+        if kind == "Constant":
+            return np.array(node.get_data())
+        if kind == "Convert":
+            return value(node.input_value(0)).astype(np.float32)
+        if kind in ("Multiply", "Subtract"):
+            a, b = value(node.input_value(0)), value(node.input_value(1))
+            return a * b if kind == "Multiply" else a - b
+        raise Sc2edgeError(f"{xml.name}: unexpected {kind} in a conv's weights")
+
+    model = ov.Core().read_model(str(xml))
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Convolution" and op.input_value(1).get_node().get_type_name() != "Constant":
+            weights = value(op.input_value(1)).astype(np.float32)
+            op.input(1).replace_source_output(opset13.constant(weights).output(0))
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    return out
+
+
+@contextlib.contextmanager
+def exact_int8(backend: str, int8_graph: Path, threads: int | None = None) -> Iterator[Infer]:
+    """Run the INT8 graph's exact emulation: the same quantized model without any int16 saturation."""
+    if backend == "onnxruntime":
+        session = _ort_session(int8_graph, threads, exact=True)
+        names = [o.name for o in session.get_outputs()]
+        yield lambda feed: dict(zip(names, session.run(names, feed), strict=True))
+        return
+    with tempfile.TemporaryDirectory(prefix="sc2edge-exact-") as tmp, \
+            runner_class(backend)(_float_weights_ir(int8_graph, Path(tmp) / "exact.xml"), threads=threads) as runner:
+        yield runner.infer
+
+
+def kernel_layer_errors(fp32_onnx: str | Path, int8_onnx: str | Path, inputs: Sequence[dict[str, np.ndarray]],
+                        worst: int = 5, threads: int | None = None) -> list[LayerError]:
+    """The ``worst`` conv outputs of an ONNX Runtime QDQ graph as its real (fused) kernels compute them, by SQNR
+    against the FP32 graph, each with the share of quantized values that differ from the exact integer sums."""
+    import onnx
+
+    model = onnx.load(str(int8_onnx))
+    producers = {out: node for node in model.graph.node for out in node.output}
+    inits = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+    layers = [(node.input[0], node.output[0], inits[node.input[1]], inits[node.input[2]])
+              for node in model.graph.node
+              if node.op_type == "QuantizeLinear" and getattr(producers.get(node.input[0]), "op_type", "") == "Conv"]
+    if not layers:
+        return []
+    fp32 = onnx.load(str(fp32_onnx))
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(q) for _, q, _, _ in layers)
+    fp32.graph.output.extend(onnx.helper.make_empty_tensor_value_info(f) for f, _, _, _ in layers)
+    with tempfile.TemporaryDirectory(prefix="sc2edge-layers-") as tmp:
+        onnx.save(model, str(Path(tmp) / "int8.onnx"))
+        onnx.save(fp32, str(Path(tmp) / "fp32.onnx"))
+        real = _ort_session(Path(tmp) / "int8.onnx", threads, exact=False)
+        exact = _ort_session(Path(tmp) / "int8.onnx", threads, exact=True)
+        reference = _ort_session(Path(tmp) / "fp32.onnx", threads, exact=False)
+        quantized, floats = [q for _, q, _, _ in layers], [f for f, _, _, _ in layers]
+        runs = [(real.run(quantized, feed), exact.run(quantized, feed), reference.run(floats, feed))
+                for feed in inputs]
+    errors = []
+    for i, (name, _, scale, zero_point) in enumerate(layers):
+        got = [r[0][i] for r in runs]
+        mismatch = sum(int(np.count_nonzero(r[0][i] != r[1][i])) for r in runs) / sum(g.size for g in got)
+        dequantized = np.concatenate([(g.astype(np.float32) - zero_point.astype(np.float32)) * scale for g in got])
+        errors.append(LayerError(name, sqnr_db(np.concatenate([r[2][i] for r in runs]), dequantized),
+                                 100.0 * mismatch))
+    return sorted(errors, key=lambda layer: layer.sqnr_db)[:worst]
 
 
 def check_quant(bundle: Bundle | str | Path, data: str | Path, labels: str | Path | None = None, *,
@@ -153,7 +242,8 @@ def check_quant(bundle: Bundle | str | Path, data: str | Path, labels: str | Pat
         seed (int): seed of the held-out selection. Defaults to 0.
         max_drop (float | None): allowed drop (fraction, e.g. 0.01); decides the report's truth. Defaults to None.
         threads (int | None): runtime threads. Defaults to None.
-        worst_layers (int): how many layers to list by SQNR (0: skip; ONNX Runtime only). Defaults to 5.
+        worst_layers (int): how many conv outputs of the real kernels to list by SQNR (0: skip; ONNX Runtime
+            only). Defaults to 5.
         progress (bool): progress bar. Defaults to True.
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
@@ -161,12 +251,24 @@ def check_quant(bundle: Bundle | str | Path, data: str | Path, labels: str | Pat
     backend = canonical_backend(backend)
     int8 = bundle.path / bundle.artifact("device", backend_info(backend).artifact_format, "int8").path
     report = evaluate(bundle, held, truth, backend, int8, threads=threads, max_drop=max_drop, progress=progress)
-    if worst_layers and backend == "onnxruntime":  # qdq_loss_debug matches tensors of ORT's QDQ graph
+    report.kernel_saturation_pct = kernel_saturation_pct(backend, int8, held, threads)
+    if worst_layers and backend == "onnxruntime":
         inputs = [{"image": x[None]} for x in held.arrays()[:LAYER_IMAGES]]
-        report.worst_layers = layer_errors(bundle.path / bundle.artifact("device", "onnx", "fp32").path,
-                                           bundle.path / bundle.artifact("device", "onnx", "int8").path, inputs,
-                                           worst_layers)
+        report.worst_layers = kernel_layer_errors(bundle.path / bundle.artifact("device", "onnx", "fp32").path,
+                                                  int8, inputs, worst_layers, threads)
     return report
+
+
+def kernel_saturation_pct(backend: str, int8_graph: Path, held: ImageSet, threads: int | None = None) -> float:
+    """Percent of symbols where the runtime's real INT8 kernels differ from the exact emulation on ``held``."""
+    differ = total = 0
+    with runner_class(backend)(int8_graph, threads=threads) as real, exact_int8(backend, int8_graph, threads) as exact:
+        for x in held.arrays():
+            feed = {"image": x[None]}
+            got, want = real.infer(feed)["symbols"], exact(feed)["symbols"]
+            differ += int(np.count_nonzero(got != want))
+            total += got.size
+    return 100.0 * differ / max(total, 1)
 
 
 def held_out(bundle: Bundle, data: str | Path, labels: str | Path | None, images: int, seed: int,
@@ -218,4 +320,5 @@ def evaluate(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, backend: 
         latent_sqnr_db=sqnr_db(np.stack(out["latent_fp32"]), np.stack(out["latent_int8"])),
         symbols_changed_pct=100.0 * changed / sum(s.size for s in out["symbols_fp32"]),
         bytes_fp32=float(np.mean(out["bytes_fp32"])), bytes_int8=float(np.mean(out["bytes_int8"])),
-        max_drop=max_drop, trained=bool(bundle.manifest["model"].get("trained", True)))
+        max_drop=max_drop, trained=bool(bundle.manifest["model"].get("trained", True)), cpu=this_cpu().to_json(),
+        recipe=(bundle.manifest.get("calibration") or {}).get("recipe"))

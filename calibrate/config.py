@@ -10,6 +10,13 @@ from sc2edge.errors import Sc2edgeError
 METHODS = ("minmax", "entropy", "percentile")
 NNCF_PRESETS = ("performance", "mixed")
 TARGETS = ("onnxruntime", "tensorrt")
+# INT8 weight recipes. "portable": 7-bit weights (ONNX Runtime reduce_range, NNCF OverflowFix.ENABLE), the same
+# integers on every CPU, VPMADDUBSW's saturating int16 path included. "vnni": full 8-bit weights, exact only
+# where the multiply accumulates in int32 (AVX-512 VNNI, AVX-VNNI, AMX, ARM dot product).
+RECIPES = {
+    "portable": "7-bit weights: no int16 saturation on x86 without VNNI; same integers on every CPU",
+    "vnni": "full 8-bit weights for a known VNNI/AMX/ARM-dot-product target; saturates on x86 without VNNI",
+}
 DEFAULT_SAMPLES = 300  # what NNCF recommends; ORT and TensorRT calibrate well with the same
 
 
@@ -35,7 +42,8 @@ class CalibConfig:
         num_quantized_bins (int): target bins of the entropy (KL) search; must be below ``num_bins``
             or the search has nothing to clip and returns the MinMax range. Defaults to 128.
         percentile (float): kept share of the histogram for "percentile". Defaults to 99.99.
-        reduce_range (bool): 7-bit weights (for CPUs without VNNI). Defaults to False.
+        recipe (str): weight range, "portable" (7-bit weights, exact on every CPU) or "vnni" (full 8-bit,
+            for a VNNI/AMX/ARM-dot-product target only); see ``RECIPES``. Defaults to "portable".
         batch (int): images per calibration run (bounds the memory of collected tensors). Defaults to 8.
         nncf_preset (str): NNCF preset for OpenVINO, "performance" (symmetric activations) or "mixed"
             (asymmetric). On the ES encoder "performance" kept 2-3x more of the latent (SQNR 10.5 vs 5.8 dB
@@ -51,7 +59,7 @@ class CalibConfig:
     num_bins: int = 2048
     num_quantized_bins: int = 128
     percentile: float = 99.99
-    reduce_range: bool = False
+    recipe: str = "portable"
     batch: int = 8
     nncf_preset: str = "performance"
 
@@ -64,6 +72,8 @@ class CalibConfig:
             raise Sc2edgeError(f"calibration samples must be positive, got {self.samples}")
         if self.batch < 1:
             raise Sc2edgeError(f"calibration batch must be positive, got {self.batch}")
+        if self.recipe not in RECIPES:
+            raise Sc2edgeError(f'unknown INT8 recipe "{self.recipe}" (available: {", ".join(RECIPES)})')
         if self.nncf_preset not in NNCF_PRESETS:
             raise Sc2edgeError(f'unknown NNCF preset "{self.nncf_preset}" (available: {", ".join(NNCF_PRESETS)})')
         if not self.op_types:
@@ -84,6 +94,20 @@ class CalibConfig:
         if self.method == "percentile":
             return {"num_bins": self.num_bins, "percentile": self.percentile}
         return {}
+
+    @property
+    def seven_bit_weights(self) -> bool:
+        """ONNX Runtime's ``reduce_range`` / NNCF's ``OverflowFix.ENABLE``: weights in [-64, 64]."""
+        return self.recipe == "portable"
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> CalibConfig:
+        """A config stored in a bundle; records written before recipes had ``reduce_range`` (False: 8-bit)."""
+        record = dict(record)
+        legacy = record.pop("reduce_range", None)
+        if legacy is not None and "recipe" not in record:
+            record["recipe"] = "portable" if legacy else "vnni"
+        return cls(**record).validate()
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "op_types": list(self.op_types), "exclude": list(self.exclude)}

@@ -104,7 +104,7 @@ def quantize_onnx(model: str | Path, out: str | Path, cache: str | Path, config:
             str(model), str(out), calibration_data_reader=None, calibration_cache_path=str(cache),
             calibrate_method=_METHODS[config.method], quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(config.op_types), nodes_to_exclude=list(config.exclude),
-            per_channel=config.per_channel, reduce_range=config.reduce_range and not trt,
+            per_channel=config.per_channel, reduce_range=config.seven_bit_weights and not trt,
             activation_type=QuantType.QInt8 if trt else QuantType.QUInt8, weight_type=QuantType.QInt8,
             extra_options={"ActivationSymmetric": trt, "WeightSymmetric": True,
                            # TensorRT computes conv bias in float; ORT CPU wants int32 bias.

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 20  # per-channel Q/DQ needs 13; torch's TorchScript exporter stops at 20
 DEVICE_IO = (["image"], ["symbols"])
 SERVER_INPUT = "symbols"
 REFERENCE_IO = (["image"], ["logits"])  # the unmodified model: image -> logits, the split's two halves in one

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,12 +12,12 @@ from typing import Any
 import torch
 
 from sc2edge._files import package_versions
+from sc2edge.calibrate.accuracy import control_accuracy
 from sc2edge.calibrate.artifacts import add_int8_artifacts
-from sc2edge.calibrate.config import CalibConfig
+from sc2edge.calibrate.budget import Int8Budget, Int8Validation, validate_int8
+from sc2edge.calibrate.config import RECIPES, CalibConfig
 from sc2edge.errors import Sc2edgeError
-from sc2edge.export.bundle import BundleBuilder
-from sc2edge.export.graphs import DeviceGraph, ServerGraph
-from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, REFERENCE_IO, SERVER_INPUT, export_onnx
+from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, MAX_OPSET, MIN_OPSET, REFERENCE_IO, SERVER_INPUT, export_onnx
 from sc2edge.export.openvino import add_openvino_artifacts
 from sc2edge.export.validate import (
     ReferenceValidationResult,
@@ -28,11 +29,13 @@ from sc2edge.export.validate import (
 from sc2edge.photos import list_images, system_photos
 from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import canonical_backend
-from sc2edge.runtime.bundle import LABELS_FILE
+from sc2edge.runtime.bundle_writer import BundleBuilder
 from sc2edge.runtime.entropy import FactorizedCodec
+from sc2edge.runtime.manifest import LABELS_FILE, TABLES_FILE
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.tasks import Task, create_task
 from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get_reference, latent_size
+from sc2edge.zoo.graphs import DeviceGraph, ServerGraph
 
 VALIDATION_IMAGES = 4
 _VERSIONED_PACKAGES = ("torch", "torchvision", "compressai", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
@@ -47,12 +50,25 @@ class ExportConfig:
         int8 (bool): also calibrate INT8 graphs (needs ``calib``). Defaults to False.
         calib (Path | None): calibration images (folder, class-folder tree or file list). Defaults to None.
         calib_samples (int): calibration images to use. Defaults to 300.
-        opset (int): ONNX opset. Defaults to 17.
+        opset (int): ONNX opset, 13..20. Defaults to 17.
         validation_images (Path | None): images for the PyTorch comparison. Defaults to offline photos.
         tolerance (SymbolTolerance): symbols allowed to differ from PyTorch (the outputs' tolerances are the
             task's). Defaults to SymbolTolerance().
         allow_failed_validation (bool): write the bundle even if validation fails. Defaults to False.
         overwrite (bool): replace an existing bundle. Defaults to False.
+        progress (bool): progress bars while calibrating. Defaults to True.
+        int8_recipe (str): INT8 weights, "portable" (7-bit, the same integers on every CPU) or "vnni" (8-bit,
+            for a known VNNI/AMX/ARM-dot-product target). Defaults to "portable".
+        int8_check_images (Path | None): held-out images for the INT8 validation (calibration images are
+            skipped). Defaults to ``validation_images``, else the offline photos.
+        int8_check_labels (Path | None): integer labels of those images: the budget is then on accuracy,
+            else on top-1 agreement with FP32. Defaults to None.
+        int8_check_count (int): held-out images for the INT8 validation. Defaults to 100.
+        int8_budget (Int8Budget): the largest drop (fraction) and bytes change (%). Defaults to 0.01 and 2 %.
+        int8_accuracy_control (bool): over budget, keep the most harmful layers in float until the drop is
+            within budget (``sc2edge.calibrate.control_accuracy``, tuned on the check images). Defaults to False.
+        allow_int8_over_budget (bool): write INT8 artifacts that are over budget (recorded as failed).
+            Defaults to False: an INT8 export over budget writes no bundle.
         reference (bool | None): also export the reference model (the unmodified teacher, image -> logits) for
             the input-codec baselines; None exports it when it has trained weights. Defaults to None.
         reference_checkpoint (Path | None): the reference's weights instead of its builder's. Defaults to None.
@@ -67,11 +83,24 @@ class ExportConfig:
     tolerance: SymbolTolerance = field(default_factory=SymbolTolerance)
     allow_failed_validation: bool = False
     overwrite: bool = False
+    progress: bool = True
+    int8_recipe: str = "portable"
+    int8_check_images: Path | None = None
+    int8_check_labels: Path | None = None
+    int8_check_count: int = 100
+    int8_budget: Int8Budget = field(default_factory=Int8Budget)
+    int8_accuracy_control: bool = False
+    allow_int8_over_budget: bool = False
     reference: bool | None = None
     reference_checkpoint: Path | None = None
 
     def validate(self) -> ExportConfig:
         backends = tuple(dict.fromkeys(canonical_backend(b) for b in self.backends))
+        if not backends:
+            raise Sc2edgeError("no backend to export for: give at least one, e.g. --backend onnxruntime")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise Sc2edgeError(f"ONNX opset {self.opset} is not supported: use {MIN_OPSET}..{MAX_OPSET} "
+                               f"(default {DEFAULT_OPSET})")
         if "tensorrt" in backends:
             raise Sc2edgeError("TensorRT engines are built on the target GPU: export with --backend onnxruntime "
                                "(the TensorRT-ready ONNX is written with --int8), then run sc2edge build-engine there")
@@ -83,6 +112,15 @@ class ExportConfig:
             raise Sc2edgeError("--reference-checkpoint needs the reference model: drop --no-reference")
         if self.calib_samples < 1:
             raise Sc2edgeError(f"--calib-samples must be positive, got {self.calib_samples}")
+        if self.int8_recipe not in RECIPES:
+            raise Sc2edgeError(f'unknown INT8 recipe "{self.int8_recipe}" (available: {", ".join(RECIPES)})')
+        if self.int8_check_count < 1:
+            raise Sc2edgeError(f"--int8-check-count must be positive, got {self.int8_check_count}")
+        for name, path in (("--int8-check-images", self.int8_check_images),
+                           ("--int8-check-labels", self.int8_check_labels)):
+            if path is not None and not Path(path).exists():
+                raise Sc2edgeError(f"{name} not found: {path}")
+        self.int8_budget.validate()
         return ExportConfig(**{**self.__dict__, "backends": backends})
 
 
@@ -100,18 +138,16 @@ def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables, config: Ex
     channels = 1 if spec.preprocess.grayscale else 3
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"name": spec.name, "builder": spec.builder, "task": spec.task, "num_classes": spec.num_classes,
-                  "beta": spec.beta, "trained": loaded.trained,
+        "model": {"name": spec.name, "builder": spec.builder, "beta": spec.beta, "trained": loaded.trained,
                   "checkpoint": str(loaded.checkpoint_path) if loaded.checkpoint_path else None,
-                  "checkpoint_sha256": loaded.checkpoint_sha256, "description": spec.description,
-                  "labels": labels_file},
+                  "checkpoint_sha256": loaded.checkpoint_sha256, "description": spec.description},
         "task": task.to_json(labels_file),
         "preprocess": spec.preprocess.to_json(),
         "input": {"channels": channels, "height": size, "width": size},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
         "entropy": {"kind": FactorizedCodec.kind, "coder": coder_label(), "precision": PRECISION,
-                    "sections": [{"name": "y", "input": "symbols", "tables": "tables.npz", "hash": tables.hash}]},
+                    "sections": [{"name": "y", "input": "symbols", "tables": TABLES_FILE, "hash": tables.hash}]},
         "opset": config.opset,
         "versions": {k: v for k, v in package_versions(_VERSIONED_PACKAGES).items() if v is not None},
     }
@@ -148,7 +184,7 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
     size = manifest["input"]["height"]
     example = torch.zeros(1, manifest["input"]["channels"], size, size)
     with BundleBuilder(out, overwrite=config.overwrite) as builder, torch.no_grad():
-        tables.save(builder.staging / "tables.npz")
+        tables.save(builder.staging / TABLES_FILE)
         if task.labels:
             (builder.staging / LABELS_FILE).write_text(json.dumps(task.labels))
         device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()
@@ -167,8 +203,9 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
             add_openvino_artifacts(builder, ("device", "server", "reference") if reference else ("device", "server"))
         if config.int8:
             manifest["calibration"] = add_int8_artifacts(
-                builder, manifest["preprocess"], config.calib, config=CalibConfig(samples=config.calib_samples),
-                backends=config.backends)
+                builder, manifest["preprocess"], config.calib,
+                config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe), backends=config.backends,
+                progress=config.progress)
 
         builder.write_manifest(manifest)
         staged = Bundle.open(builder.staging, verify=False)  # every file was hashed just now
@@ -181,8 +218,42 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
                                  for backend in config.backends]
             manifest["reference"] = _reference_record(reference, reference_results)
         _check([*results, *reference_results], config)
+        if config.int8:
+            manifest["calibration"]["int8_validation"] = _validate_int8(builder, config).to_json()
         builder.write_manifest(manifest)
         return builder.commit()
+
+
+def _validate_int8(builder: BundleBuilder, config: ExportConfig) -> Int8Validation:
+    """The INT8 hook: each runtime's INT8 encoder against FP32 on held-out images, within ``int8_budget``
+    (accuracy control first, when asked); over budget, no bundle is written unless explicitly allowed."""
+    with tempfile.TemporaryDirectory(prefix="sc2edge-int8-check-") as tmp:
+        data = config.int8_check_images or config.validation_images
+        if data is None:  # the offline photos, as a file list
+            data = Path(tmp) / "photos.txt"
+            data.write_text("".join(f"{p}\n" for p in system_photos()))
+
+        def check() -> Int8Validation:
+            return validate_int8(Bundle.open(builder.staging, verify=False), data, config.int8_check_labels,
+                                 backends=config.backends, budget=config.int8_budget,
+                                 images=config.int8_check_count, progress=False)
+
+        verdict = check()
+        if not verdict and config.int8_accuracy_control:
+            for failed in [c for c in verdict.checks if not c]:
+                control_accuracy(builder.staging, data, config.int8_budget.max_drop, labels=config.int8_check_labels,
+                                 backend=failed.backend, images=config.int8_check_count, calib=config.calib,
+                                 progress=False)
+            builder.artifacts = Bundle.open(builder.staging, verify=False).artifacts  # control re-hashed them
+            verdict = check()
+    if config.int8_check_images is None and config.validation_images is None:
+        verdict.source = "offline photos (sc2edge.photos.system_photos)"
+    if not verdict and not config.allow_int8_over_budget:
+        remedy = ("even after accuracy control" if config.int8_accuracy_control
+                  else "pass --max-drop X for accuracy control")
+        raise Sc2edgeError(f"{verdict.summary()}: no bundle written ({remedy}; --allow-int8-over-budget writes it "
+                           "anyway; or export without --int8)")
+    return verdict
 
 
 def _reference(model: str, config: ExportConfig, trust_checkpoint: bool) -> ReferenceModel | None:

@@ -1,49 +1,71 @@
-"""Read a bundle directory: verify its format version and every file's sha256 before anything runs."""
+"""Read a bundle directory: its manifest (v1 or v2, normalized to v2), every path it names, every file's sha256.
+
+What the runtime opens is exactly what the manifest lists and verifies: file names are plain relative paths
+inside the bundle, the bundle holds no symlinks and no unlisted files, and only regular files are read.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
-from sc2edge._files import sha256_file
-from sc2edge.errors import BundleError
-from sc2edge.runtime.entropy import entropy_spec
+from sc2edge._files import read_regular_file, sha256_file
+from sc2edge.errors import BundleError, Sc2edgeError
+from sc2edge.runtime.manifest import (
+    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_VERSION,
+    LABELS_FILE,
+    MANIFEST,
+    MAX_FILES,
+    Artifact,
+    ManifestSpec,
+    normalize,
+    parse,
+)
 from sc2edge.runtime.rans import EntropyTables
 
-BUNDLE_FORMAT = "sc2edge-bundle"
-BUNDLE_FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-LABELS_FILE = "labels.json"
-# Top-level manifest records every reader (runtime, inspect, calibrate, bench) relies on.
-REQUIRED_KEYS = ("model", "preprocess", "input", "latent", "entropy", "artifacts", "files")
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "LABELS_FILE", "MANIFEST", "Artifact", "Bundle",
+           "backup_path", "restore_interrupted_commit"]
+
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_LABELS_BYTES = 16 << 20
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """One graph file of a bundle: which half, in which format and precision."""
+def backup_path(out_dir: Path) -> Path:
+    """Where a commit parks the bundle it replaces (only where an atomic directory swap is unavailable)."""
+    return out_dir.with_name(f".{out_dir.name}.old")
 
-    role: str
-    format: str
-    precision: str
-    path: str
-    sha256: str
-    meta: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"role": self.role, "format": self.format, "precision": self.precision, "path": self.path,
-                "sha256": self.sha256, "meta": self.meta}
+def restore_interrupted_commit(path: Path) -> bool:
+    """Put back the bundle a commit parked aside, if the commit was killed before the new one moved in."""
+    backup = backup_path(path)
+    if os.path.lexists(path) or not (backup / MANIFEST).is_file():
+        return False
+    try:
+        backup.rename(path)
+    except OSError:
+        return False
+    return True
 
 
 class Bundle:
-    """An exported model: graphs, entropy tables and the manifest that ties them together."""
+    """An exported model: graphs, entropy tables and the manifest that ties them together.
 
-    def __init__(self, path: Path, manifest: dict[str, Any], tables: EntropyTables):
+    ``manifest`` is the v2 dict (a v1 manifest is normalized on open); ``spec`` its typed view;
+    ``format_version`` the version of the file on disk.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], spec: ManifestSpec, tables: EntropyTables,
+                 format_version: int):
         self.path = path
         self.manifest = manifest
+        self.spec = spec
         self.tables = tables
-        self.artifacts = [Artifact(**a) for a in manifest["artifacts"]]
+        self.format_version = format_version
+        self.artifacts = list(spec.artifacts)
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = True) -> Bundle:
@@ -54,42 +76,38 @@ class Bundle:
             verify (bool): check every file's sha256 against the manifest. Defaults to True.
         """
         path = Path(path)
+        restore_interrupted_commit(path)
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
             raise BundleError(f"{path} is not an sc2edge bundle (no {MANIFEST})")
+        raw = _read_json(manifest_path, MAX_MANIFEST_BYTES)
+        manifest = normalize(raw, str(manifest_path))
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"{manifest_path} is not an sc2edge bundle manifest")
-        version = manifest.get("format_version")
-        if version != BUNDLE_FORMAT_VERSION:
-            raise BundleError(f"{path} has bundle format version {version}; this sc2edge reads version "
-                              f"{BUNDLE_FORMAT_VERSION}: re-export it with this version")
-        _check_structure(manifest, manifest_path)
-        files: dict[str, str] = manifest["files"]
-        for name, expected in files.items():
-            file_path = path / name
-            if not file_path.is_file():
-                raise BundleError(f"{path}: {name} is missing")
-            if verify and sha256_file(file_path) != expected:
-                raise BundleError(f"{path}: {name} does not match its sha256 in the manifest (modified or corrupt)")
-        entropy = entropy_spec(manifest)["sections"][0]  # the first section's tables (the factorized prior's only)
-        tables = EntropyTables.load(path / entropy["tables"])
-        if tables.hash != entropy["hash"]:
-            raise BundleError(f"{path}: entropy tables hash {tables.hash}, manifest says {entropy['hash']}")
-        return cls(path, manifest, tables)
+            spec = parse(manifest)
+        except BundleError as exc:
+            raise BundleError(f"{manifest_path} is incomplete or malformed: {exc}") from None
+        _check_files(path, spec, verify)
+        section = spec.entropy.sections[0]
+        tables = EntropyTables.load(path / section.tables)
+        if tables.hash != section.hash:
+            raise BundleError(f"{path}: entropy tables hash {tables.hash}, manifest says {section.hash[:40]}")
+        return cls(path, manifest, spec, tables, raw["format_version"])
 
     @property
     def name(self) -> str:
-        return self.manifest["model"]["name"]
+        return self.spec.model.name
 
     @property
     def labels(self) -> list[str] | None:
-        """Class names, when the bundle carries them."""
-        name = self.manifest["model"].get("labels")
-        return json.loads((self.path / name).read_text()) if name else None
+        """Class names, when the bundle carries them (one string per class)."""
+        name = self.spec.task.labels
+        if not name:
+            return None
+        labels = _read_json(self.path / name, MAX_LABELS_BYTES)
+        if (not isinstance(labels, list) or len(labels) != self.spec.task.num_classes
+                or not all(isinstance(label, str) for label in labels)):
+            raise BundleError(f"{self.path / name} must be a list of {self.spec.task.num_classes} class names")
+        return labels
 
     @property
     def preprocess(self) -> dict[str, Any]:
@@ -104,20 +122,53 @@ class Bundle:
                           f"(it has: {have}); export it with the matching --backend/--int8 options")
 
 
-def _check_structure(manifest: dict[str, Any], manifest_path: Path) -> None:
-    """A hand-edited or truncated manifest gives BundleError naming what is off, not a KeyError later."""
-    missing = [key for key in REQUIRED_KEYS if key not in manifest]
-    if missing:
-        raise BundleError(f"{manifest_path} is incomplete: no {', '.join(missing)}")
-    keys = {f.name for f in fields(Artifact)}
+def _read_json(path: Path, limit: int) -> Any:
+    """A JSON file that is a regular file of bounded size; anything else is a one-line BundleError."""
     try:
-        entropy_spec(manifest)  # either entropy layout (v1: file, hash; v2: kind, sections)
-    except BundleError as exc:
-        raise BundleError(f"{manifest_path}: {exc}") from None
-    artifacts = manifest["artifacts"]
-    well_formed = (isinstance(manifest["files"], dict)
-                   and isinstance(artifacts, list)
-                   and all(isinstance(a, dict) and keys - {"meta"} <= set(a) <= keys for a in artifacts))
-    if not well_formed:
-        raise BundleError(f"{manifest_path} is malformed: its files or artifacts "
-                          f"({', '.join(sorted(keys))}) are not as sc2edge writes them")
+        return json.loads(read_regular_file(path, limit))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BundleError(f"{path} is not valid JSON: nested too deeply") from None
+    except Sc2edgeError as exc:
+        raise BundleError(str(exc)) from None
+
+
+def _bundle_files(root: Path) -> set[str]:
+    """Relative names of every file under ``root`` (manifest excepted); a symlink or special file is refused."""
+    found: set[str] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = Path(entry.path).relative_to(root).as_posix()
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    pending.append(Path(entry.path))
+                elif stat.S_ISREG(mode):
+                    found.add(name)
+                else:
+                    raise BundleError(f"{root}: {name} is a symlink or special file; bundles hold regular files only")
+                if len(found) > MAX_FILES:
+                    raise BundleError(f"{root} holds more than {MAX_FILES} files")
+    found.discard(MANIFEST)
+    return found
+
+
+def _check_files(path: Path, spec: ManifestSpec, verify: bool) -> None:
+    """Every file present is listed, every listed file is present, every file the runtime opens is listed."""
+    present = _bundle_files(path)
+    unlisted = sorted(present - set(spec.files))
+    missing = sorted(set(spec.files) - present)
+    unverified = sorted(set(spec.referenced_files()) - set(spec.files))
+    if missing:
+        raise BundleError(f"{path}: {missing[0][:80]} is missing")
+    if unverified:
+        raise BundleError(f"{path}: the manifest names {unverified[0][:80]} but does not list it in files")
+    if unlisted:
+        raise BundleError(f"{path}: {unlisted[0][:80]} is not listed in the manifest's files (added or left over)")
+    if verify:
+        for name, expected in spec.files.items():
+            if sha256_file(path / name) != expected:
+                raise BundleError(f"{path}: {name} does not match its sha256 in the manifest (modified or corrupt)")

@@ -224,7 +224,7 @@ class EntropyTables:
                 for name in names:
                     _check_declared_size(npz, name, path)
                 arrays = {name: npz[name] for name in names}
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:  # missing, not a zip, an object array (pickle)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:  # missing, truncated, not a zip, pickle
             raise BundleError(f"{path}: cannot read entropy tables ({exc})") from exc
         try:
             return cls(**arrays)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -33,10 +35,18 @@ def _load_verb(module: str):
     return importlib.import_module(f"sc2edge.commands.{module}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too (``sc2edge decode: error: ...``), with exit status 2 as argparse's."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sc2edge", description="Deploy and measure supervised-compression (split computing) models.")
+    parser = _Parser(prog="sc2edge", description="Deploy and measure supervised-compression (split computing) models.")
     parser.add_argument("--version", action="version", version=f"sc2edge {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors: no progress bars, no notes")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb, (module, help_text) in VERBS.items():
         verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
@@ -48,17 +58,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_output(args: argparse.Namespace) -> None:
+    """-q/-v set the logging level; progress bars (tqdm) only when stderr is a terminal and not quiet."""
+    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.quiet or not sys.stderr.isatty():
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads its defaults from TQDM_* variables
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe (``sc2edge ... | head``), point stdout at /dev/null so the exit flush is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # CompressAI triggers this torch deprecation on import; it says nothing to our users.
     warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    _configure_output(args)
     try:
         if getattr(args, "_unavailable", None):
             raise Sc2edgeError(args._unavailable)
-        return _load_verb(args._module).run(args) or 0
+        status = _load_verb(args._module).run(args) or 0
+        sys.stdout.flush()  # inside the try: a reader gone before the last block is a broken pipe too
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141  # what a shell reports for a command ended by SIGPIPE
     except Sc2edgeError as exc:
+        print(f"sc2edge {args.verb}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # unwritable --out, a folder where a file goes, a full disk: the OS says which
         print(f"sc2edge {args.verb}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

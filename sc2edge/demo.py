@@ -31,26 +31,35 @@ class DemoSummary:
     rows: list[dict[str, Any]] = field(default_factory=list)
     check_quant: dict[str, str] = field(default_factory=dict)
     labelled: dict[str, Any] = field(default_factory=dict)
+    int8_budget: list[str] = field(default_factory=list)  # one line per INT8 validation that failed its budget
     report: Path | None = None
     seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """False when any INT8 artifact of the demo is over its export budget."""
+        return not self.int8_budget
 
     def __str__(self) -> str:
         lines = [f"model {self.model}{'' if self.trained else ' (UNTRAINED: random weights)'}; bundle {self.bundle}",
                  f"{self.calibration} calibration photos, {self.held_out} held-out photos", "",
-                 "| backend | precision | bytes/image | bits/pixel | top-1 = FP32 ORT | device ms (median) |",
-                 "|---|---|---|---|---|---|"]
+                 "| backend | precision | bytes/image | bits/pixel | top-1 = FP32 ORT | device ms (median) | "
+                 "INT8 budget |", "|---|---|---|---|---|---|---|"]
         for r in self.rows:
             lines.append(f"| {r['backend']} | {r['precision']} | {r['bytes']:.0f} | {r['bpp']:.4f} | "
-                         f"{r['agreement']:.0%} | {r['device_ms']:.2f} |")
+                         f"{r['agreement']:.0%} | {r['device_ms']:.2f} | {r.get('budget', '')} |")
         for backend, text in self.check_quant.items():
             lines += ["", f"check-quant ({backend}):", text]
         if self.labelled:
             lines += ["", f"labelled check: {self.labelled['model']} on {self.labelled['images']} Fashion-MNIST "
                       "test images (calibrated on training images)",
-                      "| backend | accuracy FP32 | accuracy INT8 | bytes FP32 | bytes INT8 |", "|---|---|---|---|---|"]
+                      "| backend | accuracy FP32 | accuracy INT8 | bytes FP32 | bytes INT8 | INT8 budget |",
+                      "|---|---|---|---|---|---|"]
             for backend, r in self.labelled["rows"].items():
                 lines.append(f"| {backend} | {r['accuracy_fp32']:.2%} | {r['accuracy_int8']:.2%} | "
-                             f"{r['bytes_fp32']:.1f} | {r['bytes_int8']:.1f} |")
+                             f"{r['bytes_fp32']:.1f} | {r['bytes_int8']:.1f} | {r['budget']} |")
+        lines += ["", "INT8 budget: " + ("PASS, every INT8 artifact within its export budget" if self.passed else
+                                         "FAIL\n" + "\n".join(f"  {line}" for line in self.int8_budget))]
         if self.report:
             lines += ["", f"bench report: {self.report}"]
         lines.append(f"done in {self.seconds / 60:.1f} min")
@@ -91,12 +100,14 @@ def run_demo(out: str | Path, *, model: str | None = None, quick: bool = False, 
     held_out_list = _write_list(out / "data" / "held_out.txt", held_out)
 
     print(f"[1/5] export {model}: ONNX + OpenVINO, FP32 + INT8 calibrated on {len(calibration)} photos", flush=True)
-    bundle_dir = export_bundle(model, out / "bundle", config=ExportConfig(
-        backends=BACKENDS, int8=True, calib=calib_list, calib_samples=calib_samples, overwrite=True))
+    bundle_dir = export_bundle(model, out / "bundle", config=ExportConfig(  # over budget: written, shown as FAIL
+        backends=BACKENDS, int8=True, calib=calib_list, calib_samples=calib_samples, overwrite=True,
+        int8_check_images=held_out_list, allow_int8_over_budget=True))
 
     print(f"[2/5] encode/decode {len(held_out)} held-out photos with every backend and precision", flush=True)
     summary = DemoSummary(model, trained=False, bundle=bundle_dir, held_out=len(held_out),
                           calibration=len(calibration))
+    budget = _budget_verdicts(bundle_dir, summary)
     reference: list | None = None  # the first configuration's predictions (ONNX Runtime FP32)
     for backend in BACKENDS:
         for precision in PRECISIONS:
@@ -119,7 +130,8 @@ def run_demo(out: str | Path, *, model: str | None = None, quick: bool = False, 
             summary.rows.append({"backend": backend, "precision": precision, "bytes": float(np.mean(sizes)),
                                  "bpp": float(np.mean(sizes)) * 8 / pixels,
                                  "agreement": decoder.task.agreement(reference, predictions),
-                                 "device_ms": float(np.median(device_ms))})
+                                 "device_ms": float(np.median(device_ms)),
+                                 "budget": budget.get(backend, "") if precision == "int8" else ""})
 
     print("[3/5] check-quant: what INT8 costs on the held-out photos", flush=True)
     for backend in BACKENDS:
@@ -128,7 +140,7 @@ def run_demo(out: str | Path, *, model: str | None = None, quick: bool = False, 
         summary.check_quant[backend] = str(report)
 
     print(f"[4/5] labelled check: {LABELLED_MODEL}, FP32 vs INT8 accuracy and bytes on Fashion-MNIST", flush=True)
-    summary.labelled = _labelled_check(out / "fashion-mnist", threads)
+    summary.labelled = _labelled_check(out / "fashion-mnist", threads, summary)
 
     print("[5/5] bench", flush=True)
     bench = run_bench([bundle_dir], backends=BACKENDS, precisions=PRECISIONS, threads=threads,
@@ -138,9 +150,30 @@ def run_demo(out: str | Path, *, model: str | None = None, quick: bool = False, 
     return summary
 
 
-def _labelled_check(out: Path, threads: int | None) -> dict[str, Any]:
+def _budget_verdicts(bundle_dir: Path, summary: DemoSummary) -> dict[str, str]:
+    """PASS/FAIL per backend from the export's INT8 validation; failures go into ``summary.int8_budget``."""
+    from sc2edge.runtime import Bundle
+
+    return budget_verdicts(Bundle.open(bundle_dir).manifest["calibration"]["int8_validation"], bundle_dir, summary)
+
+
+def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoSummary) -> dict[str, str]:
+    """PASS/FAIL per backend of a manifest's ``calibration.int8_validation``; failures go into the summary."""
+    verdicts = {}
+    for result in validation["results"]:
+        verdicts[result["backend"]] = "PASS" if result["passed"] else "FAIL"
+        if not result["passed"]:
+            summary.int8_budget.append(
+                f"{bundle_dir} {result['backend']}/int8: {result['metric']} {100 * result['fp32']:.2f} -> "
+                f"{100 * result['int8']:.2f} %, bytes {result['rate_change_pct']:+.2f} % on {validation['images']} "
+                f"held-out images (budget {100 * validation['budget']['max_drop']:.2f} points, "
+                f"{validation['budget']['max_bytes_pct']:.2f} % bytes)")
+    return verdicts
+
+
+def _labelled_check(out: Path, threads: int | None, summary: DemoSummary) -> dict[str, Any]:
     """Real accuracy, not only agreement: the Fashion-MNIST student, INT8-calibrated on training images and
-    checked on held-out test images with their labels."""
+    checked on held-out test images with their labels (the export's INT8 budget is on the same images)."""
     from sc2edge.calibrate import check_quant
     from sc2edge.export import ExportConfig, export_bundle
     from sc2edge.zoo.datasets import write_fashion_mnist_images
@@ -149,11 +182,13 @@ def _labelled_check(out: Path, threads: int | None) -> dict[str, Any]:
     test = write_fashion_mnist_images("test", out / "test", LABELLED_TEST)
     bundle = export_bundle(LABELLED_MODEL, out / "bundle", config=ExportConfig(
         backends=BACKENDS, int8=True, calib=calibration.parent, calib_samples=LABELLED_CALIBRATION,
-        validation_images=test.parent, overwrite=True))
+        validation_images=test.parent, int8_check_labels=test, int8_check_count=LABELLED_TEST, overwrite=True,
+        allow_int8_over_budget=True))
+    budget = _budget_verdicts(bundle, summary)
     rows = {}
     for backend in BACKENDS:
         report = check_quant(bundle, test.parent, test, backend=backend, images=LABELLED_TEST, threads=threads)
         (out / f"check-quant-{backend}.json").write_text(json.dumps(report.to_json(), indent=2))
         rows[backend] = {"accuracy_fp32": report.accuracy_fp32, "accuracy_int8": report.accuracy_int8,
-                         "bytes_fp32": report.bytes_fp32, "bytes_int8": report.bytes_int8}
+                         "bytes_fp32": report.bytes_fp32, "bytes_int8": report.bytes_int8, "budget": budget[backend]}
     return {"model": LABELLED_MODEL, "images": LABELLED_TEST, "bundle": str(bundle), "rows": rows}

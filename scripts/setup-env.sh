@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Offline data: real photos and Fashion-MNIST come as Debian packages (see README, "Data").
-APT_PACKAGES="dataset-fashion-mnist opencv-doc mate-backgrounds"
+APT_PACKAGES="dataset-fashion-mnist opencv-doc mate-backgrounds labelme-examples"
 if [ "${SC2EDGE_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
   missing=""
   for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -2,17 +2,22 @@
 
     python scripts/train_students.py fashion-mnist   # teacher CNN + a student per beta, 10k-test accuracy
     python scripts/train_students.py efficientnet    # EfficientNet-Lite0 students, agreement on held-out data
+    python scripts/train_students.py efficientnet --quick --out /tmp/w --run-dir /tmp/r   # pipeline check
 
 Deterministic (fixed seeds, one thread). Prints a rate-accuracy table and writes the figures as JSON
 (``--results``), from which the models.yaml entries are filled in. ``--evaluate-only`` re-measures the
-checkpoints already in ``--out``. Small ``--*-steps`` values give a quick smoke run.
+checkpoints already in ``--out``. The EfficientNet run saves its progress in ``--run-dir`` every few
+minutes and prints its losses and held-out figures; rerun the same command to resume.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +25,7 @@ import torch
 
 from sc2edge.zoo import training as tr
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
-from sc2edge.zoo.datasets import evaluation_crops, fashion_mnist, split_photos
+from sc2edge.zoo.datasets import evaluation_crops, fashion_mnist, split_photos, training_images
 from sc2edge.zoo.efficientnet_student import (
     EntropicStudentEfficientNetLite0,
     LiteHead,
@@ -31,11 +36,16 @@ from sc2edge.zoo.fashion_mnist import FashionTeacher, student_from_teacher
 from sc2edge.zoo.registry import IMAGENET_CLASS_FILE
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "zoo" / "weights"
-BETAS = (0.1, 0.4, 1.6)  # low to high rate penalty; the first also trains the shared stage-1 start
+BETAS = (0.1, 0.4, 1.6)  # Fashion-MNIST: low to high rate penalty; the first also trains the shared start
+LITE0_BETAS = (0.4, 1.6, 6.4)  # EfficientNet: the smallest is trained in full, the others fine-tuned
 RECIPE_DEFAULTS = {
     "fashion-mnist": {"shared_steps": 600, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 128, "lr": 3e-3},
-    "efficientnet": {"shared_steps": 700, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 16, "lr": 2e-3},
+    "efficientnet": {"stage1_steps": 200, "stage2_steps": 300, "finetune_stage1_steps": 50,
+                     "finetune_stage2_steps": 125, "batch_size": 8, "lr": 2e-3},
 }
+QUICK = {"shared_steps": 4, "stage1_steps": 3, "stage2_steps": 3, "finetune_stage1_steps": 2,
+         "finetune_stage2_steps": 2, "teacher_steps": 5, "batch_size": 4, "sizes": [64], "frames_per_video": 2,
+         "crops_per_photo": 2, "eval_every": 2, "log_every": 1}
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530  # the training set's pixel statistics
 LITE0_MEAN, LITE0_STD = 127 / 255, 128 / 255  # the teacher's (x - 127) / 128 on 0..255 input
 
@@ -61,7 +71,8 @@ def _students(args, make_student, head, teacher, batches, path_of, label_weight:
             out.append((beta, student, {}))
         return out
     configs = [tr.StudentConfig(beta=b, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                                lr=args.lr, label_weight=label_weight, seed=args.seed) for b in args.betas]
+                                lr=args.lr, label_weight=label_weight, seed=args.seed,
+                                stage2_end_to_end=False) for b in args.betas]
     shared, results = tr.train_sweep(make_student(), head, teacher, batches, configs, args.shared_steps)
     out = []
     for r in results:
@@ -108,6 +119,49 @@ def fashion(args: argparse.Namespace) -> dict:
     return results
 
 
+def _efficientnet_students(args, teacher, head, batches, evaluate) -> list:
+    """(beta, student, entry) per beta. The highest-rate beta (the smallest) gets both stages in full; each
+    other beta is fine-tuned from the next higher-rate student with its own rate term (short stage 1, then
+    stage 2): a CPU hour does not fit three full runs. Each stage resumes from ``--run-dir`` if a run stopped."""
+    path_of = lambda b: args.out / f"es_efficientnet_lite0_{_beta_tag(b)}.safetensors"  # noqa: E731
+    if args.evaluate_only:
+        out = []
+        for beta in args.betas:
+            student = EntropicStudentEfficientNetLite0(teacher=teacher)
+            load_into(student, read_state_dict(path_of(beta)))
+            out.append((beta, student, {}))
+        return out
+
+    def resume(name: str, model) -> tr.Resume:
+        return tr.Resume(args.run_dir / f"{name}.pt", every_s=args.save_every, log_every=args.log_every,
+                         evaluate=lambda: json.dumps(evaluate(model)), evaluate_every=args.eval_every)
+
+    betas = sorted(args.betas)
+    base = tr.StudentConfig(beta=betas[0], stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+                            lr=args.lr, seed=args.seed, stage2_lr_factor=0.5)
+    student = EntropicStudentEfficientNetLite0(teacher=teacher)
+    x = batches()[0]
+    student.init_from_features(x, std=args.init_std)
+    stage1 = tr.train_stage1(student, head, batches, base, resume=resume(f"stage1_{_beta_tag(betas[0])}", student))
+    stage2 = tr.train_stage2(student, teacher, batches, base, resume=resume(f"stage2_{_beta_tag(betas[0])}", student))
+    trained = [(base, student, stage1, stage2, None)]
+    for parent, beta in zip(betas, betas[1:], strict=False):  # each from the next higher-rate student
+        cfg = replace(base, beta=beta, stage1_steps=args.finetune_stage1_steps,
+                      stage2_steps=args.finetune_stage2_steps)
+        model = copy.deepcopy(trained[-1][1])
+        s1 = tr.train_stage1(model, head, batches, cfg, resume=resume(f"stage1_{_beta_tag(beta)}", model))
+        s2 = tr.train_stage2(model, teacher, batches, cfg, resume=resume(f"stage2_{_beta_tag(beta)}", model))
+        trained.append((cfg, model, s1, s2, parent))
+    out = []
+    for cfg, model, s1, s2, parent in trained:
+        model.update(force=True)
+        entry = {**tr.summarize(cfg, s1, s2), "batch_size": args.batch_size, "train_sizes": args.sizes,
+                 "fine_tuned_from": None if parent is None else _beta_tag(parent)}
+        entry["sha256"] = tr.save_checkpoint(model, path_of(cfg.beta), entry)
+        out.append((cfg.beta, model, entry))
+    return out
+
+
 def efficientnet(args: argparse.Namespace) -> dict:
     teacher = efficientnet_lite0_teacher()
     head = LiteHead(teacher)
@@ -117,10 +171,11 @@ def efficientnet(args: argparse.Namespace) -> dict:
     teacher_top1 = tr.predict(teacher, inputs, 32).argmax(1)
     names = IMAGENET_CLASS_FILE.read_text().splitlines() if IMAGENET_CLASS_FILE.is_file() else None
     centre = teacher_top1[:: args.crops_per_photo].tolist()
+    images = training_images(frames_per_video=args.frames_per_video)
     results: dict = {
         "teacher_weights": teacher_weights_path(),
         "held_out_photos": [p.name for p in held_paths],
-        "train_photos": [p.name for p in train_paths],
+        "train_images": dict(sorted(Counter(source for source, _ in images).items())),
         "crops_per_photo": args.crops_per_photo,
         "teacher_top1_centre_crop": {
             p.name: names[c] if names else c for p, c in zip(held_paths, centre, strict=True)
@@ -128,25 +183,29 @@ def efficientnet(args: argparse.Namespace) -> dict:
         "teacher_head_macs": tr.count_macs(head, (1, 3, 224, 224)),
         "students": {},
     }
-    for photo, label in results["teacher_top1_centre_crop"].items():
-        print(f"teacher top-1 on {photo}: {label}")
-    batches = tr.PhotoCrops(train_paths, args.crop, args.batch_size, preprocess["mean"], preprocess["std"],
-                            seed=args.seed)
-    students = _students(args, lambda: EntropicStudentEfficientNetLite0(teacher=teacher), head, teacher, batches,
-                         lambda b: args.out / f"es_efficientnet_lite0_{_beta_tag(b)}.safetensors")
-    for beta, student, entry in students:
+    print(f"training images: {len(images)} {results['train_images']}", flush=True)
+    batches = tr.PhotoCrops([img for _, img in images], args.sizes, args.batch_size, preprocess["mean"],
+                            preprocess["std"], seed=args.seed)
+    # the learning curve reads the first 4 crops of each photo (centre crop first): a quarter of the cost
+    curve = min(4, args.crops_per_photo)
+    pick = (torch.arange(len(inputs)) % args.crops_per_photo) < curve
+    evaluate = lambda model: tr.held_out_figures(model, inputs[pick], teacher_top1[pick], curve)  # noqa: E731
+    for beta, student, entry in _efficientnet_students(args, teacher, head, batches, evaluate):
         logits = tr.predict(student, inputs, 32)
         top5 = logits.topk(5, dim=1).indices
+        agree = logits.argmax(1) == teacher_top1
         entry.update(
             file=f"es_efficientnet_lite0_{_beta_tag(beta)}.safetensors",
-            train_crop=args.crop,
-            top1_agreement=round(float((logits.argmax(1) == teacher_top1).float().mean()), 4),
+            top1_agreement=round(float(agree.float().mean()), 4),
+            top1_agreement_centre=round(float(agree[:: args.crops_per_photo].float().mean()), 4),
             top5_contains_teacher_top1=round(float((top5 == teacher_top1[:, None]).any(1).float().mean()), 4),
             bytes_per_image=round(float(np.mean(tr.stream_bytes(student, inputs, 32))), 1),
+            bytes_per_image_centre=round(float(np.mean(tr.stream_bytes(student, inputs[:: args.crops_per_photo]))), 1),
             encoder_macs=tr.count_macs(student.bottleneck_layer.encoder, (1, 3, 224, 224)),
         )
         results["students"][_beta_tag(beta)] = entry
-        print(f"beta {beta:g}: top-1 agreement {entry['top1_agreement']}, {entry['bytes_per_image']} B/image")
+        print(f"beta {beta:g}: top-1 agreement {entry['top1_agreement']} (centre {entry['top1_agreement_centre']}),"
+              f" {entry['bytes_per_image']} B/image", flush=True)
     return results
 
 
@@ -155,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("recipe", choices=["fashion-mnist", "efficientnet"])
-    parser.add_argument("--betas", type=float, nargs="+", default=list(BETAS))
+    parser.add_argument("--betas", type=float, nargs="+", help=f"default: {BETAS}, EfficientNet {LITE0_BETAS}")
     parser.add_argument("--out", type=Path, default=WEIGHTS, help="where the .safetensors files go")
     parser.add_argument("--results", type=Path, help="write the figures here as JSON")
     parser.add_argument("--shared-steps", type=int, help="stage-1 steps shared by all betas (at the first)")
@@ -164,15 +223,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--teacher-steps", type=int, default=940, help="Fashion-MNIST teacher steps (2 epochs)")
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--crop", type=int, default=128, help="EfficientNet training crop (px)")
+    parser.add_argument("--finetune-stage1-steps", type=int, help="EfficientNet: stage-1 steps of each lower-rate beta")
+    parser.add_argument("--finetune-stage2-steps", type=int, help="EfficientNet: stage-2 steps of each lower-rate beta")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[112, 128], help="EfficientNet training crops (px)")
+    parser.add_argument("--init-std", type=float, default=2.0, help="EfficientNet: the latent's starting std")
+    parser.add_argument("--frames-per-video", type=int, default=40, help="EfficientNet: frames of each video")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/efficientnet"),
+                        help="EfficientNet: where stages save progress; a rerun resumes from it")
+    parser.add_argument("--save-every", type=float, default=180.0, help="seconds between progress saves")
+    parser.add_argument("--log-every", type=int, default=10, help="steps between loss lines")
+    parser.add_argument("--eval-every", type=int, default=40, help="steps between held-out figures")
+    parser.add_argument("--quick", action="store_true", help="a few steps on tiny crops: checks the pipeline")
     parser.add_argument("--crops-per-photo", type=int, default=16, help="EfficientNet evaluation crops")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--evaluate-only", action="store_true")
     args = parser.parse_args(argv)
-    defaults = RECIPE_DEFAULTS[args.recipe]
+    defaults = {**RECIPE_DEFAULTS[args.recipe], **(QUICK if args.quick else {}),
+                "betas": list(BETAS if args.recipe == "fashion-mnist" else LITE0_BETAS)}
     for key, value in defaults.items():
-        if getattr(args, key) is None:
+        if getattr(args, key, None) is None or (args.quick and key in QUICK):
             setattr(args, key, value)
     torch.set_num_threads(args.threads)
     start, cpu_start = time.perf_counter(), time.process_time()

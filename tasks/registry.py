@@ -41,10 +41,5 @@ class _BundleLike(Protocol):
 
 
 def bundle_task(bundle: _BundleLike) -> Task:
-    """The task of an opened bundle, from ``manifest["task"]`` (format v2)."""
-    manifest = bundle.manifest
-    section = manifest.get("task")
-    if section is None:  # v1 manifest not yet normalized by Bundle.open: the one place that reads v1's keys
-        model = manifest.get("model", {})
-        section = {"kind": model.get("task", "classification"), "num_classes": model.get("num_classes")}
-    return create_task(section, bundle.labels)
+    """The task of an opened bundle, from ``manifest["task"]`` (``Bundle.open`` normalizes v1 manifests to v2)."""
+    return create_task(bundle.manifest["task"], bundle.labels)

@@ -35,13 +35,19 @@ def bundle_dir(tmp_path_factory, photos, calib_dir) -> Path:
     """One export for the whole session, as ``sc2edge export --backend onnx,openvino --int8 --calib`` makes it:
     ONNX and OpenVINO FP32, INT8 for both runtimes, TensorRT-ready Q/DQ and FP16 graphs."""
     from sc2edge.export import ExportConfig, export_bundle
+    from sc2edge.photos import system_photos
 
     images = tmp_path_factory.mktemp("validation")
     for p in photos[:2]:
         (images / p.name).symlink_to(p)
+    held_out = tmp_path_factory.mktemp("int8-check")
+    for p in system_photos()[1::2][:3]:  # calib_dir takes the even ones
+        (held_out / p.name).symlink_to(p)
+    # Random weights: the INT8 budget is measured and recorded, but says nothing; the bundle is kept either way.
     return export_bundle(DEFAULT_TEST_MODEL, tmp_path_factory.mktemp("bundles") / "es",
                          config=ExportConfig(backends=("onnxruntime", "openvino"), int8=True, calib=calib_dir,
-                                             calib_samples=12, validation_images=images))
+                                             calib_samples=12, validation_images=images, int8_check_images=held_out,
+                                             allow_int8_over_budget=True))
 
 
 def paper_style_checkpoint(path: Path, seed: int = 1) -> dict:
@@ -93,17 +99,16 @@ def fp32_bundle_dir(tmp_path_factory, bundle_dir) -> Path:
     import json
     import shutil
 
-    from sc2edge.export.bundle import BundleBuilder
     from sc2edge.runtime import Bundle
-    from sc2edge.runtime.entropy import entropy_spec
+    from sc2edge.runtime.bundle_writer import BundleBuilder
 
     source = Bundle.open(bundle_dir)
     kept = [a for a in source.artifacts if a.format == "onnx" and a.precision == "fp32"]
     manifest = {k: v for k, v in source.manifest.items()
                 if k not in ("format", "format_version", "artifacts", "files", "calibration")}
     with BundleBuilder(tmp_path_factory.mktemp("bundles") / "es-fp32") as builder:
-        tables = [s["tables"] for s in entropy_spec(source.manifest)["sections"]]
-        for name in [a.path for a in kept] + tables + [source.manifest["model"]["labels"]]:
+        tables = [s.tables for s in source.spec.entropy.sections]
+        for name in [a.path for a in kept] + tables + [source.spec.task.labels]:
             if name:
                 shutil.copy(source.path / name, builder.staging / name)
         for a in kept:

@@ -27,7 +27,6 @@ from sc2edge.zoo.registry import (
     _BUILDERS,
     _REFERENCES,
     ModelSpec,
-    Preprocess,
     ReferenceModel,
     class_names,
     default_model_name,
@@ -121,7 +120,7 @@ def get_reference(name: str, *, checkpoint: str | Path | None = None,
 
 
 __all__ = [
-    "LoadedModel", "ModelSpec", "Preprocess", "ReferenceModel", "SplitClassifier", "build", "class_names",
+    "LoadedModel", "ModelSpec", "ReferenceModel", "SplitClassifier", "build", "class_names",
     "default_model_name", "get_model", "get_reference", "get_spec", "latent_size", "list_builders", "list_models",
     "load_into", "load_specs", "read_state_dict", "reference_builders", "register_builder", "register_reference",
     "sha256_file",

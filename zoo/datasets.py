@@ -8,7 +8,9 @@ held-out split without a training stack. The torch side (batches, augmentation t
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping, Sequence
+import hashlib
+import importlib.util
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,92 @@ FASHION_MNIST_CLASSES = (
 )
 
 
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+# Extra training photos beyond ``system_photos``: (source, folder or file, glob). The folders' other images
+# (drawings, charts, masks, annotation overlays) fail the colour/size test or are listed out by the glob.
+EXTRA_PHOTO_SOURCES = (
+    ("labelme-examples", Path("/usr/share/doc/labelme-examples/examples"), "*/data_annotated/*.jpg"),
+    ("mate-backgrounds", Path("/usr/share/backgrounds/mate/abstract"), "Elephants.jpg"),
+    ("scikit-learn", "sklearn", "datasets/images/*.jpg"),
+    ("matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    ("scikit-image", "skimage", "data/motorcycle_right.png"),
+)
+# opencv-doc's videos (real scenes) as frame sources; Megamind_bugy.avi is a damaged copy of Megamind.avi.
+TRAINING_VIDEOS = ("vtest.avi", "Megamind.avi", "tree.avi")
+# Debian packages whose images are reserved for independent evaluation: never training or calibration data.
+RESERVED_SOURCES = ("darknet", "libjxl")
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def content_hash(img: Image.Image) -> str:
+    """sha256 of an image's decoded RGB pixels: the same photo under another name or container matches."""
+    rgb = img.convert("RGB")
+    return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+
+
+def _shrunk(img: Image.Image, max_side: int | None) -> Image.Image:
+    if max_side is not None and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)
+    return img
+
+
+def _extra_photos() -> Iterator[tuple[str, Path]]:
+    for source, where, pattern in EXTRA_PHOTO_SOURCES:
+        root = where if isinstance(where, Path) else _package_dir(where)
+        if root is not None and root.is_dir():
+            for path in sorted(root.glob(pattern)):
+                yield source, path
+
+
+def video_frames(path: Path, count: int) -> list[Image.Image]:
+    """About ``count`` frames spread evenly over a video (decoded with PyAV, which bundles FFmpeg)."""
+    import av  # only training reads videos
+
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
+    return [frames[i].to_image() for i in picks]
+
+
+def training_images(
+    max_side: int = 640, frames_per_video: int = 40, min_side: int = 224
+) -> list[tuple[str, Image.Image]]:
+    """Every offline training photo, as (source, RGB image shrunk to ``max_side``): ``split_photos``'s
+    training photos, the extra sources above and frames of opencv-doc's videos. An image whose pixels equal
+    a held-out photo's (by ``content_hash``) or another training image's is skipped, and reserved sources
+    (``RESERVED_SOURCES``) are refused."""
+    train_paths, held_paths = split_photos()
+    seen = {content_hash(load_rgb(p)) for p in held_paths}
+    photos = [("opencv-doc" if OPENCV_DATA in p.parents else "mate-backgrounds" if "backgrounds" in p.parts
+               else "scikit-image", p) for p in train_paths]
+    photos += list(_extra_photos())
+    out: list[tuple[str, Image.Image]] = []
+
+    def add(source: str, img: Image.Image, origin: Path) -> None:
+        if any(r in str(origin).lower() for r in RESERVED_SOURCES):
+            raise Sc2edgeError(f"{origin} belongs to a source reserved for independent evaluation")
+        img = img.convert("RGB")
+        digest = content_hash(img)
+        if min(img.size) >= min_side and digest not in seen:
+            seen.add(digest)
+            out.append((source, _shrunk(img, max_side)))
+
+    for source, path in photos:
+        add(source, load_rgb(path), path)
+    for name in TRAINING_VIDEOS:
+        if (OPENCV_DATA / name).is_file():
+            for frame in video_frames(OPENCV_DATA / name, frames_per_video):
+                add(f"opencv-doc {name}", frame, OPENCV_DATA / name)
+    return out
+
+
 def split_photos() -> tuple[list[Path], list[Path]]:
     """(training photos, held-out photos); raises when a held-out photo is missing."""
     paths = system_photos()
@@ -49,11 +137,7 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
     """An RGB image, shrunk so its longer side is at most ``max_side`` (large wallpapers are decoded once)."""
     from sc2edge.runtime.preprocess import load_image  # closes the file; a bad image is a one-line error
 
-    img = load_image(path)
-    if max_side is not None and max(img.size) > max_side:
-        scale = max_side / max(img.size)
-        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)
-    return img
+    return _shrunk(load_image(path), max_side)
 
 
 def random_resized_crop(

@@ -16,6 +16,7 @@ import yaml
 
 from sc2edge._files import sha256_file
 from sc2edge.errors import CheckpointError, Sc2edgeError
+from sc2edge.runtime.manifest import PreprocessSpec
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 
@@ -72,21 +73,6 @@ def reference_builders() -> list[str]:
 
 
 @dataclass(frozen=True)
-class Preprocess:
-    """How the model's own input pipeline turns an image into a tensor (torchvision-style, done with PIL)."""
-
-    resize: int  # shorter side, bilinear
-    crop: int  # center crop, square
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    grayscale: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
-                "grayscale": self.grayscale}
-
-
-@dataclass(frozen=True)
 class Checkpoint:
     """Where a variant's weights are and what they reach; ``path`` is relative to the repo or the CWD."""
 
@@ -103,7 +89,7 @@ class ModelSpec:
     task: str
     num_classes: int
     beta: float | None
-    preprocess: Preprocess
+    preprocess: PreprocessSpec
     checkpoint: Checkpoint
     labels: str | list[str] | None
     description: str
@@ -126,8 +112,7 @@ def load_specs() -> dict[str, ModelSpec]:
             task=entry.get("task", "classification"),
             num_classes=int(entry["num_classes"]),
             beta=entry.get("beta"),
-            preprocess=Preprocess(**{**entry["preprocess"], "mean": tuple(entry["preprocess"]["mean"]),
-                                     "std": tuple(entry["preprocess"]["std"])}),
+            preprocess=PreprocessSpec.from_json(entry["preprocess"], f"models.yaml {name}.preprocess"),
             checkpoint=Checkpoint(path=ckpt.get("path"), sha256=ckpt.get("sha256"),
                                   packaged=bool(ckpt.get("packaged", False)), meta=dict(ckpt.get("meta") or {})),
             labels=entry.get("labels"),

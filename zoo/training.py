@@ -4,8 +4,13 @@ Stage 1 (no labels): the encoder, entropy bottleneck and decoder learn to reprod
 at the split point and at later stages of the frozen tail (squared error relative to each map's variance),
 with ``beta`` weighting the rate (bits per input pixel from the bottleneck's likelihoods); the
 bottleneck's quantiles follow their own aux loss and optimizer.
-Stage 2: encoder and bottleneck are frozen, and the decoder is fine-tuned on the quantized latent (what a
-receiver gets) to match the teacher's output distribution (KD), plus cross-entropy where labels exist.
+Stage 2: the student is trained end to end to match the teacher's output distribution (KD, plus
+cross-entropy where labels exist) with the same ``beta * rate`` term; the decoder sees the rounded latent
+(what a receiver gets) through a straight-through estimator. (``stage2_end_to_end=False`` keeps the older
+recipe: encoder and bottleneck frozen, decoder only, as the Fashion-MNIST checkpoints were trained.)
+
+Long runs resume: ``Resume`` saves a stage's weights, optimizer, schedule, logs and random states every
+few minutes and a rerun continues from there.
 
 Students expose ``tail_features(z) -> [feature maps..., logits]`` and the caller passes the teacher's head
 (the layers the encoder replaces), so the stage-1 targets are ``[head(x), *tail_features(head(x))]``.
@@ -24,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from sc2edge._files import sha256_file
 from sc2edge.errors import Sc2edgeError
-from sc2edge.zoo.datasets import load_rgb, normalize, random_resized_crop
 from sc2edge.zoo.entropic_student import SplitClassifier
 
 Batch = tuple[Tensor, Tensor | None]  # normalised images, labels (None for unlabelled photos)
@@ -50,6 +55,8 @@ class StudentConfig:
     # frozen tail drove the inverse-GDN decoder away from the teacher's features (split error 0.5 -> 5.8)
     temperature: float = 1.0  # KD softmax temperature in stage 2
     label_weight: float = 0.0  # weight of cross-entropy with labels in stage 2 (labelled data only)
+    stage2_end_to_end: bool = True  # False: decoder only on the frozen encoder's rounded latent
+    pretrained_lr_factor: float = 0.1  # encoder layers copied from the teacher move slower than new ones
     seed: int = 0
 
     def validate(self) -> None:
@@ -67,28 +74,53 @@ class StageLog:
 
 
 class PhotoCrops:
-    """An endless source of random resized, flipped photo crops (each photo decoded once, shrunk)."""
+    """An endless source of augmented photo crops: torchvision's RandomResizedCrop (area 8-100 %), flips and
+    colour jitter, at a size drawn per batch from ``sizes`` (the student sees objects at several scales).
+
+    The images are decoded once and kept as uint8 tensors. The crops draw from their own random state, so
+    a batch does not depend on what training did with torch's, and ``state_dict`` lets a run resume.
+    """
 
     def __init__(
         self,
-        paths: Sequence[Path],
-        size: int,
+        images: Sequence[Image.Image],
+        sizes: Sequence[int],
         batch_size: int,
         mean: Sequence[float],
         std: Sequence[float],
         seed: int,
-        max_side: int = 768,
+        jitter: float = 0.3,
     ):
-        if not paths:
+        from torchvision.transforms import v2
+
+        if not images:
             raise Sc2edgeError("no training photos")
-        self.images = [load_rgb(p, max_side=max_side) for p in paths]
-        self.size, self.batch_size, self.mean, self.std = size, batch_size, mean, std
-        self.rng = np.random.default_rng(seed)
+        self.images = [torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).contiguous()
+                       for img in images]
+        self.transforms = {size: v2.Compose([
+            v2.RandomResizedCrop(size, scale=(0.08, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=jitter / 10),
+        ]) for size in sizes}
+        self.sizes, self.batch_size = list(sizes), batch_size
+        self.mean = torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1) * 255
+        self.rng_state = torch.Generator().manual_seed(seed).get_state()
 
     def __call__(self) -> Batch:
-        picks = self.rng.integers(0, len(self.images), self.batch_size)
-        crops = np.stack([random_resized_crop(self.images[i], self.size, self.rng) for i in picks])
-        return torch.from_numpy(normalize(crops, self.mean, self.std)), None
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.rng_state)
+            size = self.sizes[int(torch.randint(len(self.sizes), ()))]
+            picks = torch.randint(len(self.images), (self.batch_size,)).tolist()
+            crops = torch.stack([self.transforms[size](self.images[i]) for i in picks])
+            self.rng_state = torch.get_rng_state()
+        return (crops.float() - self.mean) / self.std, None
+
+    def state_dict(self) -> dict:
+        return {"rng_state": self.rng_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng_state = state["rng_state"]
 
 
 class ArrayBatches:
@@ -109,6 +141,13 @@ class ArrayBatches:
             mask = torch.rand(len(index), generator=self.generator) < 0.5
             x = torch.where(mask[:, None, None, None], x.flip(-1), x)
         return x, self.labels[index]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position = state["order"], int(state["position"])
 
 
 def _set_trainable(model: nn.Module, trainable: Sequence[nn.Module]) -> None:
@@ -136,13 +175,112 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
                     reduction="batchmean", log_target=True) * t * t
 
 
-def _progress(steps: int, desc: str, enabled: bool) -> tqdm:
-    return tqdm(range(steps), desc=desc, disable=not enabled, mininterval=10.0, dynamic_ncols=False)
+def _progress(steps: int, desc: str, enabled: bool, start: int = 0) -> tqdm:
+    return tqdm(range(start, steps), desc=desc, disable=not enabled, mininterval=10.0, dynamic_ncols=False,
+                initial=start, total=steps)
+
+
+@dataclass
+class Resume:
+    """Where a stage saves its progress (``path``), how often, and how often it prints its losses.
+
+    The file holds only tensors, numbers and lists, and is read back with ``torch.load(weights_only=True)``.
+    """
+
+    path: Path
+    every_s: float = 180.0
+    log_every: int = 25
+    evaluate: Callable[[], str] | None = None  # a held-out figure for the learning curve, every ...
+    evaluate_every: int = 0  # ... this many steps (0: never)
+
+    def restore(self, tag: str, model: nn.Module, stateful: Sequence, batches: Callable, log: StageLog) -> int:
+        """Load a saved state of stage ``tag`` if there is one; returns the step to continue from."""
+        if not self.path.is_file():
+            return 0
+        state = torch.load(self.path, weights_only=True)
+        if state["tag"] != tag:
+            raise Sc2edgeError(f"{self.path} holds stage {state['tag']!r}, not {tag!r}: remove it to restart")
+        current, resized = model.state_dict(keep_vars=True), {}
+        with torch.no_grad():  # in place: the optimizers already hold these very parameters
+            for key, value in state["model"].items():
+                if current[key].shape == value.shape:
+                    current[key].copy_(value)
+                else:  # entropy tables, whose size follows the density
+                    resized[key] = value
+        model.load_state_dict(resized, strict=False)
+        for obj, obj_state in zip(stateful, state["stateful"], strict=True):
+            obj.load_state_dict(obj_state)
+        if hasattr(batches, "load_state_dict"):
+            batches.load_state_dict(state["batches"])
+        torch.set_rng_state(state["torch_rng"])
+        log.loss[:], log.bpp[:], log.seconds = state["loss"], state["bpp"], state["seconds"]
+        return int(state["step"])
+
+    def save(self, tag: str, step: int, model: nn.Module, stateful: Sequence, batches: Callable,
+             log: StageLog) -> None:
+        state = {"tag": tag, "step": step, "model": checkpoint_state(model),
+                 "stateful": [obj.state_dict() for obj in stateful],
+                 "batches": batches.state_dict() if hasattr(batches, "state_dict") else {},
+                 "torch_rng": torch.get_rng_state(), "loss": log.loss, "bpp": log.bpp, "seconds": log.seconds}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        torch.save(state, partial)
+        partial.replace(self.path)  # a run killed while saving keeps the previous state
+
+
+def _run_stage(
+    tag: str, steps: int, step_fn: Callable[[], tuple[float, float]], model: nn.Module, stateful: Sequence,
+    batches: Callable, progress: bool, resume: Resume | None,
+) -> StageLog:
+    """The loop both stages share: ``step_fn`` does one optimisation step and returns (loss, bpp)."""
+    log = StageLog()
+    first = resume.restore(tag, model, stateful, batches, log) if resume else 0
+    start, saved = time.perf_counter() - log.seconds, time.perf_counter()
+    bar = _progress(steps, tag, progress, first)
+    for step in bar:
+        loss, bpp = step_fn()
+        log.loss.append(loss)
+        log.bpp.append(bpp)
+        bar.set_postfix(loss=f"{loss:.4f}", bpp=f"{bpp:.3f}", refresh=False)
+        log.seconds = time.perf_counter() - start
+        if resume and (step + 1) % resume.log_every == 0:
+            recent = slice(-resume.log_every, None)
+            print(f"{tag} step {step + 1}/{steps} loss {np.mean(log.loss[recent]):.4f} "
+                  f"bpp {np.mean(log.bpp[recent]):.4f} {log.seconds:.0f} s", flush=True)
+        if resume and resume.evaluate and resume.evaluate_every and (step + 1) % resume.evaluate_every == 0:
+            modes = [(m, m.training) for m in model.modules()]
+            print(f"{tag} step {step + 1}/{steps} held-out: {resume.evaluate()}", flush=True)
+            for m, mode in modes:
+                m.train(mode)
+        if resume and (time.perf_counter() - saved > resume.every_s or step + 1 == steps):
+            resume.save(tag, step + 1, model, stateful, batches, log)
+            saved = time.perf_counter()
+    log.seconds = time.perf_counter() - start
+    return log
+
+
+def _optimizers(model: SplitClassifier, cfg: StudentConfig, lr: float, trainable: nn.Module) -> tuple:
+    """Adam over ``trainable``'s transforms (teacher-initialised encoder layers at ``pretrained_lr_factor``)
+    and the bottleneck's density (``density_lr_factor``), a separate Adam for its quantiles (aux loss)."""
+    layer = model.bottleneck_layer
+    pretrained = {id(p) for m in list(layer.encoder)[: getattr(model, "pretrained_encoder_layers", 0)]
+                  for p in m.parameters()}
+    named = [(n, p) for n, p in trainable.named_parameters()]
+    density = [p for n, p in layer.entropy_bottleneck.named_parameters() if not n.endswith("quantiles")]
+    density_ids = {id(p) for p in layer.entropy_bottleneck.parameters()}
+    transforms = [p for _, p in named if id(p) not in density_ids]
+    groups = [{"params": [p for p in transforms if id(p) not in pretrained]},
+              {"params": [p for p in transforms if id(p) in pretrained], "lr": lr * cfg.pretrained_lr_factor}]
+    if trainable is layer:
+        groups.append({"params": density, "lr": lr * cfg.density_lr_factor})
+    main = torch.optim.Adam([g for g in groups if g["params"]], lr=lr)
+    aux = torch.optim.Adam([layer.entropy_bottleneck.quantiles], lr=cfg.aux_lr)
+    return main, aux
 
 
 def train_stage1(
     model: SplitClassifier, teacher_head: nn.Module, batches: Callable[[], Batch], cfg: StudentConfig,
-    progress: bool = True,
+    progress: bool = True, resume: Resume | None = None,
 ) -> StageLog:
     """Feature mimicking at the split and at each of the tail's feature maps, plus beta * rate."""
     cfg.validate()
@@ -150,16 +288,10 @@ def train_stage1(
     layer = model.bottleneck_layer
     _set_trainable(model, [layer])
     teacher_head.eval().requires_grad_(False)
-    named = list(layer.named_parameters())
-    density = [p for n, p in named if n.startswith("entropy_bottleneck.") and not n.endswith("quantiles")]
-    transforms = [p for n, p in named if not n.startswith("entropy_bottleneck.")]
-    main = torch.optim.Adam([{"params": transforms}, {"params": density, "lr": cfg.lr * cfg.density_lr_factor}],
-                            lr=cfg.lr)
-    aux = torch.optim.Adam([p for n, p in named if n.endswith("quantiles")], lr=cfg.aux_lr)
+    main, aux = _optimizers(model, cfg, cfg.lr, layer)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(main, max(cfg.stage1_steps, 1), eta_min=cfg.lr / 20)
-    log, start = StageLog(), time.perf_counter()
-    bar = _progress(cfg.stage1_steps, f"stage 1 beta={cfg.beta:g}", progress)
-    for _ in bar:
+
+    def step() -> tuple[float, float]:
         x, _ = batches()
         with torch.no_grad():
             split = teacher_head(x)
@@ -169,54 +301,69 @@ def train_stage1(
         distortion = sum(relative_mse(o, t) for o, t in zip(outputs, targets, strict=True))
         bpp = rate_bpp(likelihoods, x)
         loss = distortion + cfg.beta * bpp
-        main.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
-        main.step()
+        _update(main, loss, layer.parameters(), schedule)
+        _update(aux, model.aux_loss())
+        return loss.item(), bpp.item()
+
+    return _run_stage(f"stage1 beta={cfg.beta:g}", cfg.stage1_steps, step, model, [main, aux, schedule],
+                      batches, progress, resume)
+
+
+def _update(opt: torch.optim.Optimizer, loss: Tensor, clip: object = None, schedule: object = None) -> None:
+    opt.zero_grad()
+    loss.backward()
+    if clip is not None:
+        nn.utils.clip_grad_norm_(list(clip), 1.0)
+    opt.step()
+    if schedule is not None:
         schedule.step()
-        aux.zero_grad()
-        model.aux_loss().backward()
-        aux.step()
-        log.loss.append(loss.item())
-        log.bpp.append(bpp.item())
-        bar.set_postfix(loss=f"{log.loss[-1]:.4f}", bpp=f"{log.bpp[-1]:.3f}", refresh=False)
-    log.seconds = time.perf_counter() - start
-    return log
+
+
+def straight_through_latent(layer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(latent rounded as a receiver gets it, with the gradient of the unrounded one; likelihoods)."""
+    y = layer.encoder(x)
+    _, likelihoods = layer.entropy_bottleneck(y)
+    medians = layer.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+    return y + (torch.round(y - medians) + medians - y).detach(), likelihoods
 
 
 def train_stage2(
     model: SplitClassifier, teacher: nn.Module, batches: Callable[[], Batch], cfg: StudentConfig,
-    progress: bool = True,
+    progress: bool = True, resume: Resume | None = None,
 ) -> StageLog:
-    """Decoder fine-tuning on the quantized latent, against the teacher's logits (and labels, if weighted)."""
+    """KD against the teacher's logits (and labels, if weighted), end to end with beta * rate, or the
+    decoder only (``stage2_end_to_end=False``)."""
     cfg.validate()
     torch.manual_seed(cfg.seed + 1)
     layer = model.bottleneck_layer
-    _set_trainable(model, [layer.decoder])
+    trainable = layer if cfg.stage2_end_to_end else layer.decoder
+    _set_trainable(model, [trainable])
     teacher.eval().requires_grad_(False)
     lr = cfg.lr * cfg.stage2_lr_factor
-    opt = torch.optim.Adam(layer.decoder.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.stage2_steps, 1), eta_min=lr / 20)
-    log, start = StageLog(), time.perf_counter()
-    bar = _progress(cfg.stage2_steps, f"stage 2 beta={cfg.beta:g}", progress)
-    for _ in bar:
+    main, aux = _optimizers(model, cfg, lr, trainable)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(main, max(cfg.stage2_steps, 1), eta_min=lr / 20)
+
+    def step() -> tuple[float, float]:
         x, labels = batches()
         with torch.no_grad():
             teacher_logits = teacher(x)
-            y_hat = layer.received_latent(x)
+        if cfg.stage2_end_to_end:
+            y_hat, likelihoods = straight_through_latent(layer, x)
+            bpp = rate_bpp(likelihoods, x)
+        else:
+            with torch.no_grad():
+                y_hat, bpp = layer.received_latent(x), torch.zeros(())
         logits = model.forward_tail(layer.decoder(y_hat))
-        loss = kd_loss(logits, teacher_logits, cfg.temperature)
+        loss = kd_loss(logits, teacher_logits, cfg.temperature) + cfg.beta * bpp
         if labels is not None and cfg.label_weight > 0:
             loss = loss + cfg.label_weight * F.cross_entropy(logits, labels.long())
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(layer.decoder.parameters(), 1.0)
-        opt.step()
-        schedule.step()
-        log.loss.append(loss.item())
-        bar.set_postfix(loss=f"{log.loss[-1]:.4f}", refresh=False)
-    log.seconds = time.perf_counter() - start
-    return log
+        _update(main, loss, trainable.parameters(), schedule)
+        if cfg.stage2_end_to_end:
+            _update(aux, model.aux_loss())
+        return loss.item(), bpp.item()
+
+    return _run_stage(f"stage2 beta={cfg.beta:g}", cfg.stage2_steps, step, model, [main, aux, schedule],
+                      batches, progress, resume)
 
 
 def train_student(
@@ -297,6 +444,26 @@ def predict(model: nn.Module, inputs: Tensor, batch_size: int = 64) -> Tensor:
     """Logits for ``inputs`` in eval mode, batch by batch."""
     model.eval()
     return torch.cat([model(inputs[i: i + batch_size]) for i in range(0, len(inputs), batch_size)])
+
+
+@torch.no_grad()
+def held_out_figures(model: SplitClassifier, inputs: Tensor, teacher_top1: Tensor, per_photo: int,
+                     batch_size: int = 32) -> dict[str, float]:
+    """Top-1 agreement with the teacher on the centre crops (every ``per_photo``-th input) and on all crops,
+    and the latent's estimated bytes per input (its information content under the current density, without
+    building tables): the learning-curve figures."""
+    model.eval()
+    layer, top1, bits = model.bottleneck_layer, [], []
+    for i in range(0, len(inputs), batch_size):
+        y = layer.encoder(inputs[i: i + batch_size])
+        _, likelihoods = layer.entropy_bottleneck(y)
+        bits.append(-torch.log2(likelihoods).flatten(1).sum(1))
+        medians = layer.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+        top1.append(model.forward_tail(layer.decoder(torch.round(y - medians) + medians)).argmax(1))
+    agree = torch.cat(top1) == teacher_top1
+    return {"centre": round(float(agree[::per_photo].float().mean()), 4),
+            "crops": round(float(agree.float().mean()), 4),
+            "est_bytes": round(float(torch.cat(bits).mean()) / 8, 1)}
 
 
 @torch.no_grad()

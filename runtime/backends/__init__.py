@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.backends.base import BaseRunner
+from sc2edge.runtime.cpu import check_int8_kernel_path
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,11 @@ def runner_class(name: str) -> type[BaseRunner]:
 
 def create_runner(backend: str, bundle, role: str, precision: str = "fp32", *, threads: int | None = None,
                   device: str | None = None) -> BaseRunner:
-    """A runner for the bundle's ``role`` graph ("device" or "server") at ``precision`` on ``backend``."""
+    """A runner for the bundle's ``role`` graph ("device" or "server") at ``precision`` on ``backend``; an INT8
+    CPU graph that is not portable warns once when this CPU's kernel path differs from where it was validated."""
     artifact = bundle.artifact(role, backend_info(backend).artifact_format, precision)
+    if precision == "int8" and canonical_backend(backend) in ("onnxruntime", "openvino"):
+        check_int8_kernel_path(bundle.manifest)
     return runner_class(backend)(bundle.path / artifact.path, threads=threads, device=device)
 
 

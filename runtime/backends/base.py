@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -13,6 +14,9 @@ from sc2edge.errors import Sc2edgeError
 
 class BaseRunner:
     """Runs one exported graph. Subclasses implement ``load_impl``, ``infer_impl`` and ``close_impl``.
+
+    One runner may be shared by threads: loading happens once (under a lock), and every ``infer_impl`` must be
+    safe to call concurrently (ONNX Runtime's ``run`` is; OpenVINO borrows a request per call; TensorRT locks).
 
     Args:
         model_path (Path): the graph file (format per backend).
@@ -27,7 +31,8 @@ class BaseRunner:
         self.threads = threads
         self.device = device
         self.is_active = False
-        self.inference_time: float | None = None  # seconds spent in the last infer() call
+        self.inference_time: float | None = None  # seconds spent in the last infer() call (of any thread)
+        self._state_lock = threading.Lock()  # one load or close at a time
         self.input_names: list[str] = []
         self.output_names: list[str] = []
 
@@ -41,11 +46,12 @@ class BaseRunner:
         """Release the runtime's resources; the default has nothing to release."""
 
     def activate(self) -> BaseRunner:
-        if not self.is_active:
-            if not self.model_path.is_file():
-                raise Sc2edgeError(f"{self.name}: graph file not found: {self.model_path}")
-            self.load_impl()
-            self.is_active = True
+        with self._state_lock:
+            if not self.is_active:
+                if not self.model_path.is_file():
+                    raise Sc2edgeError(f"{self.name}: graph file not found: {self.model_path}")
+                self.load_impl()
+                self.is_active = True
         return self
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -61,9 +67,10 @@ class BaseRunner:
         return outputs
 
     def close(self) -> None:
-        if self.is_active:
-            self.close_impl()
-            self.is_active = False
+        with self._state_lock:
+            if self.is_active:
+                self.close_impl()
+                self.is_active = False
 
     def __enter__(self) -> BaseRunner:
         return self.activate()

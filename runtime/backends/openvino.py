@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import numpy as np
 
 from sc2edge._lazy import lazy_import
@@ -14,18 +17,27 @@ _DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 class OpenVinoRunner(BaseRunner):
     """Runs a graph with OpenVINO. Inputs are copied (``share_inputs=False``), so the caller may reuse its arrays.
 
+    Safe to share between threads: an ``InferRequest`` serves one call at a time (a shared one raises "Infer
+    Request is busy" or hands one caller another's outputs), so each call borrows a request from a pool that grows
+    on demand up to ``max_requests`` and waits for a free one beyond that.
+
     Args:
         precision_hint (str | None): INFERENCE_PRECISION_HINT on CPU/GPU. "f32" (the default) keeps float ops
             in float32, so symbols match the other backends; OpenVINO's own default may pick bf16/f16 where the
             hardware has it. None leaves OpenVINO's choice. Defaults to "f32".
+        max_requests (int): infer requests kept at most (each holds its own intermediate buffers); calls beyond
+            that many in flight wait for a free one. Defaults to 16.
     """
 
     name = "openvino"
 
     def __init__(self, model_path, *, threads: int | None = None, device: str | None = None,
-                 precision_hint: str | None = "f32"):
+                 precision_hint: str | None = "f32", max_requests: int = 16):
         super().__init__(model_path, threads=threads, device=device)
         self.precision_hint = precision_hint
+        if max_requests < 1:
+            raise Sc2edgeError(f"openvino: max_requests must be at least 1, got {max_requests}")
+        self.max_requests = max_requests
 
     def load_impl(self) -> None:
         ov = lazy_import("openvino")
@@ -46,14 +58,36 @@ class OpenVinoRunner(BaseRunner):
             self.compiled = core.compile_model(str(self.model_path), device, config)
         except RuntimeError as exc:
             raise Sc2edgeError(f"openvino cannot load {self.model_path} on {device}: {exc}") from exc
-        self.request = self.compiled.create_infer_request()
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()  # requests not in use by any call
+        self._created = 0
+        self._pool_lock = threading.Lock()
+        self._idle.put(self._new_request())  # one up front, so a broken graph fails at load time
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
         self.output_names = [port.get_any_name() for port in self.compiled.outputs]
 
+    def _new_request(self):
+        self._created += 1
+        return self.compiled.create_infer_request()
+
+    def _borrow(self):
+        """An idle request, a new one while the pool is below ``max_requests``, else the next one returned."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._pool_lock:
+            if self._created < self.max_requests:
+                return self._new_request()
+        return self._idle.get()
+
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.request.infer({name: feed[name] for name in self.input_names}, share_inputs=False,
-                                     share_outputs=False)
-        return {port.get_any_name(): np.asarray(value) for port, value in results.items()}
+        request = self._borrow()
+        try:
+            results = request.infer({name: feed[name] for name in self.input_names}, share_inputs=False,
+                                    share_outputs=False)
+            return {port.get_any_name(): np.asarray(value) for port, value in results.items()}
+        finally:
+            self._idle.put(request)
 
     def close_impl(self) -> None:
-        del self.request, self.compiled
+        del self._idle, self.compiled

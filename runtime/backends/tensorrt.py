@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import threading
 
 import numpy as np
 
@@ -62,7 +63,11 @@ class _Cuda:
 
 
 class TensorRTRunner(BaseRunner):
-    """Runs a serialized TensorRT engine (built on this GPU by ``sc2edge build-engine``)."""
+    """Runs a serialized TensorRT engine (built on this GPU by ``sc2edge build-engine``).
+
+    One execution context, one CUDA stream and one set of device buffers serve every call, so calls from several
+    threads take turns (a lock); a server wanting parallel GPU work opens one runner per thread.
+    """
 
     name = "tensorrt"
 
@@ -83,6 +88,7 @@ class TensorRTRunner(BaseRunner):
         self.output_names = [n for n in names if not is_input[n]]
         self.stream = self.cuda.stream()
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
+        self._call_lock = threading.Lock()  # context, stream and buffers serve one call at a time
 
     def _buffer(self, name: str, nbytes: int) -> int:
         pointer, capacity = self.buffers.get(name, (0, 0))
@@ -94,6 +100,10 @@ class TensorRTRunner(BaseRunner):
         return pointer
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._call_lock:
+            return self._infer_locked(feed)
+
+    def _infer_locked(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         trt = self.trt
         for name in self.input_names:
             expected = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))

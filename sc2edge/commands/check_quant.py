@@ -1,11 +1,12 @@
-"""sc2edge check-quant BUNDLE --data DIR [--labels FILE] [--backend B] [--max-drop X [--apply]] [--json OUT]"""
+"""sc2edge check-quant BUNDLE --data DIR [--labels FILE] [--backend B] [--max-images N] [--max-drop X [--apply]]
+[--json]"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from sc2edge.commands._common import add_json_argument, add_threads_argument, int_in, print_json, show_progress
 from sc2edge.errors import Sc2edgeError
 
 
@@ -16,16 +17,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=Path, help="integer labels ('path label' lines or JSON); without them, "
                         "INT8 is compared with FP32 (top-1/top-5 agreement)")
     parser.add_argument("--backend", default="onnxruntime", help="onnxruntime | openvino (default: %(default)s)")
-    parser.add_argument("--images", type=int, default=100, help="held-out images to use (default: %(default)s)")
+    parser.add_argument("--max-images", type=int_in(1, 1_000_000), default=100,
+                        help="held-out images to use at most (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image selection (default: %(default)s)")
     parser.add_argument("--max-drop", type=float, help="fail (exit 1) when the accuracy drop (or 1 - top-1 "
                         "agreement) exceeds this fraction, e.g. 0.01")
     parser.add_argument("--apply", action="store_true", help="with --max-drop: keep the most harmful layers in float "
                         "until the drop is within it, and rewrite the bundle's INT8 device graphs (accuracy control)")
     parser.add_argument("--calib", type=Path, help="the calibration images (needed by --apply with --backend openvino)")
-    parser.add_argument("--threads", type=int, help="runtime threads (default: the runtime's choice)")
+    add_threads_argument(parser)
     parser.add_argument("--worst-layers", type=int, default=5, help="layers to list by SQNR (default: %(default)s)")
-    parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    add_json_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,13 +37,16 @@ def run(args: argparse.Namespace) -> int:
         if args.max_drop is None:
             raise Sc2edgeError("--apply needs --max-drop X")
         _, kept = control_accuracy(args.bundle, args.data, args.max_drop, labels=args.labels, backend=args.backend,
-                                   images=args.images, seed=args.seed, calib=args.calib, threads=args.threads)
-        print(f"accuracy control: kept in float: {', '.join(kept) or 'nothing (the drop was already within bounds)'}")
-    report = check_quant(args.bundle, args.data, args.labels, backend=args.backend, images=args.images,
+                                   images=args.max_images, seed=args.seed, calib=args.calib, threads=args.threads,
+                                   progress=show_progress())
+        if not args.json:
+            kept_text = ", ".join(kept) or "nothing (the drop was already within bounds)"
+            print(f"accuracy control: kept in float: {kept_text}")
+    report = check_quant(args.bundle, args.data, args.labels, backend=args.backend, images=args.max_images,
                          seed=args.seed, max_drop=args.max_drop, threads=args.threads,
-                         worst_layers=args.worst_layers)
-    print(report)
+                         worst_layers=args.worst_layers, progress=show_progress())
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        print_json({**report.to_json(), **({"kept_in_float": kept} if args.apply else {})})
+    else:
+        print(report)
     return 0 if report else 1

@@ -1,22 +1,19 @@
-"""sc2edge decode --bundle BUNDLE_DIR STREAM... [--json]"""
+"""sc2edge decode BUNDLE STREAM... [--json]"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from sc2edge.commands._common import add_runtime_arguments, runtime_options
+from sc2edge.commands._common import add_json_argument, add_runtime_arguments, print_json, runtime_options
 from sc2edge.errors import Sc2edgeError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", type=Path, help="bundle directory")
     parser.add_argument("streams", nargs="+", type=Path, help=".sc2 stream files")
-    parser.add_argument("--bundle", required=True, type=Path, help="bundle directory")
-    parser.add_argument("--json", action="store_true",
-                        help="one JSON object per stream: stream, task and the task's prediction "
-                             "(classification: classes, scores, labels)")
     add_runtime_arguments(parser)
+    add_json_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
                 raise Sc2edgeError(f"stream not found: {path}")
             prediction = decoder.decode(path.read_bytes())
             if args.json:
-                print(json.dumps({"stream": str(path), "task": decoder.task.kind, **prediction.to_json()}))
+                print_json({"stream": str(path), "task": decoder.task.kind, **prediction.to_json()})
             else:
                 print(f"{path}: {prediction}")
     return 0

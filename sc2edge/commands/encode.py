@@ -1,22 +1,24 @@
-"""sc2edge encode --bundle BUNDLE_DIR IMAGE... --out STREAM_DIR"""
+"""sc2edge encode BUNDLE IMAGE... --out STREAM_DIR [--json]"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from sc2edge.commands._common import add_runtime_arguments, runtime_options
+from sc2edge.commands._common import add_json_argument, add_runtime_arguments, print_json, runtime_options
 from sc2edge.errors import Sc2edgeError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", type=Path, help="bundle directory")
     parser.add_argument("images", nargs="+", type=Path, help="image files")
-    parser.add_argument("--bundle", required=True, type=Path, help="bundle directory")
     parser.add_argument("--out", required=True, type=Path, help="directory for the <image stem>.sc2 streams")
     add_runtime_arguments(parser)
+    add_json_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from sc2edge._files import atomic_write_bytes
     from sc2edge.runtime import Encoder
 
     stems = [p.stem for p in args.images]
@@ -30,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         for image in args.images:
             stream = encoder.encode([image])[0]
             target = args.out / f"{image.stem}.sc2"
-            target.write_bytes(stream)
-            print(f"{image} -> {target} ({len(stream)} bytes)")
+            atomic_write_bytes(target, stream)  # a failed write never leaves a truncated stream under this name
+            if args.json:
+                print_json({"image": str(image), "stream": str(target), "bytes": len(stream)})
+            else:
+                print(f"{image} -> {target} ({len(stream)} bytes)")
     return 0

@@ -1,9 +1,11 @@
-"""sc2edge export MODEL --out BUNDLE_DIR"""
+"""sc2edge export MODEL --out BUNDLE_DIR [--backend onnxruntime,openvino] [--int8 --calib DIR] [--json]"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from sc2edge.commands._common import add_json_argument, comma_list, print_json, show_progress
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -12,11 +14,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, help="weights to load instead of the registry's")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow unpickling a checkpoint that the safe loader refuses (it can run code)")
-    parser.add_argument("--backend", default="onnxruntime",
-                        help="comma-separated runtimes to export for: onnxruntime,openvino (default: %(default)s)")
+    parser.add_argument("--backend", type=comma_list, default=["onnxruntime"],
+                        help="comma-separated runtimes to export for: onnxruntime,openvino (default: onnxruntime)")
     parser.add_argument("--int8", action="store_true", help="also write INT8 graphs calibrated on --calib")
     parser.add_argument("--calib", type=Path, help="calibration images: a folder, class-folder tree or file list")
     parser.add_argument("--calib-samples", type=int, default=300, help="calibration images to use (default: 300)")
+    parser.add_argument("--int8-recipe", default="portable", choices=("portable", "vnni"),
+                        help="INT8 weights: portable (7-bit, the same integers on every CPU) or vnni (full 8-bit, "
+                        "only for a known VNNI/AMX/ARM-dot-product target; saturates on x86 without VNNI) "
+                        "(default: %(default)s)")
+    parser.add_argument("--int8-check-images", type=Path, help="held-out images for the INT8 validation "
+                        "(calibration images are skipped; default: --validation-images, else the offline photos)")
+    parser.add_argument("--int8-check-labels", type=Path,
+                        help="their integer labels: the INT8 budget is then on accuracy, else on top-1 agreement")
+    parser.add_argument("--int8-check-count", type=int, default=100,
+                        help="held-out images for the INT8 validation (default: %(default)s)")
+    parser.add_argument("--int8-max-drop", type=float, default=0.01,
+                        help="INT8 budget: largest accuracy/agreement drop, a fraction (default: %(default)s)")
+    parser.add_argument("--int8-max-bytes", type=float, default=2.0,
+                        help="INT8 budget: largest change of rANS bytes per image, in %% (default: %(default)s)")
+    parser.add_argument("--max-drop", type=float, help="over the INT8 budget, keep the most harmful layers in float "
+                        "until the drop is at most this fraction (accuracy control; sets --int8-max-drop)")
+    parser.add_argument("--allow-int8-over-budget", action="store_true",
+                        help="write INT8 artifacts that are over budget (recorded as failed in the manifest)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     parser.add_argument("--validation-images", type=Path, help="images for the PyTorch comparison "
                         "(default: offline photos installed on this machine)")
@@ -27,21 +47,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: when its weights are trained)")
     parser.add_argument("--reference-checkpoint", type=Path, help="the reference model's weights")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle directory")
+    add_json_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from sc2edge.calibrate.budget import Int8Budget
     from sc2edge.commands._common import validation_summary
     from sc2edge.export import ExportConfig, export_bundle
     from sc2edge.runtime import Bundle
 
-    config = ExportConfig(backends=tuple(b.strip() for b in args.backend.split(",") if b.strip()),
+    budget = Int8Budget(args.int8_max_drop if args.max_drop is None else args.max_drop, args.int8_max_bytes)
+    config = ExportConfig(backends=tuple(args.backend), progress=show_progress(),
                           int8=args.int8, calib=args.calib, calib_samples=args.calib_samples, opset=args.opset,
                           validation_images=args.validation_images,
                           allow_failed_validation=args.allow_failed_validation, overwrite=args.force,
+                          int8_recipe=args.int8_recipe, int8_check_images=args.int8_check_images,
+                          int8_check_labels=args.int8_check_labels, int8_check_count=args.int8_check_count,
+                          int8_budget=budget, int8_accuracy_control=args.max_drop is not None,
+                          allow_int8_over_budget=args.allow_int8_over_budget,
                           reference=args.reference, reference_checkpoint=args.reference_checkpoint)
     out = export_bundle(args.model, args.out, checkpoint=args.checkpoint, trust_checkpoint=args.trust_checkpoint,
                         config=config)
     bundle = Bundle.open(out)
+    if args.json:
+        print_json({"bundle": str(out), "trained": bundle.manifest["model"]["trained"],
+                    "artifacts": [a.to_json() for a in bundle.artifacts],
+                    "validation": bundle.manifest.get("validation", [])})
+        return 0
     for result in bundle.manifest.get("validation", []):
         print(f"validation {validation_summary(result)}")
     reference = bundle.manifest.get("reference")
@@ -49,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
         for result in reference["validation"]:
             print(f"validation reference {reference['name']} {validation_summary(result)}"
                   + ("" if reference["trained"] else " (UNTRAINED reference: random weights)"))
+    checked = bundle.manifest.get("calibration", {}).get("int8_validation")
+    for result in checked["results"] if checked else []:
+        print(f"INT8 validation {result['backend']}: {'PASS' if result['passed'] else 'FAIL (over budget)'}, "
+              f"{result['metric']} {100 * result['fp32']:.2f} -> {100 * result['int8']:.2f} %, bytes "
+              f"{result['rate_change_pct']:+.2f} %, kernel saturation on this CPU "
+              f"{result['kernel_saturation_pct']:.3f} % of symbols ({checked['images']} held-out images)")
     if not bundle.manifest["model"]["trained"]:
         print("note: UNTRAINED model (deterministic random weights): bytes and predictions are meaningless")
     print(f"wrote {out} ({', '.join(f'{a.role}/{a.format}/{a.precision}' for a in bundle.artifacts)})")

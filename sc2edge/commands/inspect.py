@@ -1,30 +1,29 @@
-"""sc2edge inspect PATH: what a bundle directory or a .sc2 stream holds."""
+"""sc2edge inspect BUNDLE [STREAM...] | STREAM [--json]: what a bundle or a .sc2 stream holds (streams given after a
+bundle are checked against it)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from sc2edge.commands._common import validation_summary
+from sc2edge.commands._common import add_json_argument, print_json, validation_summary
 from sc2edge.errors import Sc2edgeError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="a bundle directory or a .sc2 stream")
-    parser.add_argument("--bundle", type=Path, help="for a stream: also check it against this bundle")
+    parser.add_argument("streams", nargs="*", type=Path, help="after a bundle: streams to check against it")
+    add_json_argument(parser)
 
 
-def _describe_bundle(path: Path) -> list[str]:
-    from sc2edge.runtime import Bundle
-    from sc2edge.runtime.entropy import entropy_spec
+def _describe_bundle(bundle) -> list[str]:
 
-    bundle = Bundle.open(path)
+    path = bundle.path
     m = bundle.manifest
-    entropy = entropy_spec(m)
-    model = m["model"]
+    model, task, entropy = m["model"], m["task"], m["entropy"]
     lines = [
-        f"bundle {path} (format {m['format']} v{m['format_version']}, sha256 of {len(m['files'])} files verified)",
-        f"  model      {model['name']} (beta {model['beta']}, {model['task']}, {model['num_classes']} classes)"
+        f"bundle {path} (format {m['format']} v{bundle.format_version}, sha256 of {len(m['files'])} files verified)",
+        f"  model      {model['name']} (beta {model['beta']}, {task['kind']}, {task['num_classes']} classes)"
         + ("" if model["trained"] else "  UNTRAINED: random weights"),
         f"  input      {m['input']['channels']}x{m['input']['height']}x{m['input']['width']}, preprocess "
         f"resize {m['preprocess']['resize']} crop {m['preprocess']['crop']}",
@@ -42,27 +41,46 @@ def _describe_bundle(path: Path) -> list[str]:
     return lines
 
 
-def _describe_stream(path: Path, bundle_path: Path | None) -> list[str]:
-    from sc2edge.runtime import Bundle, open_codec, read_header, unpack_stream
+def _describe_stream(path: Path, bundle) -> tuple[list[str], dict]:
+    from sc2edge.runtime import open_codec, read_header, unpack_stream
 
+    if not path.is_file():
+        raise Sc2edgeError(f"stream not found: {path}")
     data = path.read_bytes()
     header = read_header(data)
     lines = [f"stream {path}: {len(data)} bytes, format v{header.version}, entropy {header.codec}"]
     lines += [f"  section {s.name}: latent {s.shape}, payload {s.length} bytes, tables {s.table_hash}"
               for s in header.sections]
-    bundle = Bundle.open(bundle_path) if bundle_path else None
     codec = open_codec(bundle) if bundle else None
     unpack_stream(data, codec=codec.kind if codec else None, tables=codec.table_hashes if codec else None)
     lines.append("  CRC ok" + (f", matches bundle {bundle.name}" if bundle else ""))
-    return lines
+    record = {"stream": str(path), "bytes": len(data), "format_version": header.version, "codec": header.codec,
+              "sections": [{"name": s.name, "latent": list(s.shape), "payload_bytes": s.length,
+                            "tables": s.table_hash} for s in header.sections],
+              "crc_ok": True, "bundle": str(bundle.path) if bundle else None}
+    return lines, record
 
 
 def run(args: argparse.Namespace) -> int:
+    from sc2edge.runtime import Bundle
+
     if args.path.is_dir():
-        lines = _describe_bundle(args.path)
+        bundle = Bundle.open(args.path)
+        if args.json:
+            print_json({"bundle": str(args.path), "verified_files": len(bundle.manifest["files"]),
+                        "manifest": bundle.manifest})
+        else:
+            print("\n".join(_describe_bundle(bundle)))
     elif args.path.is_file():
-        lines = _describe_stream(args.path, args.bundle)
+        if args.streams:
+            raise Sc2edgeError(f"{args.path} is not a bundle directory: give the bundle first, then its streams")
+        args.streams, bundle = [args.path], None
     else:
         raise Sc2edgeError(f"not found: {args.path}")
-    print("\n".join(lines))
+    for stream in args.streams:
+        lines, record = _describe_stream(stream, bundle)
+        if args.json:
+            print_json(record)
+        else:
+            print("\n".join(lines))
     return 0

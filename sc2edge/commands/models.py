@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from sc2edge.commands._common import add_json_argument, print_json
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include", help="only names containing this")
+    add_json_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,6 +19,10 @@ def run(args: argparse.Namespace) -> int:
     for name in list_models(args.include):
         spec = get_spec(name)
         weights = resolve_checkpoint(spec, None)
+        if args.json:
+            print_json({"name": name, "default": name == default, "beta": spec.beta,
+                        "weights": str(weights) if weights else None})
+            continue
         status = f"weights {weights}" if weights else "no checkpoint here: random weights"
         print(f"{'*' if name == default else ' '} {name:42} beta {spec.beta!s:6} {status}")
     return 0

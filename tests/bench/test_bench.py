@@ -248,7 +248,7 @@ def test_bench_runs_without_torch(bundle_dir, photos, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
         [sys.executable, "-m", "sc2edge.cli", "bench", str(bundle_dir), "--quick", "--threads", "1",
-         "--images", *map(str, photos[:2]), "--codec", "jpeg:75", "--link", "lte", "--out", str(out)],
+         "--data", ",".join(map(str, photos[:2])), "--codec", "jpeg:75", "--link", "lte", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
@@ -258,3 +258,21 @@ def test_bench_runs_without_torch(bundle_dir, photos, tmp_path):
     assert any("PyTorch eager baseline" in s["what"] for s in report["skipped"])
     assert report["latency"] and report["size"] and report["end_to_end"] and report["roofline"]
     assert "## End-to-end split latency" in (out / "report.md").read_text()
+
+
+def test_quick_report_matches_the_shipped_schema(quick_report, bundle_dir):
+    from sc2edge.jsonschemas import validate
+
+    _, out = quick_report
+    saved = json.loads((out / "report.json").read_text())
+    validate(saved, "bench-report")
+    assert saved["inputs"]["bundles"][0]["id"] == bundle_dir.name
+    assert all(key.startswith(f"{bundle_dir.name}/") for key in saved["latency"])
+
+
+def test_two_bundles_of_one_model_get_their_own_results(tmp_path):
+    from sc2edge.bench.core import bundle_ids
+
+    fp32, int8, other = tmp_path / "a" / "es", tmp_path / "b" / "es", tmp_path / "es-int8"
+    ids = bundle_ids([fp32, int8, other])
+    assert len(set(ids.values())) == 3 and ids[other] == "es-int8" and ids[fp32] == str(fp32)

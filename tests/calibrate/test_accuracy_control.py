@@ -10,27 +10,50 @@ import pytest
 
 from sc2edge.calibrate import CalibConfig, check_quant, control_accuracy
 from sc2edge.calibrate.onnxrt import quantize_onnx
+from sc2edge.calibrate.trt_onnx import check_trt_qdq
 from sc2edge.errors import Sc2edgeError
-from sc2edge.export.tensorrt import check_trt_qdq, record_artifact
 from sc2edge.runtime import Bundle
+from sc2edge.runtime.bundle_writer import BundleEditor
 from tests.conftest import run_cli
+
+
+def _damage(int8_bundle_dir, tmp_path, *, float_others: bool = False):
+    """A copy of the INT8 bundle whose second encoder conv gets a far too narrow input range (saturation);
+    with ``float_others``, every other conv is already kept in float."""
+    work = tmp_path / "bundle"
+    shutil.copytree(int8_bundle_dir, work)
+    artifact = Bundle.open(work).artifact("device", "onnx", "int8")
+    convs = [n for n in onnx.load(str(work / "device.fp32.onnx")).graph.node if n.op_type == "Conv"]
+    target = convs[2]  # the 5x5 conv after the first GDN
+    config = CalibConfig(exclude=tuple(n.name for n in convs if n is not target) if float_others else ())
+    with BundleEditor(work) as edit:
+        ranges = json.loads((edit.staging / artifact.meta["ranges"]).read_text())
+        for key, value in (("lowest", -1e-3), ("highest", 1e-3)):
+            ranges["data"][target.input[0]][key] = {"data": value, "dtype": "float32", "CLS": "numpy.array"}
+        (edit.staging / artifact.meta["ranges"]).write_text(json.dumps(ranges))
+        quantize_onnx(edit.staging / "device.fp32.onnx", edit.staging / artifact.path,
+                      edit.staging / artifact.meta["ranges"], config)
+        edit.add_artifact("device", "onnx", "int8", artifact.path,
+                          {**artifact.meta, "config": config.to_json(), "excluded": list(config.exclude)})
+        edit.commit()
+    return work, target.name
 
 
 @pytest.fixture()
 def damaged(int8_bundle_dir, tmp_path):
-    """A copy of the INT8 bundle whose second encoder conv gets a far too narrow input range (saturation)."""
-    work = tmp_path / "bundle"
-    shutil.copytree(int8_bundle_dir, work)
-    artifact = Bundle.open(work).artifact("device", "onnx", "int8")
-    fp32 = onnx.load(str(work / "device.fp32.onnx"))
-    target = [n for n in fp32.graph.node if n.op_type == "Conv"][2]  # the 5x5 conv after the first GDN
-    ranges = json.loads((work / artifact.meta["ranges"]).read_text())
-    for key, value in (("lowest", -1e-3), ("highest", 1e-3)):
-        ranges["data"][target.input[0]][key] = {"data": value, "dtype": "float32", "CLS": "numpy.array"}
-    (work / artifact.meta["ranges"]).write_text(json.dumps(ranges))
-    quantize_onnx(work / "device.fp32.onnx", work / artifact.path, work / artifact.meta["ranges"], CalibConfig())
-    record_artifact(work, "device", "onnx", "int8", artifact.path, artifact.meta)
-    return work, target.name
+    return _damage(int8_bundle_dir, tmp_path)
+
+
+def test_control_that_floats_every_conv_leaves_the_bundle_valid(int8_bundle_dir, tmp_path, photos):
+    """Excluding the last quantized conv leaves a TensorRT graph with no INT8 conv, which its Q/DQ check refuses.
+    Before the bundle editor, the ONNX INT8 graph was already rewritten in place and the bundle failed its sha256
+    check; now the edit is dropped whole."""
+    work, _ = _damage(int8_bundle_dir, tmp_path, float_others=True)
+    before = {p.name: p.read_bytes() for p in work.iterdir()}
+    with pytest.raises(Sc2edgeError, match="no quantized Conv"):
+        control_accuracy(work, photos[0].parent, 0.0, images=6, progress=False)
+    Bundle.open(work)
+    assert {p.name: p.read_bytes() for p in work.iterdir()} == before
 
 
 def test_harmful_conv_is_kept_in_float(damaged, photos):

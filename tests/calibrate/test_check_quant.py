@@ -10,6 +10,7 @@ import pytest
 from sc2edge.calibrate import QuantReport, check_quant
 from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import system_photos
+from sc2edge.runtime.cpu import this_cpu
 from tests.conftest import run_cli
 
 
@@ -39,8 +40,12 @@ def test_report_figures(report, data):
     assert len(report.worst_layers) == 3
     assert report.worst_layers[0].sqnr_db <= report.worst_layers[-1].sqnr_db
     assert report and report.max_drop is None
+    assert report.kernel_saturation_pct == 0.0 and report.recipe == "portable"  # exact sums on this CPU too
+    assert report.cpu["kernel_path"] == this_cpu().kernel_path
+    assert all(layer.kernel_mismatch_pct == 0.0 for layer in report.worst_layers)
     text = str(report)
     assert "symbols changed" in text and "worst layers" in text and "UNTRAINED" in text
+    assert "\nkernel saturation on this CPU: 0.000 % of symbols\n" in text and this_cpu().kernel_path in text
 
 
 def test_labels_give_accuracy(int8_bundle_dir, data, tmp_path):
@@ -66,13 +71,15 @@ def test_bundle_without_int8_is_a_clear_error(fp32_bundle_dir, data):
         check_quant(fp32_bundle_dir, data[0], progress=False)
 
 
-def test_cli_prints_table_and_writes_json(int8_bundle_dir, data, tmp_path):
-    out = tmp_path / "report.json"
-    result = run_cli("check-quant", int8_bundle_dir, "--data", data[0], "--images", "3", "--worst-layers", "2",
-                     "--json", out, "--max-drop", "1.0")
+def test_cli_prints_table_or_json(int8_bundle_dir, data, tmp_path):
+    args = ["check-quant", int8_bundle_dir, "--data", data[0], "--max-images", "3", "--worst-layers", "2",
+            "--max-drop", "1.0"]
+    result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert "symbols changed" in result.stdout
-    saved = json.loads(out.read_text())
+    as_json = run_cli(*args, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    saved = json.loads(as_json.stdout)
     assert saved["images"] == 3 and saved["passed"] is True and len(saved["worst_layers"]) == 2
     missing = run_cli("check-quant", int8_bundle_dir, "--data", tmp_path / "nowhere")
     assert missing.returncode == 1 and "image source not found" in missing.stderr

@@ -86,3 +86,15 @@ def test_labels_from_text_and_json(tmp_path, tree):
     as_json.write_text("{" + ", ".join(f'"{p.name}": 7' for p in images[:-1]) + "}")
     with pytest.raises(Sc2edgeError, match="no label for 1 image"):
         load_labels(as_json, images, tree)
+
+
+def test_recipe_and_legacy_configs():
+    assert CalibConfig().validate().seven_bit_weights  # portable is the default
+    assert not CalibConfig(recipe="vnni").validate().seven_bit_weights
+    stored = CalibConfig().to_json()
+    assert CalibConfig.from_json(stored) == CalibConfig().validate()
+    legacy = {k: v for k, v in stored.items() if k != "recipe"}
+    assert CalibConfig.from_json({**legacy, "reduce_range": False}).recipe == "vnni"  # bundles before recipes
+    assert CalibConfig.from_json({**legacy, "reduce_range": True}).recipe == "portable"
+    with pytest.raises(Sc2edgeError, match='unknown INT8 recipe "avx"'):
+        CalibConfig(recipe="avx").validate()

@@ -6,8 +6,8 @@ import pytest
 
 from sc2edge.errors import BundleError, Sc2edgeError
 from sc2edge.export import ExportConfig, export_bundle
-from sc2edge.export.bundle import BundleBuilder
 from sc2edge.runtime import Bundle
+from sc2edge.runtime.bundle_writer import BundleBuilder
 from tests.conftest import DEFAULT_TEST_MODEL, paper_style_checkpoint
 
 
@@ -65,9 +65,9 @@ def test_tampered_bundle_is_refused(bundle_dir, tmp_path):
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (lambda m: m.pop("entropy"), "incomplete: no entropy"),
-    (lambda m: m["artifacts"].append({"role": "device"}), "malformed"),
-    (lambda m: m.update(files=["tables.npz"]), "malformed"),
+    (lambda m: m.pop("entropy"), "manifest has no entropy"),
+    (lambda m: m["artifacts"].append({"role": "device"}), r"has no artifacts\[\d+\]\.format"),
+    (lambda m: m.update(files=["tables.npz"]), "files must be dict, not list"),
 ])
 def test_malformed_manifest_is_a_bundle_error(bundle_dir, tmp_path, edit, message):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
@@ -77,7 +77,9 @@ def test_malformed_manifest_is_a_bundle_error(bundle_dir, tmp_path, edit, messag
         Bundle.open(tmp_path)
 
 
-def test_force_replaces_bundles_only(tmp_path):
+def test_force_replaces_bundles_only(tmp_path, fp32_bundle_dir):
+    import shutil
+
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")
     with pytest.raises(BundleError, match="not an sc2edge bundle"):
@@ -86,10 +88,14 @@ def test_force_replaces_bundles_only(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     for _ in range(2):  # an empty folder, then the bundle written there, are both replaced
+        source = Bundle.open(fp32_bundle_dir)
         with BundleBuilder(empty, overwrite=True) as builder:
-            builder.write_manifest({})
+            for name in source.spec.files:
+                shutil.copy(source.path / name, builder.staging / name)
+            builder.artifacts = list(source.artifacts)
+            builder.write_manifest({k: v for k, v in source.manifest.items() if k not in ("artifacts", "files")})
             builder.commit()
-    assert [p.name for p in empty.iterdir()] == ["manifest.json"]
+    assert sorted(p.name for p in empty.iterdir()) == sorted([*source.spec.files, "manifest.json"])
 
 
 def test_existing_bundle_is_not_overwritten_without_force(bundle_dir):

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sc2edge.export.tensorrt import MIN_OPSET, TRT_SUPPORTED_OPS, check_trt_qdq
+from sc2edge.calibrate.trt_onnx import MIN_OPSET, TRT_SUPPORTED_OPS, check_trt_qdq
 from sc2edge.runtime import Bundle, create_runner
 from sc2edge.runtime.backends.openvino import OpenVinoRunner
 

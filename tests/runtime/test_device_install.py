@@ -27,11 +27,11 @@ def test_runtime_install_has_no_torch_and_round_trips(device_env, bundle_dir, ph
     probe = "import importlib.util as u; print([m for m in ('torch', 'compressai') if u.find_spec(m)])"
     check = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
     assert check.stdout.strip() == "[]"
-    encoded = subprocess.run([str(sc2edge), "encode", "--bundle", bundle_dir, photos[0], "--out", tmp_path],
+    encoded = subprocess.run([str(sc2edge), "encode", bundle_dir, photos[0], "--out", tmp_path],
                              capture_output=True, text=True, timeout=300)
     assert encoded.returncode == 0, encoded.stderr
     stream = tmp_path / f"{photos[0].stem}.sc2"
-    decoded = subprocess.run([str(sc2edge), "decode", "--bundle", bundle_dir, stream, "--json"],
+    decoded = subprocess.run([str(sc2edge), "decode", bundle_dir, stream, "--json"],
                              capture_output=True, text=True, timeout=300)
     assert decoded.returncode == 0, decoded.stderr
     # the device-only install makes the same stream as the full one

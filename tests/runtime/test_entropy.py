@@ -23,6 +23,7 @@ from sc2edge.runtime.entropy import (
     latent_size,
     open_codec,
 )
+from sc2edge.runtime.manifest import normalize, parse
 from sc2edge.runtime.rans import EntropyTables
 from sc2edge.runtime.stream import pack_stream, read_header
 
@@ -46,7 +47,8 @@ def _bundle(tmp_path: Path, tables: EntropyTables, v2: bool = True, **entropy_ch
         manifest["entropy"] = entropy_spec(manifest)
     manifest["entropy"].update(entropy_changes)
     tables.save(tmp_path / "tables.npz")
-    return Bundle(tmp_path, manifest, tables)
+    version, manifest = manifest["format_version"], normalize(manifest, "golden manifest")
+    return Bundle(tmp_path, manifest, parse(manifest), tables, version)
 
 
 def test_entropy_spec_reads_both_layouts():

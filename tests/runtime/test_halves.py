@@ -1,4 +1,3 @@
-import json
 import struct
 import subprocess
 import sys
@@ -72,17 +71,15 @@ def _bundle_with_other_tables(bundle_dir, tmp_path):
     import dataclasses
     import shutil
 
-    from sc2edge._files import sha256_file
+    from sc2edge.runtime.bundle_writer import BundleEditor
 
     copy = tmp_path / "other"
     shutil.copytree(bundle_dir, copy)
-    tables = Bundle.open(copy).tables
-    tables = dataclasses.replace(tables, medians=tables.medians + np.float32(0.25))
-    tables.save(copy / "tables.npz")
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["entropy"]["sections"][0]["hash"] = tables.hash
-    manifest["files"]["tables.npz"] = sha256_file(copy / "tables.npz")
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with BundleEditor(copy) as edit:
+        tables = dataclasses.replace(edit.source.tables, medians=edit.source.tables.medians + np.float32(0.25))
+        tables.save(edit.staging / "tables.npz")
+        edit.manifest["entropy"]["sections"][0]["hash"] = tables.hash
+        edit.commit()
     return copy
 
 

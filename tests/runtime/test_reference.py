@@ -30,7 +30,8 @@ def test_manifest_records_the_reference_and_its_validation(reference_bundle_dir)
     assert record["name"] == "fashion_mnist_teacher" and record["trained"] is True
     assert record["weights_sha256"] == get_reference(FASHION_MODEL).weights_sha256
     assert [v["backend"] for v in record["validation"]] == list(BACKENDS)
-    assert all(v["passed"] and v["logits_max_abs_err"] <= v["logits_bound"] for v in record["validation"])
+    assert all(v["passed"] and v["outputs"]["logits"]["max_abs_err"] <= v["outputs"]["logits"]["bound"]
+               for v in record["validation"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

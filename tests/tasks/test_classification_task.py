@@ -8,7 +8,7 @@ import pytest
 from sc2edge.errors import BundleError
 from sc2edge.runtime import Bundle, Encoder, create_runner
 from sc2edge.runtime.bundle import LABELS_FILE
-from sc2edge.tasks import ClassificationTask, bundle_task, create_task, task_kinds
+from sc2edge.tasks import bundle_task, create_task, task_kinds
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +76,6 @@ def test_manifest_section_round_trips_and_names_the_server_outputs(fp32_bundle_d
     graph = onnx.load(bundle.path / bundle.artifact("server", "onnx", "fp32").path).graph
     assert [o.name for o in graph.output] == task.output_names
     assert graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-
-
-def test_v1_manifest_without_a_task_section_still_gives_its_task(fp32_bundle_dir):
-    """The fallback in ``bundle_task``: goes with it once ``Bundle.open`` normalizes v1 manifests."""
-    bundle = Bundle.open(fp32_bundle_dir)
-    bundle.manifest = {k: v for k, v in bundle.manifest.items() if k != "task"}
-    task = bundle_task(bundle)
-    assert isinstance(task, ClassificationTask) and task.num_classes == 1000
 
 
 def test_bad_task_sections_are_one_line_errors():

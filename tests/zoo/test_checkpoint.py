@@ -74,3 +74,50 @@ def test_sc2bench_layout_with_new_compressai_names_loads(tmp_path):
     loaded = get_model(DEFAULT_TEST_MODEL, checkpoint=path)
     assert torch.equal(loaded.model.bottleneck_layer.entropy_bottleneck._quantized_cdf,
                        model.bottleneck_layer.entropy_bottleneck._quantized_cdf)
+
+
+class _SystemCall:
+    """A real attack's shape: the pickle calls os.system. Only ever given to the safe loader."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_refusal_names_what_the_pickle_wanted_to_call(tmp_path):
+    for name, save in (("raw.pt", lambda obj, p: p.write_bytes(pickle.dumps(obj))), ("zip.pt", torch.save)):
+        path = tmp_path / name
+        save({"model": _SystemCall()}, path)
+        with pytest.raises(CheckpointError, match=r"posix\.system.*--trust-checkpoint"):
+            get_model(DEFAULT_TEST_MODEL, checkpoint=path)
+
+
+def _damaged_checkpoints(tmp_path):
+    import zipfile
+
+    whole = tmp_path / "whole.pt"
+    torch.save({"model": {"w": torch.zeros(8)}}, whole)
+    (tmp_path / "truncated.pt").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "garbage.pt").write_bytes(bytes(range(256)) * 3)
+    with zipfile.ZipFile(tmp_path / "other.zip.pt", "w") as archive:
+        archive.writestr("readme.txt", "not a checkpoint")
+    return {"truncated.pt": "truncated", "empty.pt": "empty", "garbage.pt": "not a PyTorch checkpoint",
+            "other.zip.pt": "not a PyTorch checkpoint"}
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_damaged_files_say_what_is_wrong_not_trust_me(tmp_path, trust):
+    for name, fragment in _damaged_checkpoints(tmp_path).items():
+        with pytest.raises(CheckpointError) as info:
+            get_model(DEFAULT_TEST_MODEL, checkpoint=tmp_path / name, trust_checkpoint=trust)
+        message = str(info.value)
+        assert fragment in message and "--trust-checkpoint" not in message and "\n" not in message, message
+
+
+def test_trusted_pickle_without_weights_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _Payload()}, path)
+    with pytest.raises(CheckpointError, match="no state dict"):
+        get_model(DEFAULT_TEST_MODEL, checkpoint=path, trust_checkpoint=True)

@@ -3,8 +3,10 @@ parts (entropy tables included), load strictly through the registry, and reach t
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +20,15 @@ from sc2edge.zoo import training as tr
 from sc2edge.zoo.checkpoint import load_into
 from sc2edge.zoo.datasets import (
     HELD_OUT_PHOTOS,
+    content_hash,
     fashion_mnist,
+    load_rgb,
     random_resized_crop,
     read_idx,
     split_photos,
+    training_images,
 )
+from sc2edge.zoo.entropic_student import latent_size
 from sc2edge.zoo.fashion_mnist import EntropicStudentFashionMNIST, FashionTeacher, student_from_teacher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,13 +59,60 @@ def test_stage1_and_stage2_losses_fall(fashion_batch):
     assert np.mean(stage1.bpp[-5:]) < stage1.bpp[0]
     tail_before = {k: v.clone() for k, v in student.tail.state_dict().items()}
     encoder_before = {k: v.clone() for k, v in student.bottleneck_layer.encoder.state_dict().items()}
+    decoder_only = copy.deepcopy(student)
     stage2 = tr.train_stage2(student, teacher, _repeat(fashion_batch), cfg, progress=False)
     assert np.mean(stage2.loss[-5:]) < 0.8 * np.mean(stage2.loss[:3])
-    # stage 2 trains the decoder only: the teacher's tail and the (rate-defining) encoder stay as they were
+    assert all(b > 0 for b in stage2.bpp)  # the rate term is part of stage 2's loss
+    # stage 2 trains the student end to end (encoder included); the teacher's tail stays as it was
     for k, v in student.tail.state_dict().items():
         assert torch.equal(v, tail_before[k]), k
-    for k, v in student.bottleneck_layer.encoder.state_dict().items():
+    assert not torch.equal(student.bottleneck_layer.encoder[0].weight, encoder_before["0.weight"])
+    # the older recipe (the Fashion-MNIST checkpoints') trains the decoder only
+    tr.train_stage2(decoder_only, teacher, _repeat(fashion_batch), replace(cfg, stage2_end_to_end=False),
+                    progress=False)
+    for k, v in decoder_only.bottleneck_layer.encoder.state_dict().items():
         assert torch.equal(v, encoder_before[k]), k
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_stage_resumes_where_it_stopped(fashion_batch, tmp_path, capsys):
+    """A stage killed mid-run and rerun continues where it stopped and ends as an uninterrupted run would."""
+    def run(resume: tr.Resume | None, kill_at: int | None = None) -> tuple[list[float], torch.Tensor, int]:
+        torch.manual_seed(0)
+        teacher = FashionTeacher().eval()
+        student = student_from_teacher(teacher)
+        source = tr.ArrayBatches(*fashion_batch, batch_size=16, seed=3, flip=True)
+        calls = []
+
+        def batches():
+            calls.append(1)
+            if len(calls) == kill_at:
+                raise _Killed
+            return source()
+
+        batches.state_dict, batches.load_state_dict = source.state_dict, source.load_state_dict
+        cfg = tr.StudentConfig(beta=0.1, stage1_steps=8, stage2_steps=0, seed=7)
+        log = tr.train_stage1(student, teacher.head, batches, cfg, progress=False, resume=resume)
+        return log.loss, student.bottleneck_layer.encoder[0].weight.detach().clone(), len(calls)
+
+    whole, weight, _ = run(None)
+    resume = tr.Resume(tmp_path / "stage1.pt", every_s=0.0, log_every=2)
+    with pytest.raises(_Killed):
+        run(resume, kill_at=6)  # saved after each of the first 5 steps
+    assert torch.load(resume.path, weights_only=True)["step"] == 5
+    again, weight_again, batches_drawn = run(resume)
+    assert batches_drawn == 3  # only steps 6-8 ran again
+    # equal up to float rounding (resumed Adam moments differ from uninterrupted ones by ~1e-6)
+    assert again[:5] == whole[:5] and np.allclose(again, whole, rtol=1e-3)
+    assert torch.allclose(weight_again, weight, atol=1e-4)
+    assert "step 8/8 loss" in capsys.readouterr().out
+    state = torch.load(resume.path, weights_only=True)
+    torch.save({**state, "tag": "stage2 beta=0.1"}, resume.path)
+    with pytest.raises(Sc2edgeError, match="remove it to restart"):
+        run(resume)
 
 
 def test_training_is_deterministic(fashion_batch):
@@ -125,6 +178,69 @@ def test_student_tail_reproduces_teacher():
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         assert torch.allclose(LiteTail(teacher).features(LiteHead(teacher)(x))[-1], teacher(x), atol=1e-5)
+
+
+def test_lite0_encoder_starts_as_the_teacher_front():
+    """The encoder's BN-folded copy of the teacher's stem and blocks 0-1 gives the teacher's split features,
+    and after ``init_from_features`` the decoder's linear path gives them back through the 16-channel latent."""
+    from sc2edge.zoo.efficientnet_student import EntropicStudentEfficientNetLite0, LiteHead, efficientnet_lite0_teacher
+
+    teacher = efficientnet_lite0_teacher()
+    student = EntropicStudentEfficientNetLite0(teacher=teacher)
+    layer = student.bottleneck_layer
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        split = LiteHead(teacher)(x)
+        front = torch.nn.Sequential(*list(layer.encoder)[: student.pretrained_encoder_layers])(x)
+        assert torch.allclose(front, split, atol=1e-4)
+        student.init_from_features(x)
+        y = layer.encoder(x)
+        assert abs(float(y.std()) - 4.0) < 0.1
+        rebuilt = layer.decoder(y)
+        assert float(((rebuilt - split) ** 2).mean() / split.var()) < 0.1
+    assert latent_size(224, student.encoder_geometry()) == 56
+
+
+def test_photo_crops_are_seeded_and_resumable():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)) for _ in range(3)]
+    crops = tr.PhotoCrops(images, [32, 48], batch_size=4, mean=[0.5] * 3, std=[0.25] * 3, seed=1)
+    first = crops()[0]
+    state = crops.state_dict()
+    second = crops()[0]
+    assert first.shape[:2] == (4, 3) and first.shape[-1] in (32, 48) and first.dtype == torch.float32
+    again = tr.PhotoCrops(images, [32, 48], batch_size=4, mean=[0.5] * 3, std=[0.25] * 3, seed=1)
+    assert torch.equal(again()[0], first)
+    torch.manual_seed(123)  # the crops do not depend on torch's global random state
+    again.load_state_dict(state)
+    assert torch.equal(again()[0], second)
+
+
+def test_held_out_photos_are_recognised_by_content(tmp_path):
+    """A held-out photo under another name or in another container has the same content hash."""
+    _, held = split_photos()
+    original = load_rgb(held[0])
+    copy_path = tmp_path / "renamed.png"
+    original.save(copy_path)
+    assert content_hash(load_rgb(copy_path)) == content_hash(original)
+    assert content_hash(original) != content_hash(load_rgb(held[1]))
+
+
+@pytest.mark.slow
+def test_training_images_exclude_held_out_and_reserved_sources():
+    """Every training image (photos of all packaged sources and video frames) differs from every held-out
+    photo by content, and none comes from a source reserved for independent evaluation."""
+    images = training_images(frames_per_video=3)
+    sources = {source for source, _ in images}
+    assert {"opencv-doc", "mate-backgrounds", "scikit-image", "opencv-doc vtest.avi"} <= sources
+    _, held = split_photos()
+    held_hashes = {content_hash(load_rgb(p)) for p in held}
+    # training images are shrunk: compare at the held-out photos' own shrunk size as well
+    held_hashes |= {content_hash(load_rgb(p, max_side=640)) for p in held}
+    assert not held_hashes & {content_hash(img) for _, img in images}
+    assert len(images) >= 80
 
 
 def test_photo_split_is_disjoint_and_fixed():
@@ -202,6 +318,27 @@ def test_rebuild_checkpoints(tmp_path, recipe):
         assert abs(rebuilt["bytes_per_image"] - meta["bytes_per_image"]) < 0.05 * meta["bytes_per_image"], name
 
 
+@pytest.mark.slow
+def test_quick_efficientnet_rebuild_runs_and_resumes(tmp_path):
+    """The whole EfficientNet recipe on tiny crops (about a minute of CPU): every beta's checkpoint loads
+    strictly, the figures are written, and a rerun resumes every stage instead of training again."""
+    import json
+
+    command = [sys.executable, str(ROOT / "scripts" / "train_students.py"), "efficientnet", "--quick",
+               "--out", str(tmp_path / "w"), "--run-dir", str(tmp_path / "r"), "--results", str(tmp_path / "r.json")]
+    subprocess.run(command, check=True, capture_output=True)
+    figures = json.loads((tmp_path / "r.json").read_text())
+    assert figures["train_images"]["opencv-doc vtest.avi"] == 2
+    students = figures["students"]
+    assert sorted(students) == ["beta0.4", "beta1.6", "beta6.4"]
+    assert students["beta1.6"]["fine_tuned_from"] == "beta0.4"
+    for name in (f"entropic_student_efficientnet_lite0_{tag}" for tag in students):
+        loaded = get_model(name, checkpoint=tmp_path / "w" / Path(get_spec(name).checkpoint.path).name)
+        assert loaded.trained
+    rerun = subprocess.run(command, check=True, capture_output=True, text=True)
+    assert "step 1/" not in rerun.stdout  # every stage was complete: nothing retrained
+
+
 def test_packaged_lite0_students_trade_rate_for_beta():
     """On held-out centre crops a larger beta gives fewer bytes, and the students agree with the teacher."""
     from sc2edge.runtime.preprocess import preprocess_image
@@ -219,4 +356,4 @@ def test_packaged_lite0_students_trade_rate_for_beta():
         sizes.append(np.mean(tr.stream_bytes(model, x)))
         agreements.append(float((tr.predict(model, x).argmax(1) == teacher_top1).float().mean()))
     assert sizes == sorted(sizes, reverse=True), sizes
-    assert max(agreements) >= 0.2, agreements  # chance is 0.1 %; an untrained student scores 0
+    assert max(agreements) >= 0.6, agreements  # chance is 0.1 %; an untrained student scores 0

@@ -1,0 +1,174 @@
+"""The portable INT8 recipe on the Fashion-MNIST student: the real kernels give the exact integers on this CPU,
+the weights cannot saturate VPMADDUBSW anywhere, labelled accuracy stays within budget, and an export whose
+INT8 is over budget is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import openvino as ov
+import pytest
+from PIL import Image
+
+from sc2edge.calibrate import CalibConfig, held_out_set
+from sc2edge.calibrate.check import kernel_layer_errors, kernel_saturation_pct
+from sc2edge.calibrate.onnxrt import quantize_onnx
+from sc2edge.errors import Sc2edgeError
+from sc2edge.export import ExportConfig, export_bundle
+from sc2edge.runtime import Bundle
+from sc2edge.runtime.backends import backend_info
+from sc2edge.runtime.cpu import SATURATING_PATH, this_cpu
+
+MODEL = "entropic_student_fashion_mnist_beta0.1"
+BACKENDS = ("onnxruntime", "openvino")
+TEST_IMAGES = 1000  # the demo's labelled check; 300 leave the budget at the mercy of 3 images
+INT16_MAX = 32767
+
+
+@pytest.fixture(scope="module")
+def fm_data(tmp_path_factory):
+    from sc2edge.zoo.datasets import write_fashion_mnist_images
+
+    root = tmp_path_factory.mktemp("fashion-mnist")
+    calibration = write_fashion_mnist_images("train", root / "calibration", 300)
+    test = write_fashion_mnist_images("test", root / "test", TEST_IMAGES)
+    return calibration.parent, test
+
+
+@pytest.fixture(scope="module")
+def fm_bundle(tmp_path_factory, fm_data):
+    """The default (portable) INT8 export for both runtimes, its budget checked on labelled test images."""
+    calibration, test = fm_data
+    return export_bundle(MODEL, tmp_path_factory.mktemp("bundles") / "fm", config=ExportConfig(
+        backends=BACKENDS, int8=True, calib=calibration, calib_samples=300, validation_images=test.parent,
+        int8_check_labels=test, int8_check_count=TEST_IMAGES))
+
+
+@pytest.fixture(scope="module")
+def held(fm_bundle, fm_data):
+    return held_out_set(fm_data[1].parent, Bundle.open(fm_bundle).preprocess, TEST_IMAGES, 0, (), progress=False)
+
+
+def test_fashion_mnist_int8_within_budget(fm_bundle):
+    calibration = Bundle.open(fm_bundle).manifest["calibration"]
+    assert calibration["recipe"] == "portable" and calibration["validated_on"] == this_cpu().to_json()
+    validation = calibration["int8_validation"]
+    assert validation["passed"] and validation["images"] == TEST_IMAGES
+    assert sorted(r["backend"] for r in validation["results"]) == sorted(BACKENDS)
+    for result in validation["results"]:
+        assert result["metric"] == "accuracy" and result["fp32"] > 0.75  # a trained model, labelled images
+        assert result["drop"] <= 0.01 + 1e-9 and abs(result["rate_change_pct"]) <= 2.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_portable_int8_equals_exact_emulation(fm_bundle, held, backend):
+    bundle = Bundle.open(fm_bundle)
+    graph = bundle.path / bundle.artifact("device", backend_info(backend).artifact_format, "int8").path
+    saturated = kernel_saturation_pct(backend, graph, held)
+    if backend == "onnxruntime":
+        assert saturated == 0.0  # x64 high-precision mode: the same integer sums, without int16 saturation
+    else:
+        assert saturated < 0.01  # OpenVINO's emulation runs in float: a rare .5 rounding, never saturation
+
+
+def _vnni_onnx(bundle: Bundle, out) -> Path:
+    """The device graph quantized from the bundle's own ranges with full 8-bit weights (the "vnni" recipe)."""
+    artifact = bundle.artifact("device", "onnx", "int8")
+    config = CalibConfig.from_json({**artifact.meta["config"], "recipe": "vnni"})
+    return quantize_onnx(bundle.path / "device.fp32.onnx", out, bundle.path / artifact.meta["ranges"], config)
+
+
+def test_full_8bit_weights_saturate_on_this_cpu(fm_bundle, held, tmp_path):
+    """The per-layer diagnosis runs the real kernels, so it names the conv that saturates: the latent conv."""
+    if this_cpu().kernel_path != SATURATING_PATH:
+        pytest.skip(f"this CPU's INT8 kernels ({this_cpu().kernel_path}) are exact: saturation cannot show here")
+    bundle = Bundle.open(fm_bundle)
+    graph = _vnni_onnx(bundle, tmp_path / "vnni.onnx")
+    assert kernel_saturation_pct("onnxruntime", graph, held) > 1.0
+    fp32 = bundle.path / "device.fp32.onnx"
+    latent_conv = [n.output[0] for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"][-1]
+    inputs = [{"image": x[None]} for x in held.arrays()[:8]]
+    worst = kernel_layer_errors(fp32, graph, inputs, worst=1)[0]
+    assert worst.tensor == latent_conv and worst.kernel_mismatch_pct > 10.0
+    portable = kernel_layer_errors(fp32, bundle.path / "device.int8.onnx", inputs, worst=10)
+    assert portable and all(layer.kernel_mismatch_pct == 0.0 for layer in portable)
+
+
+def _onnx_conv_weights(path) -> list[np.ndarray]:
+    """The int8 weights of every quantized conv (initializer -> DequantizeLinear -> Conv input 1)."""
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    dequantized = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    return [inits[dequantized[n.input[1]]] for n in graph.node if n.op_type == "Conv" and n.input[1] in dequantized]
+
+
+def _openvino_int8_weights(path) -> list[np.ndarray]:
+    model = ov.Core().read_model(str(path))
+    return [np.array(op.get_data()) for op in model.get_ordered_ops()
+            if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+
+
+def _largest_pair_sum(weights: list[np.ndarray]) -> int:
+    """VPMADDUBSW's worst int16 intermediate: two uint8 activations of 255 times the largest weight magnitude."""
+    return 2 * 255 * max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+
+
+def test_portable_weights_cannot_saturate_int16(fm_bundle, tmp_path):
+    """Static check, true on any CPU: 7-bit weights keep every pairwise sum within int16; 8-bit ones do not."""
+    bundle = Bundle.open(fm_bundle)
+    for role in ("device", "server"):
+        for weights in (_onnx_conv_weights(bundle.path / bundle.artifact(role, "onnx", "int8").path),
+                        _openvino_int8_weights(bundle.path / bundle.artifact(role, "openvino", "int8").path)):
+            assert weights and all(w.dtype == np.int8 and -64 <= w.min() and w.max() <= 64 for w in weights)
+            assert _largest_pair_sum(weights) <= INT16_MAX
+    full = _onnx_conv_weights(_vnni_onnx(bundle, tmp_path / "vnni.onnx"))
+    assert _largest_pair_sum(full) > INT16_MAX
+
+
+@pytest.fixture()
+def blank_calibration(tmp_path):
+    """A deliberately damaged calibration: black images, so every activation range collapses."""
+    folder = tmp_path / "blank"
+    folder.mkdir()
+    for i in range(8):
+        Image.new("L", (28, 28)).save(folder / f"blank{i}.png")
+    return folder
+
+
+def test_export_refuses_int8_over_budget(fm_bundle, fm_data, blank_calibration, tmp_path):
+    _, test = fm_data
+    out = tmp_path / "bundle"
+    shutil.copytree(fm_bundle, out)
+    before = (out / "manifest.json").read_bytes()
+    with pytest.raises(Sc2edgeError, match="INT8 over budget .* no bundle written") as refused:
+        export_bundle(MODEL, out, config=ExportConfig(
+            int8=True, calib=blank_calibration, validation_images=test.parent, int8_check_labels=test,
+            int8_check_count=100, overwrite=True))
+    assert "\n" not in str(refused.value) and "onnxruntime accuracy" in str(refused.value)
+    assert (out / "manifest.json").read_bytes() == before and Bundle.open(out)  # the old bundle, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blank", "bundle"]  # no staging left behind
+
+
+def test_allowed_over_budget_is_recorded_as_failed(fm_data, blank_calibration, tmp_path):
+    _, test = fm_data
+    out = export_bundle(MODEL, tmp_path / "bundle", config=ExportConfig(
+        int8=True, calib=blank_calibration, validation_images=test.parent, int8_check_labels=test,
+        int8_check_count=100, allow_int8_over_budget=True))
+    validation = Bundle.open(out).manifest["calibration"]["int8_validation"]
+    assert not validation["passed"] and validation["results"][0]["drop"] > 0.01
+    assert json.loads(json.dumps(validation)) == validation
+
+
+def test_bad_recipe_and_budget_are_refused_before_any_work(tmp_path):
+    with pytest.raises(Sc2edgeError, match='unknown INT8 recipe "fast"'):
+        export_bundle(MODEL, tmp_path / "b", config=ExportConfig(int8_recipe="fast"))
+    from sc2edge.calibrate.budget import Int8Budget
+
+    with pytest.raises(Sc2edgeError, match="INT8 drop budget"):
+        export_bundle(MODEL, tmp_path / "b", config=ExportConfig(int8_budget=Int8Budget(max_drop=2.0)))
+    assert not (tmp_path / "b").exists()
+

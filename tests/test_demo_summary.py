@@ -1,0 +1,20 @@
+"""The demo's summary shows an INT8 artifact over its export budget as a failure (and the verb exits 1)."""
+
+from __future__ import annotations
+
+from sc2edge.demo import DemoSummary, budget_verdicts
+
+
+def test_failed_budget_is_a_failure(tmp_path):
+    ok = {"backend": "onnxruntime", "metric": "agreement", "fp32": 1.0, "int8": 1.0, "rate_change_pct": 0.1,
+          "passed": True}
+    bad = {**ok, "backend": "openvino", "int8": 0.75, "rate_change_pct": 5.3, "passed": False}
+    validation = {"images": 12, "budget": {"max_drop": 0.01, "max_bytes_pct": 2.0}, "results": [ok, bad]}
+    summary = DemoSummary("m", True, tmp_path, 12, 59)
+    assert budget_verdicts(validation, tmp_path, summary) == {"onnxruntime": "PASS", "openvino": "FAIL"}
+    assert not summary.passed
+    text = str(summary)
+    assert "INT8 budget: FAIL" in text and "openvino/int8: agreement 100.00 -> 75.00 %, bytes +5.30 %" in text
+    passing = DemoSummary("m", True, tmp_path, 12, 59)
+    budget_verdicts({**validation, "results": [ok]}, tmp_path, passing)
+    assert passing.passed and "INT8 budget: PASS" in str(passing)
