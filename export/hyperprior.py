@@ -14,10 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from sc2edge.errors import Sc2edgeError
-from sc2edge.export.graphs import fold_gdn
 from sc2edge.export.onnx import DEFAULT_OPSET
 from sc2edge.runtime.hyperprior import IndexPath, SideLayer
 from sc2edge.runtime.rans import EntropyTables
+from sc2edge.zoo.graphs import fold_gdn
 
 
 def side_layers(h_s: nn.Sequential) -> tuple[SideLayer, ...]:
