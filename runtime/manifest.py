@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -25,8 +26,9 @@ TABLES_FILE = "tables.npz"
 Role = Literal["device", "server", "reference"]
 Format = Literal["onnx", "openvino", "onnx-trt", "trt-engine"]
 Precision = Literal["fp32", "fp16", "int8"]
-TaskKind = Literal["classification"]
-EntropyKind = Literal["factorized"]
+# Task and entropy-model kinds are registry names (sc2edge.tasks, runtime.entropy.CODECS): a new kind is a new file
+# and a registry entry, so the manifest checks only their form and the registries say which they know.
+_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 TRT_ONNX_FORMAT: Format = "onnx-trt"
 ENGINE_FORMAT: Format = "trt-engine"
 
@@ -76,6 +78,14 @@ def _literal(record: Mapping[str, Any], key: str, path: str, literal: Any) -> An
     allowed = get_args(literal)
     if value not in allowed:
         raise BundleError(f'manifest {_where(path, key)} "{value[:40]}" is not one of {", ".join(allowed)}')
+    return value
+
+
+def _kind(record: Mapping[str, Any], path: str) -> str:
+    value = _get(record, "kind", str, path)
+    if not _KIND.fullmatch(value):
+        raise BundleError(f'manifest {_where(path, "kind")} "{value[:40]}" is not a kind name ([a-z][a-z0-9_-], '
+                          "at most 32 characters)")
     return value
 
 
@@ -154,7 +164,7 @@ class TaskOutput:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    kind: TaskKind
+    kind: str
     num_classes: int
     labels: str | None
     outputs: tuple[TaskOutput, ...]
@@ -186,7 +196,7 @@ class EntropySection:
 
 @dataclass(frozen=True)
 class EntropySpec:
-    kind: EntropyKind
+    kind: str
     coder: str
     precision: int
     sections: tuple[EntropySection, ...]
@@ -291,7 +301,7 @@ def _parse_task(task: dict[str, Any]) -> TaskSpec:
         if not all(isinstance(d, str) or isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
             raise BundleError(f"manifest {where}.shape must hold axis names or positive sizes")
         outputs.append(TaskOutput(_get(out, "name", str, where), _get(out, "dtype", str, where), tuple(shape)))
-    return TaskSpec(_literal(task, "kind", "task", TaskKind), num_classes,
+    return TaskSpec(_kind(task, "task"), num_classes,
                     None if labels is None else bundle_path(labels, "task.labels"), tuple(outputs))
 
 
@@ -328,7 +338,7 @@ def _parse_entropy(entropy: dict[str, Any]) -> EntropySpec:
                                        _get(section, "hash", str, where)))
     if not sections:
         raise BundleError("manifest entropy.sections is empty")
-    return EntropySpec(_literal(entropy, "kind", "entropy", EntropyKind), _get(entropy, "coder", str, "entropy"),
+    return EntropySpec(_kind(entropy, "entropy"), _get(entropy, "coder", str, "entropy"),
                        _bounded_int(entropy, "precision", "entropy", 1, 16), tuple(sections))
 
 

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from sc2edge.errors import CheckpointError, Sc2edgeError
+from sc2edge.runtime.entropy import latent_size
 from sc2edge.zoo import get_model, get_spec, list_models
 from sc2edge.zoo import training as tr
 from sc2edge.zoo.checkpoint import load_into
@@ -28,7 +29,6 @@ from sc2edge.zoo.datasets import (
     split_photos,
     training_images,
 )
-from sc2edge.zoo.entropic_student import latent_size
 from sc2edge.zoo.fashion_mnist import EntropicStudentFashionMNIST, FashionTeacher, student_from_teacher
 
 ROOT = Path(__file__).resolve().parents[2]
