@@ -114,6 +114,11 @@ class EntropyCodec(ABC):
         self.spec, self.tables, self.limits = spec, dict(tables), limits
         self.table_hashes = {name: table.hash for name, table in self.tables.items()}
 
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, spec: Mapping[str, Any], coder: str | None = None) -> EntropyCodec:
+        """The codec of ``bundle``; a codec that needs files beyond its sections' tables reads them here."""
+        return cls(spec, section_tables(bundle, spec), LatentLimits(bundle.manifest), coder)
+
     @abstractmethod
     def encode_sections(self, outputs: Mapping[str, np.ndarray]) -> list[tuple[str, str, tuple[int, int, int],
                                                                               bytes]]:
@@ -188,9 +193,11 @@ def section_tables(bundle: Bundle, spec: Mapping[str, Any]) -> dict[str, Entropy
 
 def open_codec(bundle: Bundle, coder: str | None = None) -> EntropyCodec:
     """The entropy codec a bundle's manifest names, with its tables and latent limits."""
+    import sc2edge.runtime.hyperprior  # noqa: F401  (registers "hyperprior"; it builds on this module)
+
     spec = entropy_spec(bundle.manifest)
     codec = CODECS.get(spec.get("kind"))
     if codec is None:
         raise BundleError(f'{bundle.path}: entropy model "{spec.get("kind")}" is not known to this sc2edge '
                           f"(known: {', '.join(CODECS)}); upgrade sc2edge")
-    return codec(spec, section_tables(bundle, spec), LatentLimits(bundle.manifest), coder)
+    return codec.from_bundle(bundle, spec, coder)

@@ -10,11 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from compressai.entropy_models import EntropyModel
 
 from sc2edge._files import sha256_file
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.entropy import latent_size  # one definition, shared with the runtime
-from sc2edge.zoo import efficientnet_student, entropic_student, fashion_mnist  # noqa: F401  (register builders)
+from sc2edge.zoo import (  # noqa: F401  (register builders)
+    efficientnet_student,
+    entropic_student,
+    fashion_mnist,
+    hyperprior_student,
+)
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
 from sc2edge.zoo.entropic_student import SplitClassifier
 from sc2edge.zoo.registry import (
@@ -53,6 +59,11 @@ def build(spec: ModelSpec) -> SplitClassifier:
     return _BUILDERS[spec.builder](num_classes=spec.num_classes, **spec.builder_args)
 
 
+def _tables_missing(model: SplitClassifier) -> bool:
+    """Whether any entropy model (bottleneck or Gaussian conditional) lacks its CDF tables."""
+    return any(module._quantized_cdf.numel() == 0 for module in model.modules() if isinstance(module, EntropyModel))
+
+
 def get_model(
     name: str, *, checkpoint: str | Path | None = None, trust_checkpoint: bool = False
 ) -> LoadedModel:
@@ -76,7 +87,7 @@ def get_model(
     digest = verify_sha256(path, spec.checkpoint.sha256 if checkpoint is None else None)
     model = build(spec)
     load_into(model, read_state_dict(path, trust=trust_checkpoint))
-    if model.bottleneck_layer.entropy_bottleneck._quantized_cdf.numel() == 0:
+    if _tables_missing(model):
         model.update(force=True)  # a checkpoint saved before update(): tables are computed once, here
     return LoadedModel(model.eval(), spec, trained=True, checkpoint_path=path, checkpoint_sha256=digest)
 

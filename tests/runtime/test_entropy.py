@@ -125,8 +125,8 @@ def test_codec_checks_streams_before_decoding(tmp_path, tables):
 
 
 def test_unknown_or_inconsistent_entropy_models_are_refused(tmp_path, tables):
-    with pytest.raises(BundleError, match='entropy model "hyperprior" is not known.*known: factorized'):
-        open_codec(_bundle(tmp_path, tables, kind="hyperprior"))
+    with pytest.raises(BundleError, match='entropy model "autoregressive" is not known.*known: factorized'):
+        open_codec(_bundle(tmp_path, tables, kind="autoregressive"))
     spec = entropy_spec({"entropy": {"file": "tables.npz", "hash": tables.hash}})
     two = copy.deepcopy(spec["sections"]) * 2
     with pytest.raises(BundleError, match="codes one section, the manifest lists 2"):
