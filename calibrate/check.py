@@ -300,7 +300,7 @@ def evaluate(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, backend: 
     with create_runner(backend, bundle, "device", "fp32", threads=threads) as fp32, \
             runner_class(backend)(int8_graph, threads=threads) as int8, \
             create_runner(backend, bundle, "server", "fp32", threads=threads) as server:
-        for x in tqdm(held.arrays(), desc="FP32 vs INT8", unit="img", disable=not progress, leave=False):
+        for x in tqdm(held.arrays(), desc="FP32 vs INT8", unit="img", disable=None if progress else True, leave=False):
             for precision, runner in (("fp32", fp32), ("int8", int8)):
                 symbols = runner.infer({"image": x[None]})["symbols"]
                 out[f"symbols_{precision}"].append(symbols[0])

@@ -58,7 +58,7 @@ class ImageSet:
         if self._arrays is None:
             self._arrays = [preprocess_image(p, self.preprocess)
                             for p in tqdm(self.paths, desc="preprocessing images", unit="img",
-                                          disable=not self.progress, leave=False)]
+                                          disable=None if self.progress else True, leave=False)]
         return self._arrays
 
     def batches(self, size: int) -> Iterator[np.ndarray]:

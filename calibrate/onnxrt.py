@@ -74,7 +74,7 @@ def collect_ranges(model: str | Path, feeds: Iterable[dict[str, np.ndarray]], co
                                        extra_options=config.calibrator_options())
         seen = 0
         for feed in tqdm(feeds, desc=f"calibrating {Path(model).name} ({config.method})", unit="batch",
-                         total=total, leave=False):
+                         total=total, leave=False, disable=None):  # None: no bar where stderr is no terminal
             calibrator.collect_data(FeedReader([feed]))
             seen += 1
         if not seen:
