@@ -393,7 +393,7 @@ def _measure(config: BenchConfig, bundles: list[Bundle], ids: dict[Path, str], l
     if config.torch_baseline:
         report["baseline"] = _paper_path(config, first, ids[first.path], workers, report, step)
     progress.close()
-    _derive(config, report, links, {b.name: bundle_task(b) for b in bundles})
+    _derive(config, report, links, {ids[b.path]: bundle_task(b) for b in bundles})
 
 
 def _paper_path(config: BenchConfig, bundle: Bundle, bundle_id: str, workers: Workers, report: dict[str, Any],
