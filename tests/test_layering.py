@@ -1,7 +1,8 @@
 """One-way layering, read from the source (ast): what each subpackage may import.
 
 zoo -> export -> bundle -> runtime: the runtime (on devices) imports nothing above it and never torch;
-calibrate and bench use the runtime but never export; zoo imports nothing that builds on it.
+calibrate and bench use the runtime but never export; zoo imports nothing that builds on it; the task seam
+(tasks/, used by the runtime) is as torch-free as the runtime.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ FORBIDDEN = {
     "calibrate": ("sc2edge.export", "sc2edge.bench", "sc2edge.commands", "sc2edge.cli"),
     "bench": ("sc2edge.export", "sc2edge.calibrate", "sc2edge.commands", "sc2edge.cli"),
     "export": ("sc2edge.bench", "sc2edge.commands", "sc2edge.cli"),
+    # the task seam runs on both ends (the runtime's Decoder uses it): as torch-free as the runtime
+    "tasks": ("sc2edge.zoo", "sc2edge.export", "sc2edge.calibrate", "sc2edge.bench", "sc2edge.commands",
+              "sc2edge.cli", "sc2edge.demo", "torch", "torchvision", "compressai"),
 }
 
 
