@@ -21,21 +21,26 @@ from sc2edge.runtime.preprocess import ImageLike, preprocess_image
 from sc2edge.tasks import Prediction, Task, bundle_task
 
 
-def _open(bundle: Bundle | str | Path) -> Bundle:
+def open_bundle(bundle: Bundle | str | Path) -> Bundle:
     return bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
 
 
-class _Half:
+class BundleGraph:
+    """One of a bundle's graphs (its ``role``) on a named backend, closed with this object (a context manager)."""
+
     role = ""
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", precision: str = "fp32", *,
                  threads: int | None = None, device: str | None = None):
-        self.bundle = _open(bundle)
+        self.bundle = open_bundle(bundle)
         self.backend = canonical_backend(backend)
         self.precision = precision
-        self.codec: EntropyCodec = open_codec(self.bundle)  # before the runner: a failure here leaves nothing open
+        self._before_runner()
         self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision,
                                                 threads=threads, device=device).activate()
+
+    def _before_runner(self) -> None:
+        """What must succeed before the runner opens, so that a refusal leaves nothing open."""
 
     def close(self) -> None:
         self.runner.close()
@@ -45,6 +50,11 @@ class _Half:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _Half(BundleGraph):
+    def _before_runner(self) -> None:
+        self.codec: EntropyCodec = open_codec(self.bundle)
 
 
 class Encoder(_Half):
@@ -96,11 +106,9 @@ class Decoder(_Half):
 
     role = "server"
 
-    def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", precision: str = "fp32", *,
-                 threads: int | None = None, device: str | None = None):
-        bundle = _open(bundle)
-        self.task: Task = bundle_task(bundle)  # before the runner: a task this sc2edge does not know opens nothing
-        super().__init__(bundle, backend, precision, threads=threads, device=device)
+    def _before_runner(self) -> None:
+        super()._before_runner()
+        self.task: Task = bundle_task(self.bundle)  # a task this sc2edge does not know opens nothing
 
     def decode_symbols(self, stream: bytes) -> np.ndarray:
         """A stream -> int32 CHW symbols, after checking the container against this bundle's codec, tables and

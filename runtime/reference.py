@@ -16,17 +16,14 @@ from typing import Any
 import numpy as np
 
 from sc2edge.errors import BundleError, Sc2edgeError
-from sc2edge.runtime.backends import BaseRunner, backend_info, canonical_backend, create_runner
+from sc2edge.runtime.backends import backend_info
 from sc2edge.runtime.bundle import Bundle
+from sc2edge.runtime.halves import BundleGraph, open_bundle
 from sc2edge.runtime.input_codecs import InputCodec, InputCodecError, parse_codec_spec
 from sc2edge.runtime.preprocess import ImageLike, crop_image, normalize_image, preprocess_image
 
 REFERENCE_ROLE = "reference"
 REFERENCE_INPUT, REFERENCE_OUTPUT = "image", "logits"
-
-
-def _open(bundle: Bundle | str | Path) -> Bundle:
-    return bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
 
 
 def _codec(codec: InputCodec | str) -> InputCodec:
@@ -55,7 +52,7 @@ def decode_input(codec: InputCodec, data: bytes, preprocess: Mapping[str, Any]) 
     return normalize_image(image, preprocess)
 
 
-class ReferenceGraph:
+class ReferenceGraph(BundleGraph):
     """The bundle's reference model on a backend: ``predict(batch) -> logits``, ``classify(image) -> logits``.
 
     Args:
@@ -66,15 +63,11 @@ class ReferenceGraph:
         device (str | None): the runtime's device name. Defaults to None (CPU).
     """
 
-    def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", precision: str = "fp32", *,
-                 threads: int | None = None, device: str | None = None):
-        self.bundle = _open(bundle)
-        self.backend = canonical_backend(backend)
-        self.precision = precision
+    role = REFERENCE_ROLE
+
+    def _before_runner(self) -> None:
         if not has_reference(self.bundle):
             raise BundleError(f"{self.bundle.path} has no reference model: export it with --reference")
-        self.runner: BaseRunner = create_runner(self.backend, self.bundle, REFERENCE_ROLE, precision,
-                                                threads=threads, device=device).activate()
 
     def preprocess(self, image: ImageLike) -> np.ndarray:
         return preprocess_image(image, self.bundle.preprocess)
@@ -91,16 +84,6 @@ class ReferenceGraph:
         """One image -> its logits, the whole model in one place (the "all on device" alternative)."""
         return self.predict(self.preprocess(image)[None])[0]
 
-    def close(self) -> None:
-        self.runner.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
 class CodecEncoder:
     """Device side of a baseline: ``encode(images)`` returns the codec's bytes per image. Needs no graph runtime.
 
@@ -110,7 +93,7 @@ class CodecEncoder:
     """
 
     def __init__(self, bundle: Bundle | str | Path, codec: InputCodec | str):
-        self.bundle = _open(bundle)
+        self.bundle = open_bundle(bundle)
         self.codec = _codec(codec)
 
     def encode(self, images: Iterable[ImageLike]) -> list[bytes]:
