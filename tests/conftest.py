@@ -70,6 +70,19 @@ def paper_style_checkpoint(path: Path, seed: int = 1) -> dict:
     return model.state_dict()
 
 
+HEAVY_MODULES = ("torch", "torchvision", "compressai", "sc2edge.zoo", "sc2edge.export")
+
+
+def heavy_imports_of(script: str, *args: object) -> list[str]:
+    """Run ``script`` in a fresh interpreter (it must succeed) and return the heavy modules it imported: what a
+    device-side path must leave out."""
+    check = f"\nimport sys\nprint('IMPORTED:' + ','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", script + check, *map(str, args)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    return [m for m in out.stdout.strip().splitlines()[-1].removeprefix("IMPORTED:").split(",") if m]
+
+
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real console entry point in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "sc2edge.cli", *map(str, args)], capture_output=True, text=True,
