@@ -12,20 +12,18 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "check_device_install.py"
 
 
-def interpreters() -> list[str]:
-    """This Python, and Python 3.13 where one runs here (the newest a device may have)."""
-    found = [sys.executable]
+def runs(python: str) -> bool:
     try:
-        if subprocess.run(["python3.13", "-c", "import venv"], capture_output=True, timeout=60).returncode == 0:
-            found.append("python3.13")
+        return subprocess.run([python, "-c", "import venv"], capture_output=True, timeout=60).returncode == 0
     except OSError:
-        pass
-    return found
+        return False
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("python", interpreters())
+@pytest.mark.parametrize("python", [sys.executable, "python3.13"], ids=["this-python", "python3.13"])
 def test_wheel_installs_runtime_only_and_round_trips(python, tmp_path):
+    if not runs(python):
+        pytest.skip(f"{python} is not installed here (the newest Python a device may have)")
     result = subprocess.run([sys.executable, SCRIPT, "--python", python, "--work", tmp_path], capture_output=True,
                             text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
