@@ -22,6 +22,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a model to a bundle (ONNX, OpenVINO, INT8) with its entropy tables"),
     "encode": ("encode", "device side: images -> compressed streams"),
     "decode": ("decode", "server side: streams -> predictions"),
+    "infer": ("infer", "device side over the network: images -> streams -> a v2 server (Triton) -> predictions"),
+    "triton-repo": ("triton_repo", "write a Triton model repository serving a bundle's server side"),
     "inspect": ("inspect", "show what a bundle or a stream holds"),
     "check-quant": ("check_quant", "what INT8 costs: accuracy, latent error, symbols changed, bytes"),
     "build-engine": ("build_engine", "build a TensorRT engine from a bundle (on the target GPU)"),

@@ -21,8 +21,8 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.sc2edge-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing sc2edge[full,dev] into .venv (torch is large: a few minutes the first time)"
+  echo "setup: installing sc2edge[full,dev,serve] into .venv (torch is large: a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[full,dev]"
+  .venv/bin/python -m pip install -q -e ".[full,dev,serve]"
   touch "$stamp"
 fi

@@ -2,14 +2,13 @@
 
 Models (``NAME`` is ``--name``, default "sc2edge"):
 
-| model | backend | what |
-|---|---|---|
-| ``NAME_entropy`` | python | ``STREAM`` (BYTES, one stream per item) -> the server graph's inputs (the latent), via sc2edge's runtime |
-| ``NAME_server_python`` | python | the server graph through sc2edge's own runner (servers without native backends) |
-| ``NAME_server_onnxruntime`` | onnxruntime | the server graph, ``model.onnx`` |
-| ``NAME_server_openvino`` | openvino | the server graph, ``model.xml`` + ``model.bin`` (when the bundle has OpenVINO IR) |
-| ``NAME_server_tensorrt`` | tensorrt_plan | the server graph as a TensorRT plan built on the GPU server (``tensorrt=True``) |
-| ``NAME_<variant>`` | ensemble | ``STREAM`` -> the task's outputs: ``NAME_entropy`` then ``NAME_server_<variant>`` |
+- ``NAME_entropy`` (python): ``STREAM`` (BYTES, one stream per item) -> the server graph's inputs (the latent),
+  decoded by sc2edge's runtime;
+- ``NAME_server_python`` (python): the server graph through sc2edge's own runner (servers without native backends);
+- ``NAME_server_onnxruntime`` (onnxruntime): the server graph as ``model.onnx``;
+- ``NAME_server_openvino`` (openvino): ``model.xml`` + ``model.bin``, when the bundle has OpenVINO IR;
+- ``NAME_server_tensorrt`` (tensorrt_plan, ``tensorrt=True``): a TensorRT plan built on the GPU server;
+- ``NAME_<variant>`` (ensemble): ``STREAM`` -> the task's outputs, ``NAME_entropy`` then ``NAME_server_<variant>``.
 
 Every model batches dynamically (the entropy step and the Python models run on CPU, ``KIND_CPU``). The Python
 models' version directories hold ``bundle/``: a bundle reduced to its manifest, entropy tables, side files and labels
