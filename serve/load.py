@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sc2edge._files import atomic_write_text
 from sc2edge.runtime import Decoder
 from sc2edge.serve.client import InferenceClient
 
@@ -108,12 +109,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=("http", "grpc"), default=None)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=300, help="requests per client")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     with Encoder(args.bundle) as encoder:
         streams = encoder.encode(system_photos())
-    print(json.dumps(load_test(args.bundle, streams, args.url, args.model, protocol=args.protocol,
-                               clients=args.clients, requests_per_client=args.requests), indent=2))
+    report = load_test(args.bundle, streams, args.url, args.model, protocol=args.protocol, clients=args.clients,
+                       requests_per_client=args.requests)
+    print(markdown(report))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def markdown(report: dict) -> str:
+    """The load test's figures as a Markdown table."""
+    rows = ["| side | clients | requests | p50 ms | p99 ms | requests/s | mismatches | errors |",
+            "|---|---|---|---|---|---|---|---|"]
+    for side in (report["served"], report["in_process"]):
+        rows.append(f"| {side['label']} | {side['clients']} | {side['requests']} | {side['p50_ms']:.2f} | "
+                    f"{side['p99_ms']:.2f} | {side['throughput_rps']:.1f} | {side['mismatches']} | {side['errors']} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -145,3 +145,15 @@ def test_infer_verb_prints_the_same_prediction_as_in_process_decoding(server, re
                       "--model", "no_such_model")
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
     assert "no_such_model" in refused.stderr
+
+
+def test_server_urls_name_their_protocol_or_take_it_from_the_flag():
+    from sc2edge.serve.client import split_url
+
+    assert split_url("127.0.0.1:8000") == ("http", "127.0.0.1:8000", False)
+    assert split_url("127.0.0.1:8001", "grpc") == ("grpc", "127.0.0.1:8001", False)
+    assert split_url("grpcs://edge.example:443") == ("grpc", "edge.example:443", True)
+    assert split_url("https://edge.example/") == ("http", "edge.example", True)
+    for bad, protocol in (("ftp://host:1", None), ("http://host:1/v2/models", None), ("grpc://host:1", "http")):
+        with pytest.raises(InferenceError, match="server URL"):
+            split_url(bad, protocol)
