@@ -23,6 +23,8 @@ _EXTRAS: dict[str, tuple[str, ...]] = {
     "onnx_tool": ("bench", "full"),
     "matplotlib": ("bench", "full"),
     "openvino": ("openvino", "full"),
+    "tritonclient": ("serve",),
+    "ray": ("serve",),
 }
 # Modules that no pip extra of ours brings.
 _ELSEWHERE = {

@@ -24,6 +24,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a model to a bundle (ONNX, OpenVINO, INT8) with its entropy tables"),
     "encode": ("encode", "device side: images -> compressed streams"),
     "decode": ("decode", "server side: streams -> predictions"),
+    "infer": ("infer", "device side over the network: images -> streams -> a v2 server (Triton) -> predictions"),
+    "triton-repo": ("triton_repo", "write a Triton model repository serving a bundle's server side"),
     "inspect": ("inspect", "show what a bundle or a stream holds"),
     "check-quant": ("check_quant", "what INT8 costs: accuracy, latent error, symbols changed, bytes"),
     "build-engine": ("build_engine", "build a TensorRT engine from a bundle (on the target GPU)"),
@@ -32,7 +34,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "the whole pipeline on the default model: export, INT8, encode/decode, check-quant, bench"),
 }
 # The pip extra a verb needs beyond sc2edge[runtime]; the verbs not named here run on the runtime alone.
-VERB_EXTRAS: dict[str, str] = {"export": "full", "check-quant": "full", "demo": "full", "bench": "bench"}
+VERB_EXTRAS: dict[str, str] = {"export": "full", "check-quant": "full", "demo": "full", "bench": "bench",
+                               "infer": "serve"}
 
 
 def _load_verb(module: str):

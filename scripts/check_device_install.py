@@ -26,6 +26,7 @@ WHEEL_DATA = {
     "sc2edge/schemas/*.json": "sc2edge/schemas/*.json",
     "sc2edge/bench/*.yaml": "bench/*.yaml",
     "sc2edge/zoo/weights/*.safetensors": "zoo/weights/*.safetensors",
+    "sc2edge/serve/triton_models/*.py": "serve/triton_models/*.py",
 }
 EXTENSIONS = ("sc2edge/runtime/_rans", "sc2edge/runtime/_hyperprior")
 # Verbs that need more than the runtime, with arguments that get them past parsing, and the extra they must name.

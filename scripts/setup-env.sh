@@ -37,8 +37,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.sc2edge-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing sc2edge[full,dev] into .venv (torch is large: a few minutes the first time)"
+  echo "setup: installing sc2edge[full,dev,serve] into .venv (torch is large: a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[full,dev]"
+  .venv/bin/python -m pip install -q -e ".[full,dev,serve]"
   touch "$stamp"
 fi
