@@ -502,6 +502,9 @@ def plot_compare(report: dict[str, Any], path: Path) -> Path | None:
                  "label": f"{'UNTRAINED ' if untrained else ''}{method} {precision.upper()}"}
         xs = [p["bytes_mean"] for p in pts]
         ax.plot(xs, [100 * p["score"] for p in pts], **style)
+        for p in pts:  # which beta or quality each point is
+            ax.annotate(p["setting"].replace("beta ", "b"), (p["bytes_mean"], 100 * p["score"]), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points", color=colours[method])
         ax_time.plot(xs, [p["device_ms"]["p50"] for p in pts], **style)
     teacher = report["teacher"]
     ax.axhline(100 * teacher["score"], color="k", linewidth=0.8, linestyle=":",
