@@ -112,3 +112,20 @@ def test_compare_cli_refuses_a_bad_codec_quality_in_one_line(fashion_bundles, tm
     out = run_cli("compare", str(fashion_bundles["0.1"]), "jpeg:10/500", "--out", str(tmp_path))
     assert out.returncode == 1
     assert out.stderr.strip().count("\n") == 0 and "jpeg quality" in out.stderr and "500" in out.stderr
+
+
+def test_photo_protocol_is_the_registry_s_evaluation_crops():
+    """The default ImageNet items are exactly the crops models.yaml's agreement figures were measured on."""
+    import numpy as np
+
+    from sc2edge.bench.sweep import photo_crop_items
+    from sc2edge.runtime.preprocess import normalize_image
+    from sc2edge.zoo import get_spec
+    from sc2edge.zoo.datasets import evaluation_crops, split_photos
+
+    preprocess = get_spec("entropic_student_efficientnet_lite0_beta0.4").preprocess.to_json()
+    photos = split_photos()[1][:2]
+    items = photo_crop_items(preprocess, photos, per_photo=4)
+    assert len(items.crops) == 8 and items.labels is None
+    ours = np.stack([normalize_image(c, preprocess) for c in items.crops])
+    np.testing.assert_array_equal(ours, evaluation_crops(photos, 4, preprocess, seed=0))
