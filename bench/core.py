@@ -564,12 +564,24 @@ def _end_to_end(report: dict[str, Any], links: list[Link]) -> list[dict[str, Any
 
 def _rate_accuracy(config: BenchConfig, report: dict[str, Any], tasks: dict[str, Task]) -> dict[str, Any]:
     """Mean bytes vs agreement with a reference (the task's, e.g. top-1 equal), and the task's metric (e.g. top-1
-    accuracy) when the images carry labels."""
-    fp32 = [k for k in report["predictions"] if k.endswith("/fp32")]
-    reference = max(fp32 or report["predictions"],
-                    key=lambda k: report["size"][k]["summary"]["stream_bytes"]["mean"], default=None)
+    accuracy) when the images carry labels. The reference is the unmodified model (the teacher, uncompressed) when
+    the bundle carries one; the codec rows (its input through an image codec) are points too. Without a teacher it
+    is the FP32 configuration with the most bytes, which agrees with itself by construction."""
     predictions = {key: [tasks[report["latency"][key]["bundle"]].parse(p) for p in raw]
                    for key, raw in report["predictions"].items()}
+    teacher_key = next((k for k, alt in report["alternatives"].items()
+                        if alt.get("model") == "reference" and alt.get("precision") == "fp32"), None)
+    if teacher_key:
+        task = tasks[report["latency"][teacher_key]["bundle"]]
+        reference_predictions = [task.parse(p) for p in report["alternatives"][teacher_key]["predictions"]]
+        reference = f"the whole model ({report['alternatives'][teacher_key]['reference']}) on the uncompressed input"
+        rule = "the unmodified model the split replaces (the bundle's reference role), FP32"
+    else:
+        fp32 = [k for k in report["predictions"] if k.endswith("/fp32")]
+        reference = max(fp32 or report["predictions"],
+                        key=lambda k: report["size"][k]["summary"]["stream_bytes"]["mean"], default=None)
+        reference_predictions = predictions.get(reference, [])
+        rule = "FP32 configuration with the most bytes per image (no teacher in the bundle: 100 % by construction)"
     labels = config.labels
     points = []
     for key, parsed in predictions.items():
@@ -577,9 +589,20 @@ def _rate_accuracy(config: BenchConfig, report: dict[str, Any], tasks: dict[str,
         task = tasks[entry["bundle"]]
         beta = next((b["beta"] for b in report["inputs"]["bundles"] if b["id"] == entry["bundle"]), None)
         points.append({"config": key, "bundle": entry["bundle"], "beta": beta, "backend": entry["backend"],
-                       "precision": entry["precision"],
+                       "precision": entry["precision"], "path": "split",
                        "bytes_mean": report["size"][key]["summary"]["stream_bytes"]["mean"],
-                       "agreement": task.agreement(predictions[reference], parsed),
+                       "agreement": task.agreement(reference_predictions, parsed) if reference_predictions else None,
                        "accuracy": task.metric(parsed, labels) if labels else None})
-    return {"reference": reference, "reference_rule": "FP32 configuration with the most bytes per image",
-            "labels": len(labels) if labels else None, "points": points}
+    for key, alt in report["alternatives"].items():
+        if alt.get("model") != "reference" or not key.endswith(f"/{alt['precision']}"):
+            continue  # no teacher, or an INT8 configuration whose codec rows ran the FP32 teacher again
+        task = tasks[report["latency"][key]["bundle"]]
+        for name, codec in alt["codecs"].items():
+            parsed = [task.parse(p) for p in codec["predictions"]]
+            points.append({"config": key, "bundle": report["latency"][key]["bundle"], "beta": None,
+                           "backend": report["latency"][key]["backend"], "precision": alt["precision"],
+                           "path": name, "bytes_mean": float(np.mean(codec["bytes"])),
+                           "agreement": task.agreement(reference_predictions, parsed) if reference_predictions
+                           else None, "accuracy": task.metric(parsed, labels) if labels else None})
+    return {"reference": reference, "reference_rule": rule, "labels": len(labels) if labels else None,
+            "points": points}

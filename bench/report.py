@@ -224,14 +224,15 @@ def _verdicts(report: dict[str, Any]) -> Table:
 
 def _rate_accuracy(report: dict[str, Any]) -> Table:
     ra = report["rate_accuracy"]
-    rows = [[p["bundle"], p["beta"], p["backend"], p["precision"], p["bytes_mean"], p["agreement"], p["accuracy"]]
-            for p in ra["points"]]
+    rows = [[p["bundle"], p.get("path", "split"), p["beta"], p["backend"], p["precision"], p["bytes_mean"],
+             p["agreement"], p["accuracy"]] for p in ra["points"]]
     trained = {b["id"]: b["trained"] for b in report["inputs"]["bundles"]}
     note = f"agreement = top-1 equal to the reference {ra['reference']} ({ra['reference_rule']})."
     if not all(trained.values()):
         note += " Untrained bundles (random weights): agreement measures numerical fidelity, not accuracy."
-    return Table("Rate-accuracy", ["bundle", "beta", "backend", "precision", "bytes/image", "top-1 agreement",
-                                   "top-1 accuracy"], rows, note)
+    note += " For curves over many items and codec qualities, with BD-rate: sc2edge compare."
+    return Table("Rate-accuracy", ["bundle", "path", "beta", "backend", "precision", "bytes/image",
+                                   "top-1 agreement", "top-1 accuracy"], rows, note)
 
 
 def _roofline(report: dict[str, Any]) -> Table:
@@ -416,9 +417,12 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     points = report["rate_accuracy"]["points"]
     if points:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for k, series in enumerate(dict.fromkeys((p["backend"], p["precision"]) for p in points)):
-            pts = sorted((p["bytes_mean"], p["accuracy"] if p["accuracy"] is not None else p["agreement"])
-                         for p in points if (p["backend"], p["precision"]) == series)
+        def series_of(p: dict[str, Any]) -> tuple[str, ...]:
+            return p["backend"], p["precision"], p.get("path", "split").split("-q")[0]
+
+        for k, series in enumerate(dict.fromkeys(series_of(p) for p in points)):
+            pts = sorted((p["bytes_mean"], p["accuracy"] if p["accuracy"] is not None else p["agreement"] or 0.0)
+                         for p in points if series_of(p) == series)
             ax.plot([x / 1024 for x, _ in pts], [100 * y for _, y in pts], marker="osD^v"[k % 5], markersize=10 - k,
                     fillstyle="none", label=" ".join(series).upper())  # hollow markers: coinciding points show
         ax.set_xlabel("KiB per image (stream)")

@@ -142,7 +142,7 @@ def test_device_process_has_no_torch_but_the_paper_path_does(quick_report):
 def test_local_rows_run_the_reference_model_in_a_torch_free_worker(reference_bundle_dir, photos, tmp_path):
     """"All on device" and "codec + server" run the bundle's reference (the teacher), through the input codecs."""
     from sc2edge.bench.timing import TimingConfig
-    from sc2edge.runtime import CodecDecoder, CodecEncoder
+    from sc2edge.runtime import CodecDecoder, CodecEncoder, ReferenceGraph
 
     spec = {"mode": "local", "bundle": str(reference_bundle_dir), "backend": "openvino", "precision": "int8",
             "server_precision": "int8", "threads": 1, "timing": TimingConfig.quick().to_json(),
@@ -165,6 +165,10 @@ def test_local_rows_run_the_reference_model_in_a_torch_free_worker(reference_bun
             top5 = [[int(i) for i in np.argsort(-server.decode(s))[:5]] for s in sent]
             assert [p["classes"] for p in codec["predictions"]] == top5
     assert result["stages"]["full_model"]["n"] >= 3
+    # the teacher's own predictions on the uncompressed input: the reference of the bench's rate-accuracy
+    with ReferenceGraph(reference_bundle_dir, "openvino") as teacher:
+        assert [p["classes"] for p in result["predictions"]] == [
+            [int(i) for i in np.argsort(-teacher.classify(photo))[:5]] for photo in photos[:2]]
 
 
 def test_encoder_flops_agree_between_onnx_graph_and_torch_model(bundle_dir):
