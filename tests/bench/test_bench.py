@@ -313,3 +313,25 @@ def test_two_bundles_of_one_model_get_their_own_results(tmp_path):
     fp32, int8, other = tmp_path / "a" / "es", tmp_path / "b" / "es", tmp_path / "es-int8"
     ids = bundle_ids([fp32, int8, other])
     assert len(set(ids.values())) == 3 and ids[other] == "es-int8" and ids[fp32] == str(fp32)
+
+
+def test_busy_machine_unstable_stages_and_verdicts_are_flagged():
+    from sc2edge.bench.core import _stability, busy_warning, end_to_end_verdicts
+
+    cores = len(os.sched_getaffinity(0))
+    assert busy_warning([0.0, 0.0, 0.0], "start") is None
+    assert "BUSY MACHINE at the end" in busy_warning([4.0 * cores, 1.0, 1.0], "end")
+    stats = {"p50": 1.0, "p90": 1.1}
+    warnings: list[str] = []
+    flags = _stability("b/onnxruntime/fp32", {"encoder_graph": {"p50": 1.0, "p90": 3.0}, "server_graph": stats,
+                                              "server_total": {"p50": 0.5, "p90": 0.6}}, warnings)
+    assert flags == {"stable": False, "unstable_stages": ["encoder_graph"], "totals_consistent": False}
+    assert any(w.startswith("UNSTABLE") for w in warnings) and any(w.startswith("INCONSISTENT") for w in warnings)
+    rows = [{"config": "c", "link": "lte", "path": p, "total_ms": t}
+            for p, t in (("split", 30.0), ("all on device", 60.0), ("jpeg-q75", 45.0))]
+    rows += [{"config": "c", "link": "ble", "path": p, "total_ms": t}
+             for p, t in (("split", 300.0), ("all on device", 60.0))]
+    verdicts = {v["link"]: v for v in end_to_end_verdicts(rows)}
+    assert verdicts["lte"]["split_wins"] and verdicts["lte"]["best_other"] == "jpeg-q75"
+    assert "1.50x faster" in verdicts["lte"]["verdict"]
+    assert not verdicts["ble"]["split_wins"] and verdicts["ble"]["verdict"].startswith("all on device wins")
