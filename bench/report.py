@@ -462,7 +462,8 @@ def compare_tables(report: dict[str, Any]) -> list[Table]:
                 None if s["bd_rate_vs_jpeg_pct"] is None else f"{s['bd_rate_vs_jpeg_pct']:+.1f} %",
                 s["device_ms_p50_range"]] for s in report["summary"]]
     points = [[("UNTRAINED " if not p.get("trained", True) else "") + p["method"], p["setting"],
-               p["precision"].upper(), p["bytes_mean"], p["bytes_max"], p["bpp"], 100 * p["score"],
+               p["precision"].upper() + (f" (server {p['server_precision'].upper()})" if "server_precision" in p
+                                         else ""), p["bytes_mean"], p["bytes_max"], p["bpp"], 100 * p["score"],
                p["device_ms"]["p50"], p["server_ms"]["p50"]] for p in report["points"]]
     items = report["items"]
     note = (f"{items['count']} items: {items['protocol']} of {items['source']}; score = {metric}; teacher "
