@@ -254,3 +254,9 @@ def compare(torch_count: StageCount | None, onnx_count: StageCount | None,
         if abs(a - b) > tolerance * max(a, b, 1):
             problems.append(f"{key}: PyTorch {a:,} vs ONNX {b:,} ({(b - a) / max(a, 1):+.1%})")
     return "; ".join(problems) or None
+
+
+def kmac_per_pixel(macs: int, height: int, width: int) -> float:
+    """MACs per input pixel in thousands: the unit of MPEG's feature coding work and CompressAI-Vision, which lets
+    models of different input sizes be compared."""
+    return macs / (height * width) / 1e3

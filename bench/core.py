@@ -17,13 +17,14 @@ from tqdm import tqdm
 
 from sc2edge.bench import compute
 from sc2edge.bench.distributed import check_ray, dispatch, dispatch_record
+from sc2edge.bench.evaluation import check_held_out, held_out_photos
 from sc2edge.bench.links import Link, load_links, select_links
 from sc2edge.bench.machine import bundle_hash, files_hash, machine_record
 from sc2edge.bench.size import ImageSize, image_size, summarize
-from sc2edge.bench.timing import TimingConfig
+from sc2edge.bench.timing import UNSTABLE_SPREAD, TimingConfig
 from sc2edge.bench.worker import load_streams
 from sc2edge.errors import Sc2edgeError
-from sc2edge.photos import IMAGE_SUFFIXES, list_images, load_labels, read_file_list, system_photos
+from sc2edge.photos import IMAGE_SUFFIXES, list_images, load_labels, read_file_list
 from sc2edge.runtime import Bundle, unpack_stream
 from sc2edge.runtime.backends import backend_info, canonical_backend
 from sc2edge.runtime.input_codecs import input_codec
@@ -34,6 +35,8 @@ DEFAULT_CODECS = (("jpeg", 75), ("webp", 80))  # Pillow's default qualities
 DEFAULT_MAX_IMAGES = 8
 QUICK_MAX_IMAGES = 2
 WORKER_TIMEOUT_S = 1800
+HELD_OUT_SOURCE = "the held-out offline photos (default; never training or calibration images)"
+BUSY_LOAD_PER_CORE = 0.5  # 1-minute load average per usable core above this (before we start): a busy machine
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class BenchConfig:
         precisions (tuple[str, ...]): graph precisions. Defaults to ("fp32",).
         threads (int | None): intra-op threads everywhere, recorded. Defaults to None (all cores).
         images (tuple[Path, ...]): image files, folders or file lists ("path [label]" lines); empty means
-            the offline photos. Defaults to ().
+            the held-out offline photos (never training or calibration images). Defaults to ().
         links (tuple[str, ...]): link profile names; empty means all. Defaults to ().
         links_file (Path | None): link profiles instead of the packaged ``links.yaml``. Defaults to None.
         quick (bool): a few runs per stage, two images (CI smoke test). Defaults to False.
@@ -60,6 +63,8 @@ class BenchConfig:
         ray (str | None): run the configurations as Ray tasks: "local" (a Ray started here, loopback) or a
             cluster address. Defaults to None (one after another, as timings on a quiet machine need).
         ray_workers (int): CPUs (parallel tasks) of a local Ray. Defaults to 2.
+        allow_calibration_images (bool): measure even when images are a bundle's INT8 calibration images (the
+            report flags it loudly) instead of refusing. Defaults to False.
     """
 
     bundles: tuple[Path, ...]
@@ -76,6 +81,7 @@ class BenchConfig:
     codecs: tuple[tuple[str, int], ...] = DEFAULT_CODECS
     timing: TimingConfig = field(default_factory=TimingConfig)
     labels_file: Path | None = None
+    allow_calibration_images: bool = False
     labels: tuple[int, ...] | None = None  # filled by validate() when the images carry labels
     ray: str | None = None
     ray_workers: int = 2
@@ -105,6 +111,7 @@ class BenchConfig:
             bundles=tuple(Path(b) for b in self.bundles), backends=backends,
             precisions=tuple(dict.fromkeys(self.precisions)), threads=threads, images=tuple(images[:limit]),
             labels=tuple(labels[:limit]) if labels else None, labels_file=self.labels_file,
+            allow_calibration_images=self.allow_calibration_images,
             links=self.links, links_file=self.links_file, quick=self.quick, out_dir=Path(self.out_dir),
             max_images=limit, torch_baseline=self.torch_baseline, codecs=self.codecs,
             timing=TimingConfig.quick() if self.quick else self.timing, ray=self.ray, ray_workers=self.ray_workers)
@@ -114,10 +121,7 @@ def _resolve_images(images: tuple[Path, ...], labels_file: Path | None) -> tuple
     """Image paths from files, folders (searched recursively) and file lists, and their class labels when
     known: from a labels file, a labelled file list, or class-index folder names."""
     if not images:
-        found = system_photos()
-        if not found:
-            raise Sc2edgeError("no images: pass --images DIR (no offline photos are installed here)")
-        images = tuple(found)
+        images = tuple(held_out_photos())  # raises, naming the packages, when they are not installed
     paths: list[Path] = []
     labels: dict[Path, int] = {}
     for item in map(Path, images):
@@ -229,8 +233,10 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
         warning = compute.compare(t, o)
         if warning:
             warnings.append(f"{bundle.name} {stage}: PyTorch and ONNX counts disagree: {warning}")
+        counted = o or t
         stages[stage] = {"torch": t.to_json() if t else None, "onnx": o.to_json() if o else None,
-                         "warning": warning}
+                         "warning": warning,
+                         "kmac_per_pixel": compute.kmac_per_pixel(counted.macs, h, w) if counted else None}
     best = onnx_counts or torch_counts
     fraction = None
     if best:
@@ -287,7 +293,9 @@ def run_bench(bundles, backends=("onnxruntime",), precisions=("fp32",), threads:
                          links=tuple(links or ()), quick=quick, out_dir=Path(out_dir), **options).validate()
     link_profiles = select_links(load_links(config.links_file), list(config.links))
     opened = [Bundle.open(b) for b in config.bundles]
+    calibration_flag = check_held_out(list(config.images), opened, config.allow_calibration_images)
     ids = bundle_ids([b.path for b in opened])
+    machine = machine_record(config.threads)
     report: dict[str, Any] = {
         "schema": "sc2edge-bench", "schema_version": 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -296,17 +304,23 @@ def run_bench(bundles, backends=("onnxruntime",), precisions=("fp32",), threads:
                    "timing": config.timing.to_json(), "codecs": [list(c) for c in config.codecs],
                    "torch_baseline": config.torch_baseline,
                    "dispatch": dispatch_record(config.ray, config.ray_workers)},
-        "machine": machine_record(config.threads),
+        "machine": machine,
         "inputs": {"images": [str(p) for p in config.images], "images_hash": files_hash(config.images),
+                   "images_source": "given (--data)" if images else HELD_OUT_SOURCE,
+                   "calibration_images_used": calibration_flag is not None,
                    "bundles": [{"id": ids[b.path], "path": str(b.path), "model": b.name, "beta": b.spec.model.beta,
                                 "trained": b.spec.model.trained, "hash": bundle_hash(b.path)}
                                for b in opened]},
         "links": [link.to_json() for link in link_profiles],
-        "warnings": [], "skipped": [],
+        "warnings": [w for w in (calibration_flag, busy_warning(machine["load_average_at_start"], "start")) if w],
+        "skipped": [],
     }
     with tempfile.TemporaryDirectory(prefix="sc2edge-bench-") as tmp:
         _measure(config, opened, ids, link_profiles, report, Workers(config, Path(tmp)))
     report["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    end_warning = busy_warning(report["machine"]["load_average_at_end"], "end")
+    if end_warning:
+        report["warnings"].append(end_warning)
     report["files"] = write_reports(report, config.out_dir)
     return report
 
@@ -325,6 +339,16 @@ def measure_configuration(workers: Workers, bundle: str, backend: str, precision
             "memory": {side: workers.run("memory", **base, side=side, engine="runtime", streams=streams_path,
                                          precision=precision if side == "device" else server_precision)
                        for side in ("device", "server")}}
+
+
+def busy_warning(load: list[float] | None, when: str) -> str | None:
+    """A warning when other work competed for the CPU (1-minute load average per usable core above
+    ``BUSY_LOAD_PER_CORE``): latencies are then inflated and unsteady."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not load or load[0] <= BUSY_LOAD_PER_CORE * cores:
+        return None
+    return (f"BUSY MACHINE at the {when}: load average {load[0]:.2f} on {cores} usable cores; latencies are "
+            "inflated and unstable, compare ratios from one run only")
 
 
 def _record_failure(report: dict[str, Any], what: str, result: dict[str, Any]) -> None:
@@ -482,10 +506,57 @@ def _derive(config: BenchConfig, report: dict[str, Any], links: list[Link], task
         size = report["size"][key]["summary"]
         row["bytes_mean"] = size["stream_bytes"]["mean"]
         row["payload_bytes_mean"] = size["payload_bytes"]["mean"]
+        row["bpp"] = size["bpp"]["mean"]
+        row["paper_kb"] = size["paper_kb"]["mean"]
+        row["device_kmac_per_pixel"] = report["compute"][entry["bundle"]]["stages"]["device"].get("kmac_per_pixel")
+        row.update(_stability(key, stages, report["warnings"]))
         headline.append(row)
     report["headline"] = headline
     report["end_to_end"] = _end_to_end(report, links)
+    report["end_to_end_verdicts"] = end_to_end_verdicts(report["end_to_end"])
     report["rate_accuracy"] = _rate_accuracy(config, report, tasks)
+
+
+def _stability(key: str, stages: dict[str, dict[str, float]], warnings: list[str]) -> dict[str, Any]:
+    """Flags for one configuration: stages whose repeated runs spread (p90 / p50 above ``UNSTABLE_SPREAD``), and
+    end-to-end totals (each timed as one call per image, not summed) below one of their own stages, which only
+    noise can cause."""
+    unstable = sorted(s for s, st in stages.items() if st["p50"] > 0 and st["p90"] / st["p50"] > UNSTABLE_SPREAD)
+    inconsistent = [f"{total} {stages[total]['p50']:.3g} ms < {part} {stages[part]['p50']:.3g} ms"
+                    for total, parts in (("device_total", ("preprocess", "encoder_graph", "entropy_encode")),
+                                         ("server_total", ("entropy_decode", "server_graph")))
+                    if total in stages for part in parts
+                    if part in stages and stages[total]["p50"] < stages[part]["p50"]]
+    if unstable:
+        warnings.append(f"UNSTABLE {key}: repeated runs spread (p90/p50 > {UNSTABLE_SPREAD}) in "
+                        f"{', '.join(unstable)}; rerun on a quiet machine before trusting these latencies")
+    if inconsistent:
+        warnings.append(f"INCONSISTENT {key}: {'; '.join(inconsistent)} (stages are timed separately, the totals "
+                        "end to end: the difference is noise; trust the totals)")
+    return {"stable": not unstable, "unstable_stages": unstable, "totals_consistent": not inconsistent}
+
+
+def end_to_end_verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per configuration and link: which path is fastest end to end, and the split path against the best other."""
+    verdicts = []
+    for config, link in dict.fromkeys((r["config"], r["link"]) for r in rows):
+        paths = {r["path"]: r["total_ms"] for r in rows if (r["config"], r["link"]) == (config, link)}
+        split = paths.pop("split", None)
+        if split is None:
+            continue
+        best_other = min(paths, key=paths.get) if paths else None
+        if best_other is None:
+            verdict = f"split only ({split:.1f} ms): no alternative measured"
+        elif split <= paths[best_other]:
+            verdict = (f"split wins: {split:.1f} ms, {paths[best_other] / split:.2f}x faster than {best_other} "
+                       f"({paths[best_other]:.1f} ms)")
+        else:
+            verdict = (f"{best_other} wins: {paths[best_other]:.1f} ms; split {split:.1f} ms is "
+                       f"{split / paths[best_other]:.2f}x slower")
+        verdicts.append({"config": config, "link": link, "split_ms": split, "best_other": best_other,
+                         "best_other_ms": paths.get(best_other), "split_wins": best_other is None
+                         or split <= paths[best_other], "verdict": verdict})
+    return verdicts
 
 
 def _end_to_end(report: dict[str, Any], links: list[Link]) -> list[dict[str, Any]]:
@@ -519,12 +590,24 @@ def _end_to_end(report: dict[str, Any], links: list[Link]) -> list[dict[str, Any
 
 def _rate_accuracy(config: BenchConfig, report: dict[str, Any], tasks: dict[str, Task]) -> dict[str, Any]:
     """Mean bytes vs agreement with a reference (the task's, e.g. top-1 equal), and the task's metric (e.g. top-1
-    accuracy) when the images carry labels."""
-    fp32 = [k for k in report["predictions"] if k.endswith("/fp32")]
-    reference = max(fp32 or report["predictions"],
-                    key=lambda k: report["size"][k]["summary"]["stream_bytes"]["mean"], default=None)
+    accuracy) when the images carry labels. The reference is the unmodified model (the teacher, uncompressed) when
+    the bundle carries one; the codec rows (its input through an image codec) are points too. Without a teacher it
+    is the FP32 configuration with the most bytes, which agrees with itself by construction."""
     predictions = {key: [tasks[report["latency"][key]["bundle"]].parse(p) for p in raw]
                    for key, raw in report["predictions"].items()}
+    teacher_key = next((k for k, alt in report["alternatives"].items()
+                        if alt.get("model") == "reference" and alt.get("precision") == "fp32"), None)
+    if teacher_key:
+        task = tasks[report["latency"][teacher_key]["bundle"]]
+        reference_predictions = [task.parse(p) for p in report["alternatives"][teacher_key]["predictions"]]
+        reference = f"the whole model ({report['alternatives'][teacher_key]['reference']}) on the uncompressed input"
+        rule = "the unmodified model the split replaces (the bundle's reference role), FP32"
+    else:
+        fp32 = [k for k in report["predictions"] if k.endswith("/fp32")]
+        reference = max(fp32 or report["predictions"],
+                        key=lambda k: report["size"][k]["summary"]["stream_bytes"]["mean"], default=None)
+        reference_predictions = predictions.get(reference, [])
+        rule = "FP32 configuration with the most bytes per image (no teacher in the bundle: 100 % by construction)"
     labels = config.labels
     points = []
     for key, parsed in predictions.items():
@@ -532,9 +615,20 @@ def _rate_accuracy(config: BenchConfig, report: dict[str, Any], tasks: dict[str,
         task = tasks[entry["bundle"]]
         beta = next((b["beta"] for b in report["inputs"]["bundles"] if b["id"] == entry["bundle"]), None)
         points.append({"config": key, "bundle": entry["bundle"], "beta": beta, "backend": entry["backend"],
-                       "precision": entry["precision"],
+                       "precision": entry["precision"], "path": "split",
                        "bytes_mean": report["size"][key]["summary"]["stream_bytes"]["mean"],
-                       "agreement": task.agreement(predictions[reference], parsed),
+                       "agreement": task.agreement(reference_predictions, parsed) if reference_predictions else None,
                        "accuracy": task.metric(parsed, labels) if labels else None})
-    return {"reference": reference, "reference_rule": "FP32 configuration with the most bytes per image",
-            "labels": len(labels) if labels else None, "points": points}
+    for key, alt in report["alternatives"].items():
+        if alt.get("model") != "reference" or not key.endswith(f"/{alt['precision']}"):
+            continue  # no teacher, or an INT8 configuration whose codec rows ran the FP32 teacher again
+        task = tasks[report["latency"][key]["bundle"]]
+        for name, codec in alt["codecs"].items():
+            parsed = [task.parse(p) for p in codec["predictions"]]
+            points.append({"config": key, "bundle": report["latency"][key]["bundle"], "beta": None,
+                           "backend": report["latency"][key]["backend"], "precision": alt["precision"],
+                           "path": name, "bytes_mean": float(np.mean(codec["bytes"])),
+                           "agreement": task.agreement(reference_predictions, parsed) if reference_predictions
+                           else None, "accuracy": task.metric(parsed, labels) if labels else None})
+    return {"reference": reference, "reference_rule": rule, "labels": len(labels) if labels else None,
+            "points": points}

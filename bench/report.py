@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sc2edge._files import atomic_write_text
+from sc2edge.bench.timing import UNSTABLE_SPREAD
 
 DEVICE_STAGES = ("preprocess", "encoder_graph", "entropy_encode")
 SERVER_STAGES = ("entropy_decode", "server_graph")
@@ -55,17 +56,27 @@ def _g(count: dict[str, Any] | None, key: str = "macs") -> float | None:
     return None if not count else count[key] / 1e9
 
 
+def untrained_bundles(report: dict[str, Any]) -> set[str]:
+    """Ids of the benched bundles with random weights."""
+    return {b["id"] for b in report["inputs"]["bundles"] if b.get("trained") is False}
+
+
 def _headline(report: dict[str, Any]) -> Table:
     links = [link["name"] for link in report["links"]][:HEADLINE_LINKS]
     e2e = {(r["config"], r["link"]): r["total_ms"] for r in report["end_to_end"] if r["path"] == "split"}
     header = ["configuration", *(STAGE_LABELS[s] for s in (*DEVICE_STAGES, "device_total", *SERVER_STAGES,
                                                            "server_total")),
-              "% of roofline", "x of roofline", "bytes/image", *(f"end-to-end {n} (ms)" for n in links)]
+              "% of roofline", "x of roofline", "bytes/image", "payload bytes", "bpp", "paper KB", "device kMAC/px",
+              "stable", *(f"end-to-end {n} (ms)" for n in links)]
+    untrained = untrained_bundles(report)
     rows = []
     for row in report["headline"]:
-        rows.append([row["config"], *(row.get(s) for s in (*DEVICE_STAGES, "device_total", *SERVER_STAGES,
-                                                              "server_total")),
+        label = ("UNTRAINED " if row["config"].rsplit("/", 2)[0] in untrained else "") + row["config"]
+        rows.append([label, *(row.get(s) for s in (*DEVICE_STAGES, "device_total", *SERVER_STAGES, "server_total")),
                      row.get("pct_of_roofline"), row.get("x_of_roofline"), row["bytes_mean"],
+                     row.get("payload_bytes_mean"), row.get("bpp"), row.get("paper_kb"),
+                     row.get("device_kmac_per_pixel"),
+                     "yes" if row.get("stable", True) else "NO: " + ", ".join(row["unstable_stages"]),
                      *(e2e.get((row["config"], n)) for n in links)])
     baseline = report.get("baseline")
     if baseline:
@@ -73,13 +84,20 @@ def _headline(report: dict[str, Any]) -> Table:
         rows.append([f"PyTorch eager, paper path ({baseline['model']})",
                      *(st.get(s, {}).get("p50") for s in (*DEVICE_STAGES, "device_total", *SERVER_STAGES,
                                                            "server_total")),
-                     None, None, sum(baseline["payload_bytes"]) / max(len(baseline["payload_bytes"]), 1),
-                     *([None] * len(links))])
+                     None, None, None, sum(baseline["payload_bytes"]) / max(len(baseline["payload_bytes"]), 1),
+                     None, None, None, None, *([None] * len(links))])
     ratios = [f"{r['config']}: {r['paper_over_ours_device']:.1f}x (fastest runs: "
               f"{r['paper_over_ours_device_min']:.1f}x)" for r in report["headline"] if "paper_over_ours_device" in r]
     note = (f"Latencies are p50 in ms, {report['machine']['threads']} threads, {report['machine']['cpu_model']}. "
             "Roofline: device-graph FLOPs / FP32 peak FLOP/s of the same runtime (3x3 convolution microbenchmark); "
-            "% of roofline = roofline time / measured encoder-graph time. bytes/image = stream incl. container.")
+            "% of roofline = roofline time / measured encoder-graph time. Totals are timed end to end (one call "
+            "per image), not summed from the stages. bytes/image = stream incl. container; payload = rANS bytes "
+            "alone; bpp = payload bits per input pixel; paper KB = sc2bench's pickled size; kMAC/px = device "
+            f"MACs per input pixel / 1000. stable = p90/p50 of every stage at most {UNSTABLE_SPREAD}. "
+            f"Images: {report['inputs'].get('images_source', 'given')}.")
+    if untrained:
+        note = (f"UNTRAINED: {', '.join(sorted(untrained))} (random weights): bytes and predictions say nothing "
+                "about the method; latencies and sizes of the graphs are still real. " + note)
     if ratios:
         note += " Paper path / our device path (image -> bytes): " + ", ".join(ratios) + "."
     coded = [f"{r['config']}: {r['paper_over_ours_tensor_to_bytes']:.1f}x" for r in report["headline"]
@@ -87,7 +105,7 @@ def _headline(report: dict[str, Any]) -> Table:
     if coded:
         note += (" Without preprocessing (tensor -> bytes: encoder graph + entropy encode, the path the paper times): "
                  + ", ".join(coded) + ".")
-    return Table("Headline", header, rows, note)
+    return Table("Headline" + (" (UNTRAINED)" if untrained else ""), header, rows, note)
 
 
 def _latency(report: dict[str, Any]) -> Table:
@@ -124,17 +142,19 @@ def _compute(report: dict[str, Any]) -> list[Table]:
             t, o = c["torch"], c["onnx"]
             rows.append([stage, _g(t), _g(o), _g(t, "dense_macs"), _g(o, "dense_macs"),
                          t["params"] if t else None, o["params"] if o else None,
-                         _mb(o.get("activation_bytes_peak")) if o else None,
+                         _mb(o.get("activation_bytes_peak")) if o else None, c.get("kmac_per_pixel"),
                          c["warning"] or ("agree" if t and o else "n/a (one counter)")])
         fraction = section["device_fraction"]
-        note = "GMACs (FLOPs = 2 x MACs); dense = Conv/Gemm only; ONNX params = initializer elements. "
+        note = ("GMACs (FLOPs = 2 x MACs); dense = Conv/Gemm only; ONNX params = initializer elements; kMAC/px = "
+                "thousand MACs per input pixel (ONNX count, else PyTorch), the unit of MPEG feature coding and "
+                "CompressAI-Vision. ")
         if fraction:
             note += (f"On the device: {fraction['macs']:.1%} of the MACs, {fraction['params']:.2%} of the "
                      "parameters. ")
         note += " ".join(section["notes"])
         tables.append(Table(f"Compute: {model}", ["stage", "GMACs PyTorch", "GMACs ONNX", "dense GMACs PyTorch",
                                                    "dense GMACs ONNX", "params PyTorch", "params ONNX",
-                                                   "peak activations (MB)", "check"], rows, note))
+                                                   "peak activations (MB)", "kMAC/px", "check"], rows, note))
         tables.append(Table(f"Files: {model}", ["role", "format", "precision", "path", "MB"],
                             [[a["role"], a["format"], a["precision"], a["path"], _mb(a["bytes"])]
                              for a in section["artifacts"]]))
@@ -195,16 +215,24 @@ def _end_to_end(report: dict[str, Any]) -> Table:
                                               "RTT ms", "server ms", "total ms"], rows, note)
 
 
+def _verdicts(report: dict[str, Any]) -> Table:
+    rows = [[v["config"], v["link"], v["verdict"]] for v in report.get("end_to_end_verdicts", [])]
+    return Table("End-to-end verdict per link", ["configuration", "link", "verdict"], rows or [["n/a", "", ""]],
+                 "Fastest path per link from the p50 totals above; the split path against the best alternative "
+                 "(whole model on the device, or an input codec + the whole model on the server).")
+
+
 def _rate_accuracy(report: dict[str, Any]) -> Table:
     ra = report["rate_accuracy"]
-    rows = [[p["bundle"], p["beta"], p["backend"], p["precision"], p["bytes_mean"], p["agreement"], p["accuracy"]]
-            for p in ra["points"]]
+    rows = [[p["bundle"], p.get("path", "split"), p["beta"], p["backend"], p["precision"], p["bytes_mean"],
+             p["agreement"], p["accuracy"]] for p in ra["points"]]
     trained = {b["id"]: b["trained"] for b in report["inputs"]["bundles"]}
     note = f"agreement = top-1 equal to the reference {ra['reference']} ({ra['reference_rule']})."
     if not all(trained.values()):
         note += " Untrained bundles (random weights): agreement measures numerical fidelity, not accuracy."
-    return Table("Rate-accuracy", ["bundle", "beta", "backend", "precision", "bytes/image", "top-1 agreement",
-                                   "top-1 accuracy"], rows, note)
+    note += " For curves over many items and codec qualities, with BD-rate: sc2edge compare."
+    return Table("Rate-accuracy", ["bundle", "path", "beta", "backend", "precision", "bytes/image",
+                                   "top-1 agreement", "top-1 accuracy"], rows, note)
 
 
 def _roofline(report: dict[str, Any]) -> Table:
@@ -224,7 +252,10 @@ def _machine(report: dict[str, Any]) -> Table:
              f"{_fmt(m.get('load_average_at_start'))}; {_fmt(m.get('load_average_at_end'))}"
              + (" (above the core count: other work competed for the CPU)" if busy else "")],
             ["versions", versions],
-            ["images", f"{len(report['inputs']['images'])} (hash {report['inputs']['images_hash']})"],
+            ["images", f"{len(report['inputs']['images'])}, {report['inputs'].get('images_source', 'given')} (hash "
+                       f"{report['inputs']['images_hash']}): "
+                       + ", ".join(Path(p).name for p in report["inputs"]["images"])],
+            ["calibration images among them", _fmt(report["inputs"].get("calibration_images_used"))],
             *[[f"bundle {b['id']}", f"{b['model']}, hash {b['hash']}, beta {b['beta']}, trained {_fmt(b['trained'])}"]
               for b in report["inputs"]["bundles"]],
             ["CPU flags", " ".join(f for f in m["cpu_flags"] if f.startswith(("avx", "amx", "fma", "sse4", "vnni")))]]
@@ -239,7 +270,8 @@ def _problems(report: dict[str, Any]) -> Table:
 
 def build_tables(report: dict[str, Any]) -> list[Table]:
     return [_headline(report), _latency(report), *_compute(report), _memory(report), *_size(report),
-            _end_to_end(report), _rate_accuracy(report), _roofline(report), _machine(report), _problems(report)]
+            _end_to_end(report), _verdicts(report), _rate_accuracy(report), _roofline(report), _machine(report),
+            _problems(report)]
 
 
 def headline_markdown(report: dict[str, Any]) -> str:
@@ -313,6 +345,30 @@ def write_csvs(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     }
 
 
+def _plot_end_to_end(ax, mine: list[dict[str, Any]], config: str) -> None:
+    """One configuration's stacked end-to-end bars: per link, one bar per path (device, transfer, RTT, server)."""
+    links = list(dict.fromkeys(r["link"] for r in mine))
+    paths = list(dict.fromkeys(r["path"] for r in mine))
+    width = 0.8 / len(paths)
+    parts = (("device_ms", "device", "C0"), ("transfer_ms", "transfer", "C1"), ("rtt_ms", "round trip", "C2"),
+             ("server_ms", "server", "C3"))
+    for j, path in enumerate(paths):
+        xs = [i + j * width for i in range(len(links))]
+        bottom = [0.0] * len(links)
+        for field_name, label, color in parts:
+            values = [next((r[field_name] for r in mine if (r["link"], r["path"]) == (link, path)), 0.0)
+                      for link in links]
+            ax.bar(xs, values, width * 0.95, bottom=bottom, color=color, label=label if j == 0 else None)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        for x, total in zip(xs, bottom, strict=True):
+            ax.text(x, total, path, rotation=90, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks([i + width * (len(paths) - 1) / 2 for i in range(len(links))], links)
+    ax.set_ylabel("end-to-end latency (ms)")
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.25)
+    ax.set_title(f"End-to-end per link: split vs alternatives\n{config}", fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+
+
 def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """PNG plots; empty when matplotlib is not installed (the tables still carry every figure)."""
     try:
@@ -349,40 +405,24 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
     rows = report["end_to_end"]
     if rows:
-        config = rows[0]["config"]
-        mine = [r for r in rows if r["config"] == config]
-        links = list(dict.fromkeys(r["link"] for r in mine))
-        paths = list(dict.fromkeys(r["path"] for r in mine))
-        fig, ax = plt.subplots(figsize=(10, 4.8))
-        width = 0.8 / len(paths)
-        parts = (("device_ms", "device", "C0"), ("transfer_ms", "transfer", "C1"), ("rtt_ms", "round trip", "C2"),
-                 ("server_ms", "server", "C3"))
-        for j, path in enumerate(paths):
-            xs = [i + j * width for i in range(len(links))]
-            bottom = [0.0] * len(links)
-            for field_name, label, color in parts:
-                values = [next((r[field_name] for r in mine if (r["link"], r["path"]) == (link, path)), 0.0)
-                          for link in links]
-                ax.bar(xs, values, width * 0.95, bottom=bottom, color=color, label=label if j == 0 else None)
-                bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-            for x, total in zip(xs, bottom, strict=True):
-                ax.text(x, total, path, rotation=90, ha="center", va="bottom", fontsize=7)
-        ax.set_xticks([i + width * (len(paths) - 1) / 2 for i in range(len(links))], links)
-        ax.set_ylabel("end-to-end latency (ms)")
-        ax.set_ylim(top=ax.get_ylim()[1] * 1.25)
-        ax.set_title(f"End-to-end per link: split vs alternatives\n{config}", fontsize=10)
-        ax.legend(fontsize=8, loc="upper right")
+        configs = list(dict.fromkeys(r["config"] for r in rows))
+        fig, axes = plt.subplots(len(configs), 1, figsize=(10, 4.2 * len(configs)), squeeze=False)
+        for ax, config in zip(axes[:, 0], configs, strict=True):
+            _plot_end_to_end(ax, [r for r in rows if r["config"] == config], config)
         fig.tight_layout()
         plots["end_to_end"] = out_dir / "end_to_end.png"
-        fig.savefig(plots["end_to_end"], dpi=110)
+        fig.savefig(plots["end_to_end"], dpi=100)
         plt.close(fig)
 
     points = report["rate_accuracy"]["points"]
     if points:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for k, series in enumerate(dict.fromkeys((p["backend"], p["precision"]) for p in points)):
-            pts = sorted((p["bytes_mean"], p["accuracy"] if p["accuracy"] is not None else p["agreement"])
-                         for p in points if (p["backend"], p["precision"]) == series)
+        def series_of(p: dict[str, Any]) -> tuple[str, ...]:
+            return p["backend"], p["precision"], p.get("path", "split").split("-q")[0]
+
+        for k, series in enumerate(dict.fromkeys(series_of(p) for p in points)):
+            pts = sorted((p["bytes_mean"], p["accuracy"] if p["accuracy"] is not None else p["agreement"] or 0.0)
+                         for p in points if series_of(p) == series)
             ax.plot([x / 1024 for x, _ in pts], [100 * y for _, y in pts], marker="osD^v"[k % 5], markersize=10 - k,
                     fillstyle="none", label=" ".join(series).upper())  # hollow markers: coinciding points show
         ax.set_xlabel("KiB per image (stream)")
@@ -407,6 +447,97 @@ def write_reports(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
     files["html"] = out_dir / "report.html"
     atomic_write_text(files["html"], to_html(tables, plots))
     files["json"] = out_dir / "report.json"
+    listing = {k: str(v) for k, v in files.items()}
+    atomic_write_text(files["json"], json.dumps({**report, "files": listing}, indent=1, default=str))
+    return listing
+
+
+def compare_tables(report: dict[str, Any]) -> list[Table]:
+    """The rate-accuracy comparison (``sc2edge compare``): one summary row per curve, one row per point."""
+    metric = report["metric"]
+    isa = report["isa"]
+    untrained = any(s["untrained"] for s in report["summary"])
+    summary = [[("UNTRAINED " if s["untrained"] else "") + s["method"], s["precision"].upper(), s["points"],
+                s["bytes_mean_range"], s["bytes_worst"], [100 * v for v in s["score_range"]],
+                None if s["bd_rate_vs_jpeg_pct"] is None else f"{s['bd_rate_vs_jpeg_pct']:+.1f} %",
+                s["device_ms_p50_range"]] for s in report["summary"]]
+    points = [[("UNTRAINED " if not p.get("trained", True) else "") + p["method"], p["setting"],
+               p["precision"].upper() + (f" (server {p['server_precision'].upper()})" if "server_precision" in p
+                                         else ""), p["bytes_mean"], p["bytes_max"], p["bpp"], 100 * p["score"],
+               p["device_ms"]["p50"], p["server_ms"]["p50"]] for p in report["points"]]
+    items = report["items"]
+    note = (f"{items['count']} items: {items['protocol']} of {items['source']}; score = {metric}; teacher "
+            f"{report['teacher']['name']}: {100 * report['teacher']['score']:.2f} %. bytes = what is sent per image "
+            "(split: stream container + payload; codec: the file); worst = the largest single image. BD-rate vs JPEG: "
+            "average bytes of the curve relative to JPEG (FP32, teacher) at equal score over the score range both "
+            "reach (negative = fewer bytes; n/a = no overlap). Device ms = median per image, one pass, "
+            f"{report['backend']}, {report['threads']} thread(s); INT8 rows on {isa}.")
+    if untrained:
+        note += " UNTRAINED: some curves have random weights; their scores say nothing about the method."
+    return [Table("Rate-accuracy summary per method",
+                  ["method", "precision", "points", "bytes/image (mean, range)", "worst bytes", f"{metric} % (range)",
+                   "BD-rate vs JPEG", "device ms p50 (range)"], summary, note),
+            Table("Rate-accuracy points", ["method", "setting", "precision", "bytes/image", "worst bytes", "bpp",
+                                           f"{metric} %", "device ms p50", "server ms p50"], points),
+            Table("Warnings and skipped", ["kind", "detail"],
+                  [["warning", w] for w in report["warnings"]]
+                  + [["skipped", f"{s['what']}: {s['reason']}"] for s in report["skipped"]] or [["none", ""]])]
+
+
+def plot_compare(report: dict[str, Any], path: Path) -> Path | None:
+    """Score against bytes per image (log axis), one curve per method and precision (INT8 dashed), the teacher as
+    a horizontal line; beside it, device time per image against bytes."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        report["warnings"].append("matplotlib is not installed: no plot (pip install sc2edge[bench])")
+        return None
+    fig, (ax, ax_time) = plt.subplots(1, 2, figsize=(13, 5))
+    curves = list(dict.fromkeys((p["method"], p["precision"]) for p in report["points"]))
+    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(m for m, _ in curves))}
+    for method, precision in curves:
+        pts = sorted((p for p in report["points"] if (p["method"], p["precision"]) == (method, precision)),
+                     key=lambda p: p["bytes_mean"])
+        untrained = any(not p.get("trained", True) for p in pts)
+        style = {"color": colours[method], "linestyle": "--" if precision == "int8" else "-",
+                 "marker": "o" if pts[0]["kind"] == "split" else "s", "fillstyle": "none",
+                 "label": f"{'UNTRAINED ' if untrained else ''}{method} {precision.upper()}"}
+        xs = [p["bytes_mean"] for p in pts]
+        ax.plot(xs, [100 * p["score"] for p in pts], **style)
+        for p in pts:  # which beta or quality each point is
+            ax.annotate(p["setting"].replace("beta ", "b"), (p["bytes_mean"], 100 * p["score"]), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points", color=colours[method])
+        ax_time.plot(xs, [p["device_ms"]["p50"] for p in pts], **style)
+    teacher = report["teacher"]
+    ax.axhline(100 * teacher["score"], color="k", linewidth=0.8, linestyle=":",
+               label=f"teacher {teacher['name']} (uncompressed)")
+    for axis in (ax, ax_time):
+        axis.set_xscale("log")
+        axis.set_xlabel("bytes per image (sent)")
+        axis.grid(True, which="both", alpha=0.3)
+    ax.set_ylabel(f"{report['metric']} (%)")
+    ax.set_title(f"Rate-accuracy, {report['items']['count']} items", fontsize=10)
+    ax.legend(fontsize=7)
+    ax_time.set_ylabel("device time per image, p50 (ms)")
+    ax_time.set_yscale("log")
+    ax_time.set_title(f"Device time ({report['backend']}, {report['threads']} thread(s))", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_compare_reports(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
+    """compare.json, compare.md and rate_accuracy.png in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot = plot_compare(report, out_dir / "rate_accuracy.png")
+    plots = {"rate_accuracy": plot} if plot else {}
+    files = {"markdown": out_dir / "compare.md", "json": out_dir / "compare.json",
+             **{f"plot_{k}": v for k, v in plots.items()}}
+    atomic_write_text(files["markdown"], to_markdown(compare_tables(report), plots, title="sc2edge compare"))
     listing = {k: str(v) for k, v in files.items()}
     atomic_write_text(files["json"], json.dumps({**report, "files": listing}, indent=1, default=str))
     return listing

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+UNSTABLE_SPREAD = 1.5  # p90 / p50 of a stage's repeated runs above this: the figure is flagged unstable
+
 
 @dataclass(frozen=True)
 class TimingConfig:

@@ -133,7 +133,8 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
             return task.predictions(model(preprocess_image(image, pre)[None]))[0]
 
         result: dict[str, Any] = {"stages": {"full_model": measure(full_model, images, timing).to_json()},
-                                  **described, "codecs": {}}
+                                  **described, "codecs": {},
+                                  "predictions": [full_model(im).to_json() for im in images]}
         crops = [crop_image(im, pre) for im in images]
         for name, quality in spec["codecs"]:
             codec = input_codec(name, quality)

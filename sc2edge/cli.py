@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "check-quant": ("check_quant", "what INT8 costs: accuracy, latent error, symbols changed, bytes"),
     "build-engine": ("build_engine", "build a TensorRT engine from a bundle (on the target GPU)"),
     "bench": ("bench", "FLOPs, memory, latency per stage, size, end-to-end split latency, reports"),
+    "compare": ("compare", "rate-accuracy of bundles and input codecs over labelled data: curves, BD-rate vs JPEG"),
     "models": ("models", "list the models in the registry"),
     "demo": ("demo", "the whole pipeline on the default model: export, INT8, encode/decode, check-quant, bench"),
 }

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from sc2edge.commands._common import UNTRAINED_MARK
 from sc2edge.runtime import Decoder
 from tests.conftest import DEFAULT_TEST_MODEL, run_cli
 
@@ -14,6 +15,7 @@ def streams(bundle_dir, photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("streams")
     result = run_cli("encode", bundle_dir, *photos[:2], "--out", out)
     assert result.returncode == 0, result.stderr
+    assert all(line.endswith(f"[{UNTRAINED_MARK}]") for line in result.stdout.splitlines())  # random weights
     return sorted(out.glob("*.sc2"))
 
 
@@ -30,13 +32,15 @@ def test_decode_prints_the_tasks_prediction_as_json_and_text(bundle_dir, streams
         predictions = [decoder.decode(s.read_bytes()) for s in streams]
         logits = decoder.outputs(streams[0].read_bytes())["logits"]
     assert [r["task"] for r in records] == ["classification"] * len(streams)
-    assert [{k: v for k, v in r.items() if k not in ("stream", "task")} for r in records] == \
+    assert [r["trained"] for r in records] == [False] * len(streams)  # the session bundle has random weights
+    assert [{k: v for k, v in r.items() if k not in ("stream", "task", "trained")} for r in records] == \
         [p.to_json() for p in predictions]
     assert records[0]["classes"] == [int(i) for i in np.argsort(-logits)[:5]]
     assert records[0]["scores"] == sorted(records[0]["scores"], reverse=True)
     text = run_cli("decode", bundle_dir, *streams)
     assert text.returncode == 0, text.stderr
-    assert text.stdout.splitlines() == [f"{s}: {p}" for s, p in zip(streams, predictions, strict=True)]
+    assert text.stdout.splitlines() == [f"{s}: {p} [{UNTRAINED_MARK}]" for s, p in zip(streams, predictions,
+                                                                                      strict=True)]
     assert text.stdout.splitlines()[0].startswith(f"{streams[0]}: {records[0]['classes'][0]}")
 
 
@@ -127,6 +131,7 @@ def test_json_lines_from_encode_and_inspect(bundle_dir, photos, tmp_path):
     encoded = run_cli("encode", bundle_dir, photos[0], "--out", tmp_path, "--json")
     assert encoded.returncode == 0, encoded.stderr
     record = json.loads(encoded.stdout)
+    assert record["trained"] is False
     assert record["bytes"] == (tmp_path / f"{photos[0].stem}.sc2").stat().st_size
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
     inspected = run_cli("inspect", bundle_dir, record["stream"], "--json")

@@ -82,3 +82,11 @@ def validation_summary(record: dict) -> str:
                   f"{record['streams_identical']}/{record['images']} streams identical to CompressAI"]
     parts += [f"{name} max |err| {e['max_abs_err']:.3g}" for name, e in outputs.items()]
     return ", ".join(parts)
+
+
+UNTRAINED_MARK = "UNTRAINED (random weights: the output says nothing about the method)"
+
+
+def untrained_suffix(bundle) -> str:
+    """What every line about an untrained bundle's output ends with; empty for a trained one."""
+    return "" if bundle.spec.model.trained else f" [{UNTRAINED_MARK}]"

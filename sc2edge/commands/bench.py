@@ -35,7 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated precisions: fp32,int8 (default: fp32; missing artifacts are skipped)")
     add_threads_argument(parser, "all cores")
     parser.add_argument("--data", type=path_list, default=None,
-                        help="comma-separated image files or folders (default: the offline photos installed here)")
+                        help="comma-separated image files or folders (default: the held-out offline photos, never "
+                             "training or INT8 calibration images)")
     parser.add_argument("--labels", type=Path, default=None,
                         help='class labels for accuracy: JSON {"image": class} or "path class" lines (default: from '
                              "a labelled file list or class-index folder names, else top-1 agreement only)")
@@ -47,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", type=_codecs, default=None,
                         help="comma-separated input codecs to compare, NAME:QUALITY: jpeg, webp, avif "
                              "(default: jpeg:75,webp:80)")
+    parser.add_argument("--allow-calibration-images", action="store_true",
+                        help="measure even if --data holds a bundle's INT8 calibration images (flagged loudly in "
+                             "the report) instead of refusing")
     parser.add_argument("--no-torch-baseline", action="store_true", help="skip the PyTorch eager (paper) baseline")
     parser.add_argument("--quick", action="store_true", help="a few runs per stage and two images (CI smoke test)")
     parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
@@ -62,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from sc2edge.bench import run_bench
 
     options = {"links_file": args.links_file, "labels_file": args.labels, "max_images": args.max_images,
-               "torch_baseline": not args.no_torch_baseline, "ray": args.ray, "ray_workers": args.ray_workers}
+               "torch_baseline": not args.no_torch_baseline, "ray": args.ray, "ray_workers": args.ray_workers,
+               "allow_calibration_images": args.allow_calibration_images}
     if args.codec:
         options["codecs"] = tuple(args.codec)
     report = run_bench(args.bundles, args.backend, args.precision, threads=args.threads, images=args.data,
@@ -72,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from sc2edge.bench.report import headline_markdown
 
+    untrained = [b["id"] for b in report["inputs"]["bundles"] if b["trained"] is False]
+    if untrained:
+        print(f"UNTRAINED: {', '.join(untrained)} (random weights: bytes and predictions say nothing about the "
+              "method)")
     print(headline_markdown(report))
     for problem in report["warnings"]:
         print(f"warning: {problem}")

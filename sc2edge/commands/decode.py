@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sc2edge.commands._common import add_json_argument, add_runtime_arguments, print_json, runtime_options
+from sc2edge.commands._common import (
+    add_json_argument,
+    add_runtime_arguments,
+    print_json,
+    runtime_options,
+    untrained_suffix,
+)
 from sc2edge.errors import Sc2edgeError
 
 
@@ -25,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
                 raise Sc2edgeError(f"stream not found: {path}")
             prediction = decoder.decode(path.read_bytes())
             if args.json:
-                print_json({"stream": str(path), "task": decoder.task.kind, **prediction.to_json()})
+                print_json({"stream": str(path), "task": decoder.task.kind,
+                            "trained": decoder.bundle.spec.model.trained, **prediction.to_json()})
             else:
-                print(f"{path}: {prediction}")
+                print(f"{path}: {prediction}{untrained_suffix(decoder.bundle)}")
     return 0

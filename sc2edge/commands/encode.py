@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sc2edge.commands._common import add_json_argument, add_runtime_arguments, print_json, runtime_options
+from sc2edge.commands._common import (
+    add_json_argument,
+    add_runtime_arguments,
+    print_json,
+    runtime_options,
+    untrained_suffix,
+)
 from sc2edge.errors import Sc2edgeError
 
 
@@ -34,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
             target = args.out / f"{image.stem}.sc2"
             atomic_write_bytes(target, stream)  # a failed write never leaves a truncated stream under this name
             if args.json:
-                print_json({"image": str(image), "stream": str(target), "bytes": len(stream)})
+                print_json({"image": str(image), "stream": str(target), "bytes": len(stream),
+                            "trained": encoder.bundle.spec.model.trained})
             else:
-                print(f"{image} -> {target} ({len(stream)} bytes)")
+                print(f"{image} -> {target} ({len(stream)} bytes){untrained_suffix(encoder.bundle)}")
     return 0

@@ -14,6 +14,7 @@ import pytest
 
 from sc2edge.bench import compute
 from sc2edge.bench.links import load_links, select_links
+from sc2edge.bench.report import headline_markdown
 from sc2edge.bench.roofline import conv_model
 from sc2edge.bench.size import information_bits, paper_kb
 from sc2edge.errors import Sc2edgeError
@@ -21,8 +22,8 @@ from sc2edge.runtime import Bundle
 from tests.conftest import run_cli
 
 SECTIONS = ("Headline", "Latency per stage", "Compute:", "Files:", "Memory", "Size (mean over images)",
-            "Size per image", "End-to-end split latency", "Rate-accuracy", "Roofline microbenchmark",
-            "Machine and inputs", "Warnings and skipped configurations")
+            "Size per image", "End-to-end split latency", "End-to-end verdict per link", "Rate-accuracy",
+            "Roofline microbenchmark", "Machine and inputs", "Warnings and skipped configurations")
 
 
 def _encoder_macs(height: int, width: int) -> int:
@@ -37,12 +38,21 @@ def _encoder_macs(height: int, width: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def quick_report(bundle_dir, photos, tmp_path_factory):
+def eval_photos() -> list:
+    """Photos the session bundle was not calibrated on (``calib_dir`` takes the even ones): the bench refuses
+    calibration images as evaluation images."""
+    from sc2edge.photos import system_photos
+
+    return system_photos()[1::2][:2]
+
+
+@pytest.fixture(scope="module")
+def quick_report(bundle_dir, eval_photos, tmp_path_factory):
     from sc2edge.bench import run_bench
 
     out = tmp_path_factory.mktemp("bench-report")
     image_list = out / "images.txt"  # a labelled file list, the form calibration and the demo use
-    image_list.write_text("".join(f"{p} {label}\n" for p, label in zip(photos[:2], (3, 7), strict=True)))
+    image_list.write_text("".join(f"{p} {label}\n" for p, label in zip(eval_photos, (3, 7), strict=True)))
     return run_bench([bundle_dir], ["onnxruntime"], ["fp32", "int8"], threads=1, images=[image_list],
                      links=["ble", "lte"], quick=True, out_dir=out), out
 
@@ -97,6 +107,29 @@ def test_quick_bench_figures_are_consistent(quick_report, bundle_dir):
     assert report["machine"]["threads"] == 1 and report["inputs"]["images_hash"]
 
 
+def test_quick_bench_is_honest_about_images_weights_and_stability(quick_report, bundle_dir):
+    report, out = quick_report
+    assert report["inputs"]["images_source"].startswith("given") and not report["inputs"]["calibration_images_used"]
+    assert not any("CALIBRATION IMAGES" in w for w in report["warnings"])
+    # the session bundle has random weights: the headline says so, in the terminal and in every report
+    assert report["inputs"]["bundles"][0]["trained"] is False
+    assert "## Headline (UNTRAINED)" in (out / "report.md").read_text()
+    assert "UNTRAINED" in headline_markdown(report)
+    for row in report["headline"]:
+        assert isinstance(row["stable"], bool) and isinstance(row["totals_consistent"], bool)
+        assert row["stable"] == (not row["unstable_stages"])
+        assert row["bpp"] > 0 and row["paper_kb"] > 0 and row["device_kmac_per_pixel"] > 0
+    # the device's kMAC per pixel is its MACs over the input's pixels
+    stages = report["compute"][bundle_dir.name]["stages"]
+    h, w = Bundle.open(bundle_dir).manifest["input"]["height"], Bundle.open(bundle_dir).manifest["input"]["width"]
+    device = stages["device"]["onnx"] or stages["device"]["torch"]
+    assert stages["device"]["kmac_per_pixel"] == pytest.approx(device["macs"] / (h * w) / 1e3)
+    # one verdict per configuration and link, naming the winner
+    verdicts = {(v["config"], v["link"]) for v in report["end_to_end_verdicts"]}
+    assert verdicts == {(r["config"], r["link"]) for r in report["end_to_end"] if r["path"] == "split"}
+    assert all(" wins" in v["verdict"] for v in report["end_to_end_verdicts"])
+
+
 def test_device_process_has_no_torch_but_the_paper_path_does(quick_report):
     report, _ = quick_report
     runtime = [m for m in report["memory"] if m["engine"] == "runtime"]
@@ -109,7 +142,7 @@ def test_device_process_has_no_torch_but_the_paper_path_does(quick_report):
 def test_local_rows_run_the_reference_model_in_a_torch_free_worker(reference_bundle_dir, photos, tmp_path):
     """"All on device" and "codec + server" run the bundle's reference (the teacher), through the input codecs."""
     from sc2edge.bench.timing import TimingConfig
-    from sc2edge.runtime import CodecDecoder, CodecEncoder
+    from sc2edge.runtime import CodecDecoder, CodecEncoder, ReferenceGraph
 
     spec = {"mode": "local", "bundle": str(reference_bundle_dir), "backend": "openvino", "precision": "int8",
             "server_precision": "int8", "threads": 1, "timing": TimingConfig.quick().to_json(),
@@ -132,6 +165,10 @@ def test_local_rows_run_the_reference_model_in_a_torch_free_worker(reference_bun
             top5 = [[int(i) for i in np.argsort(-server.decode(s))[:5]] for s in sent]
             assert [p["classes"] for p in codec["predictions"]] == top5
     assert result["stages"]["full_model"]["n"] >= 3
+    # the teacher's own predictions on the uncompressed input: the reference of the bench's rate-accuracy
+    with ReferenceGraph(reference_bundle_dir, "openvino") as teacher:
+        assert [p["classes"] for p in result["predictions"]] == [
+            [int(i) for i in np.argsort(-teacher.classify(photo))[:5]] for photo in photos[:2]]
 
 
 def test_encoder_flops_agree_between_onnx_graph_and_torch_model(bundle_dir):
@@ -239,7 +276,7 @@ def test_cli_reports_a_missing_bundle_in_one_line(tmp_path):
     assert "not an sc2edge bundle" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_bench_runs_without_torch(bundle_dir, photos, tmp_path):
+def test_bench_runs_without_torch(bundle_dir, eval_photos, tmp_path):
     """A device-like environment: torch cannot be imported anywhere; every section but the PyTorch side is there."""
     shadow = tmp_path / "shadow" / "torch"
     shadow.mkdir(parents=True)
@@ -248,7 +285,7 @@ def test_bench_runs_without_torch(bundle_dir, photos, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
         [sys.executable, "-m", "sc2edge.cli", "bench", str(bundle_dir), "--quick", "--threads", "1",
-         "--data", ",".join(map(str, photos[:2])), "--codec", "jpeg:75", "--link", "lte", "--out", str(out)],
+         "--data", ",".join(map(str, eval_photos)), "--codec", "jpeg:75", "--link", "lte", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
@@ -276,3 +313,25 @@ def test_two_bundles_of_one_model_get_their_own_results(tmp_path):
     fp32, int8, other = tmp_path / "a" / "es", tmp_path / "b" / "es", tmp_path / "es-int8"
     ids = bundle_ids([fp32, int8, other])
     assert len(set(ids.values())) == 3 and ids[other] == "es-int8" and ids[fp32] == str(fp32)
+
+
+def test_busy_machine_unstable_stages_and_verdicts_are_flagged():
+    from sc2edge.bench.core import _stability, busy_warning, end_to_end_verdicts
+
+    cores = len(os.sched_getaffinity(0))
+    assert busy_warning([0.0, 0.0, 0.0], "start") is None
+    assert "BUSY MACHINE at the end" in busy_warning([4.0 * cores, 1.0, 1.0], "end")
+    stats = {"p50": 1.0, "p90": 1.1}
+    warnings: list[str] = []
+    flags = _stability("b/onnxruntime/fp32", {"encoder_graph": {"p50": 1.0, "p90": 3.0}, "server_graph": stats,
+                                              "server_total": {"p50": 0.5, "p90": 0.6}}, warnings)
+    assert flags == {"stable": False, "unstable_stages": ["encoder_graph"], "totals_consistent": False}
+    assert any(w.startswith("UNSTABLE") for w in warnings) and any(w.startswith("INCONSISTENT") for w in warnings)
+    rows = [{"config": "c", "link": "lte", "path": p, "total_ms": t}
+            for p, t in (("split", 30.0), ("all on device", 60.0), ("jpeg-q75", 45.0))]
+    rows += [{"config": "c", "link": "ble", "path": p, "total_ms": t}
+             for p, t in (("split", 300.0), ("all on device", 60.0))]
+    verdicts = {v["link"]: v for v in end_to_end_verdicts(rows)}
+    assert verdicts["lte"]["split_wins"] and verdicts["lte"]["best_other"] == "jpeg-q75"
+    assert "1.50x faster" in verdicts["lte"]["verdict"]
+    assert not verdicts["ble"]["split_wins"] and verdicts["ble"]["verdict"].startswith("all on device wins")

@@ -1,0 +1,131 @@
+"""``sc2edge compare``: real curves from real bundles and codecs on labelled Fashion-MNIST images, BD-rate, and
+the refusal of calibration images as evaluation images."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sc2edge._files import sha256_file
+from sc2edge.bench.evaluation import CalibrationImagesError
+from sc2edge.bench.sweep import bd_rate, run_compare
+from sc2edge.photos import read_file_list
+from sc2edge.runtime import Bundle
+from tests.conftest import run_cli
+
+BETAS = ("0.1", "1.6")
+
+
+@pytest.fixture(scope="module")
+def fashion_bundles(tmp_path_factory, reference_bundle_dir) -> dict[str, Path]:
+    """The trained Fashion-MNIST students at two betas, each with its teacher (reference role): the session's
+    beta 0.1 bundle and beta 1.6 exported here (ONNX FP32)."""
+    from sc2edge.export import ExportConfig, export_bundle
+
+    assert Bundle.open(reference_bundle_dir).spec.model.beta == float(BETAS[0])
+    other = export_bundle(f"entropic_student_fashion_mnist_beta{BETAS[1]}",
+                          tmp_path_factory.mktemp("fashion-betas") / f"b{BETAS[1]}",
+                          config=ExportConfig(progress=False))
+    return {BETAS[0]: reference_bundle_dir, BETAS[1]: other}
+
+
+@pytest.fixture(scope="module")
+def fashion_test_list(tmp_path_factory) -> Path:
+    from sc2edge.zoo.datasets import write_fashion_mnist_images
+
+    return write_fashion_mnist_images("test", tmp_path_factory.mktemp("fashion-test"), 64)
+
+
+def test_sweep_gives_one_monotone_curve_per_codec_and_bytes_ordered_by_beta(fashion_bundles, fashion_test_list,
+                                                                             tmp_path):
+    report = run_compare([*fashion_bundles.values(), "jpeg:10/50/90", "webp:10/50/90"], images=[fashion_test_list],
+                         out_dir=tmp_path / "report")
+    points = report["points"]
+    assert report["items"]["count"] == 64 and report["items"]["labelled"]
+    assert report["metric"] == "top-1 accuracy"
+    for codec in ("jpeg", "webp"):
+        curve = sorted((p for p in points if p["method"] == codec), key=lambda p: p["quality"])
+        assert [p["quality"] for p in curve] == [10, 50, 90]
+        sizes = [p["bytes_mean"] for p in curve]
+        assert sizes == sorted(sizes) and len(set(sizes)) == 3, f"{codec} bytes not increasing with quality: {sizes}"
+        assert all(p["bytes_max"] >= p["bytes_mean"] for p in curve)
+    split = {p["beta"]: p for p in points if p["kind"] == "split"}
+    assert set(split) == {float(b) for b in BETAS}
+    assert split[0.1]["bytes_mean"] > split[1.6]["bytes_mean"]  # a larger rate weight gives fewer bytes
+    assert split[0.1]["score"] > 0.5 and report["teacher"]["score"] > 0.5  # trained models on real labels
+    summary = {(s["method"], s["precision"]): s for s in report["summary"]}
+    assert summary[("jpeg", "fp32")]["bd_rate_vs_jpeg_pct"] is None  # the anchor itself
+    assert len([s for s in report["summary"] if s["kind"] == "split"]) == 1  # both betas are one curve
+    for name in ("markdown", "json", "plot_rate_accuracy"):
+        assert Path(report["files"][name]).stat().st_size > 0
+    assert "BD-rate vs JPEG" in Path(report["files"]["markdown"]).read_text()
+
+
+def test_bd_rate_reads_half_the_bytes_at_equal_accuracy():
+    anchor = [(100, 0.5), (200, 0.7), (400, 0.8)]
+    assert bd_rate(anchor, [(b / 2, s) for b, s in anchor]) == pytest.approx(-50.0)
+    assert bd_rate(anchor, [(b * 2, s) for b, s in anchor]) == pytest.approx(100.0)
+    assert bd_rate(anchor, [(10, 0.1), (20, 0.2)]) is None  # no accuracy both reach
+    # A dominated point (more bytes, lower accuracy) does not bend the curve.
+    assert bd_rate(anchor, [(50, 0.5), (100, 0.7), (150, 0.65), (200, 0.8)]) == pytest.approx(
+        bd_rate(anchor, [(50, 0.5), (100, 0.7), (200, 0.8)]))
+
+
+def _calibrated_copy(bundle: Path, images: list[Path], where: Path) -> Path:
+    """A copy of ``bundle`` whose manifest records ``images`` as its INT8 calibration images."""
+    from sc2edge.runtime.bundle_writer import BundleEditor
+
+    target = where / bundle.name
+    shutil.copytree(bundle, target)
+    editor = BundleEditor(target)
+    editor.manifest["calibration"] = {"source": "test", "seed": 0, "count": len(images),
+                                      "sha256": [sha256_file(p) for p in images]}
+    return editor.commit()
+
+
+def test_calibration_images_are_refused_or_loudly_flagged(fashion_bundles, fashion_test_list, tmp_path):
+    paths, _ = read_file_list(fashion_test_list)
+    bundle = _calibrated_copy(fashion_bundles["1.6"], paths[:3], tmp_path)
+    with pytest.raises(CalibrationImagesError, match="3 of the 8 evaluation images are INT8 calibration images"):
+        run_compare([bundle, "jpeg:50"], images=[fashion_test_list], max_images=8)
+    report = run_compare([bundle, "jpeg:50"], images=[fashion_test_list], max_images=8,
+                         allow_calibration_images=True)
+    assert report["warnings"] and report["warnings"][0].startswith("CALIBRATION IMAGES USED FOR EVALUATION")
+    assert not report["items"]["calibration_images_excluded_by_check"]
+    held_out = run_compare([bundle, "jpeg:50"], images=[fashion_test_list.parent / p.name for p in paths[3:8]])
+    assert held_out["warnings"] == [] and held_out["items"]["count"] == 5
+
+
+def test_bench_refuses_calibration_images(fashion_bundles, fashion_test_list, tmp_path):
+    from sc2edge.bench import run_bench
+
+    paths, _ = read_file_list(fashion_test_list)
+    bundle = _calibrated_copy(fashion_bundles["0.1"], paths[:2], tmp_path)
+    with pytest.raises(CalibrationImagesError, match="INT8 calibration images"):
+        run_bench([bundle], images=[paths[0], paths[5]], out_dir=tmp_path / "report", quick=True)
+    assert not (tmp_path / "report").exists()  # refused before measuring anything
+
+
+def test_compare_cli_refuses_a_bad_codec_quality_in_one_line(fashion_bundles, tmp_path):
+    out = run_cli("compare", str(fashion_bundles["0.1"]), "jpeg:10/500", "--out", str(tmp_path))
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0 and "jpeg quality" in out.stderr and "500" in out.stderr
+
+
+def test_photo_protocol_is_the_registry_s_evaluation_crops():
+    """The default ImageNet items are exactly the crops models.yaml's agreement figures were measured on."""
+    import numpy as np
+
+    from sc2edge.bench.sweep import photo_crop_items
+    from sc2edge.runtime.preprocess import normalize_image
+    from sc2edge.zoo import get_spec
+    from sc2edge.zoo.datasets import evaluation_crops, split_photos
+
+    preprocess = get_spec("entropic_student_efficientnet_lite0_beta0.4").preprocess.to_json()
+    photos = split_photos()[1][:2]
+    items = photo_crop_items(preprocess, photos, per_photo=4)
+    assert len(items.crops) == 8 and items.labels is None
+    ours = np.stack([normalize_image(c, preprocess) for c in items.crops])
+    np.testing.assert_array_equal(ours, evaluation_crops(photos, 4, preprocess, seed=0))
