@@ -83,19 +83,22 @@ SERVER_INPUT = "y_hat"
 
 
 class HyperpriorDeviceGraph(nn.Module):
-    """Image -> (y float32, z symbols int32 ``round(h_a(y) - median)``): what EntropyBottleneck.compress codes."""
+    """Image -> (y float32, z symbols int32 ``round(h_a(y) - median)``): what EntropyBottleneck.compress codes.
+    A scale hyperprior (no means) takes h_a of |y|, as CompressAI's ScaleHyperprior."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         bottleneck = model.bottleneck_layer
         self.g_a = fold_gdn(bottleneck.g_a)
         self.h_a = bottleneck.h_a
+        self.means = model_means(model)
         medians = bottleneck.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1).clone()
         self.register_buffer("z_medians", medians)
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         y = self.g_a(image)
-        return y, torch.round(self.h_a(y) - self.z_medians).to(torch.int32)
+        z = self.h_a(y if self.means else torch.abs(y))
+        return y, torch.round(z - self.z_medians).to(torch.int32)
 
 
 class HyperpriorServerGraph(nn.Module):
@@ -144,7 +147,7 @@ def export_hyperprior_graphs(model: nn.Module, out_dir: Path, size: int, *, opse
     """The graphs and side files of a classification hyperprior student at ``size`` x ``size`` (see
     ``write_hyperprior_graphs``)."""
     return write_hyperprior_graphs(model, out_dir, torch.zeros(1, 3, size, size), ["logits"],
-                                   output_axes={"logits": {0: "batch"}}, opset=opset)
+                                   output_axes={"logits": {0: "batch"}}, opset=opset, means=model_means(model))
 
 
 def hyperprior_entropy(model: nn.Module, z_tables: EntropyTables, z_tables_file: str, *, means: bool = True
