@@ -162,16 +162,6 @@ def hyperprior_entropy(model: nn.Module, z_tables: EntropyTables, z_tables_file:
             "server_input": SERVER_INPUT}
 
 
-def side_network_nodes(device_onnx: Path) -> tuple[str, ...]:
-    """Names of the device graph's h_a nodes (and their output tensors, which OpenVINO names its nodes after):
-    INT8 quantizes g_a only, so that z, which picks every Gaussian of y, stays as close to FP32 as it can."""
-    import onnx
-
-    graph = onnx.load(str(device_onnx), load_external_data=False).graph
-    nodes = [n for n in graph.node if n.name.startswith("/h_a/")]
-    return tuple(dict.fromkeys([n.name for n in nodes] + [o for n in nodes for o in n.output]))
-
-
 @dataclass
 class HyperpriorValidationResult(ValidationResult):
     """``ValidationResult`` plus how many Gaussian indexes of y the deterministic index path picks differently

@@ -21,7 +21,6 @@ from sc2edge.export.hyperprior import (
     hyperprior_entropy,
     is_hyperprior,
     model_means,
-    side_network_nodes,
     stage_hyperprior,
     validate_hyperprior_bundle,
 )
@@ -169,12 +168,13 @@ def validation_images(config: ExportConfig) -> list[Path]:
     return images[::step][:VALIDATION_IMAGES]
 
 
-def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None = None,
+def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str | Path | None = None,
                   trust_checkpoint: bool = False, config: ExportConfig = ExportConfig()) -> Path:
     """Export ``model`` to a bundle directory at ``out``, validated against PyTorch.
 
     Args:
-        model (str): a registered model name.
+        model (str | LoadedModel): a registered model name, or a model already built (``get_model``'s result, or
+            a registered builder's model built at another size or class count, as the tests do).
         out (str | Path): the bundle directory to write.
         checkpoint (str | Path | None): weights to load instead of the registry's. Defaults to None.
         trust_checkpoint (bool): allow unpickling a checkpoint the safe loader refuses. Defaults to False.
@@ -185,7 +185,8 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
     """
     config = config.validate()
     images = validation_images(config)  # before the slow steps: a wrong --validation-images fails at once
-    loaded = get_model(model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint)
+    loaded = model if isinstance(model, LoadedModel) else get_model(model, checkpoint=checkpoint,
+                                                                     trust_checkpoint=trust_checkpoint)
     tables = EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
     task = model_task(loaded)
     manifest = _manifest(loaded, task, tables, config)
@@ -208,7 +209,7 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
                         ([SERVER_INPUT], task.output_names), opset=config.opset,
                         output_axes={o.name: o.dynamic_axes() for o in task.outputs})
             builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")
-        reference = _reference(model, config, trust_checkpoint)
+        reference = _reference(loaded.spec.name, config, trust_checkpoint)
         if reference is not None:
             export_onnx(reference.module, example, builder.staging / "reference.fp32.onnx", REFERENCE_IO,
                         opset=config.opset)
@@ -216,11 +217,11 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
         if "openvino" in config.backends:
             add_openvino_artifacts(builder, ("device", "server", "reference") if reference else ("device", "server"))
         if config.int8:
-            # A hyperprior quantizes g_a only: its server graph reads y_hat, and h_a picks every Gaussian of y.
-            exclude = side_network_nodes(builder.staging / "device.fp32.onnx") if hyperprior else ()
+            # A hyperprior quantizes its device graph (g_a, h_a) only: the server graph reads a float y_hat, and the
+            # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph.
             manifest["calibration"] = add_int8_artifacts(
                 builder, manifest["preprocess"], config.calib,
-                config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe, exclude=exclude),
+                config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe),
                 backends=config.backends, roles=("device",) if hyperprior else ("device", "server"),
                 progress=config.progress)
 

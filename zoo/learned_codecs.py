@@ -131,7 +131,7 @@ class LearnedCodecClassifier(SplitClassifier):
         return [(1, 1, pad)] + [(m.kernel_size[0], m.stride[0], m.padding[0])
                                 for m in self.bottleneck_layer.g_a.modules() if isinstance(m, nn.Conv2d)]
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True):
         """Also takes a CompressAI codec's own state dict (``g_a.0.weight``, ...); the teacher keeps its weights
         when the checkpoint holds the codec only."""
         own = self.state_dict()
@@ -143,7 +143,7 @@ class LearnedCodecClassifier(SplitClassifier):
         for key, value in own.items():
             if key.startswith("teacher.") and key not in mapped:
                 mapped[key] = value
-        return super().load_state_dict(mapped, strict=strict, assign=assign)
+        return super().load_state_dict(mapped, strict=strict)
 
 
 def _teacher(name: str, num_classes: int) -> tuple[nn.Module, tuple, tuple, bool]:
