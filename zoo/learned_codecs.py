@@ -66,10 +66,15 @@ class CodecBottleneck(nn.Module):
 
     @property
     def encoder(self) -> nn.Module:
+        """g_a, for the factorized prior only (a hyperprior's device half is g_a and h_a)."""
+        if hasattr(self, "h_s"):
+            raise AttributeError("a hyperprior codec has g_a and h_a, no single encoder")
         return self.g_a
 
     @property
     def decoder(self) -> nn.Module:
+        if hasattr(self, "h_s"):
+            raise AttributeError("a hyperprior codec's decoder g_s reads y_hat from the index path")
         return self.g_s
 
     def received_latent(self, x: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 
+from sc2edge.bench.size import image_size
 from sc2edge.runtime import Bundle, Decoder, Encoder
 from sc2edge.runtime.hyperprior import available_implementations
 from sc2edge.runtime.stream import read_header
@@ -96,6 +97,11 @@ def test_other_learned_codecs_export_and_match_compressai(architecture, tmp_path
     with Encoder(bundle) as encoder, Decoder(bundle) as decoder:
         stream = encoder.encode([photos[0]])[0]
         assert len(decoder.outputs(stream)["logits"]) == 10
+        item = encoder.item_outputs(encoder.preprocess(photos[0])[None])[0]
+        symbols = encoder.codec.section_symbols(item)
+    size = image_size(photos[0].name, stream, symbols["y"], bundle.tables, (64, 64), codec=encoder.codec)
+    assert set(size.section_bytes) == set(symbols) and sum(size.section_bytes.values()) == size.payload_bytes
+    assert size.information_bits > 0 and -0.05 < size.coder_overhead < 0.5  # the bench's bits per section
 
 
 def test_compressai_codec_checkpoint_loads_and_exports(tmp_path):
