@@ -140,3 +140,28 @@ def test_check_quant_reports_a_hyperprior_bundle(mbt_bundle, photos, tmp_path):
         report = check_quant(mbt_bundle, data, backend=backend, images=3, progress=False, worst_layers=0)
         assert report.images == 3 and 0 <= report.symbols_changed_pct < 100
         assert report.bytes_fp32 > 0 and report.bytes_int8 > 0
+
+
+@pytest.mark.slow
+def test_sc2bench_style_mshp_checkpoint_exports(tmp_path):
+    """The ResNet-50 mshp student from a checkpoint saved the way sc2bench saves it (torchdistill dict, a
+    40-level scale table) exports a bundle whose streams match CompressAI's."""
+    import argparse
+
+    import torch
+
+    from sc2edge.export import ExportConfig, export_bundle
+    from sc2edge.zoo import build, get_spec
+    from tests._hyperprior import MODEL
+
+    torch.manual_seed(3)
+    source = build(get_spec(MODEL))
+    source.update(scale_table=torch.exp(torch.linspace(-2.0, 4.0, 40)).tolist(), force=True)
+    path = tmp_path / "ilsvrc2012-splittable_resnet50-mshp-beta0.08_from_resnet50.pt"
+    torch.save({"model": source.state_dict(), "optimizer": {}, "best_value": 0.7,
+                "args": argparse.Namespace(config="mshp.yaml")}, path)
+    out = export_bundle(MODEL, tmp_path / "b", checkpoint=path, config=ExportConfig(reference=False, progress=False))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["trained"] and manifest["entropy"]["kind"] == "hyperprior"
+    record = manifest["validation"][0]
+    assert record["passed"] and record["streams_identical"] == record["images"], record
