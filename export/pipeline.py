@@ -191,6 +191,9 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     task = model_task(loaded)
     manifest = _manifest(loaded, task, tables, config)
     hyperprior = is_hyperprior(loaded.model)  # its z is the factorized prior of TABLES_FILE
+    if hyperprior and config.int8_accuracy_control:
+        raise Sc2edgeError("accuracy control (--max-drop) supports factorized-prior models; export this hyperprior "
+                           "without it")
     if hyperprior:
         manifest["entropy"] = hyperprior_entropy(loaded.model, tables, TABLES_FILE, means=model_means(loaded.model))
     size = manifest["input"]["height"]
