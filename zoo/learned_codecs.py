@@ -16,6 +16,7 @@ or ``compressai.utils.update_model`` write them) or one saved from this model (`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ from compressai.zoo import bmshj2018_factorized, bmshj2018_hyperprior, mbt2018_m
 from torch import Tensor, nn
 
 from sc2edge.zoo.entropic_student import SplitClassifier
-from sc2edge.zoo.registry import ModelSpec, ReferenceModel, register_builder, register_reference
+from sc2edge.zoo.registry import ModelSpec, ReferenceModel, register_builder, register_reference, verify_sha256
 
 # architecture -> (CompressAI constructor, stride of the whole analysis (y and z), h_s predicts means)
 ARCHITECTURES = {
@@ -151,16 +152,16 @@ class LearnedCodecClassifier(SplitClassifier):
         return super().load_state_dict(mapped, strict=strict)
 
 
-def _teacher(name: str, num_classes: int) -> tuple[nn.Module, tuple, tuple, bool]:
-    """(module, mean, std, trained) of a named teacher."""
+def _teacher(name: str, num_classes: int) -> tuple[nn.Module, tuple, tuple, Path | None]:
+    """(module, mean, std, weights file or None for random weights) of a named teacher."""
     if name == "efficientnet_lite0":
-        from sc2edge.zoo.efficientnet_student import efficientnet_lite0_teacher
+        from sc2edge.zoo.efficientnet_student import efficientnet_lite0_teacher, teacher_weights_path
 
-        return efficientnet_lite0_teacher(), *_LITE0, True
+        return efficientnet_lite0_teacher(), *_LITE0, Path(teacher_weights_path())
     if name == "resnet50":
         from torchvision.models import resnet50
 
-        return resnet50(weights=None, num_classes=num_classes), *_IMAGENET, False
+        return resnet50(weights=None, num_classes=num_classes), *_IMAGENET, None
     raise ValueError(f'unknown teacher "{name}" (known: {", ".join(TEACHERS)})')
 
 
@@ -188,9 +189,11 @@ class NormalizedTeacher(nn.Module):
 
 def _reference(spec: ModelSpec) -> ReferenceModel:
     name = spec.builder_args.get("teacher", "efficientnet_lite0")
-    module, mean, std, trained = _teacher(name, spec.num_classes)
+    module, mean, std, weights = _teacher(name, spec.num_classes)
     return ReferenceModel(NormalizedTeacher(module, mean, std).eval(), name,
-                          f"{name} on the uncompressed crop (the classifier behind the learned codec)", trained)
+                          f"{name} on the uncompressed crop (the classifier behind the learned codec)",
+                          trained=weights is not None, weights=weights,
+                          weights_sha256=verify_sha256(weights, None) if weights else None)
 
 
 for _architecture in ARCHITECTURES:
