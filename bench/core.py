@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sc2edge.bench import compute
+from sc2edge.bench.distributed import check_ray, dispatch, dispatch_record
 from sc2edge.bench.links import Link, load_links, select_links
 from sc2edge.bench.machine import bundle_hash, files_hash, machine_record
 from sc2edge.bench.size import ImageSize, image_size, summarize
@@ -57,6 +58,9 @@ class BenchConfig:
             Defaults to JPEG q75 and WebP q80.
         timing (TimingConfig): warm-up and repeats. Defaults to TimingConfig() (TimingConfig.quick() with quick).
         labels_file (Path | None): class labels of the images (JSON or "path label" lines). Defaults to None.
+        ray (str | None): run the configurations as Ray tasks: "local" (a Ray started here, loopback) or a
+            cluster address. Defaults to None (one after another, as timings on a quiet machine need).
+        ray_workers (int): CPUs (parallel tasks) of a local Ray. Defaults to 2.
     """
 
     bundles: tuple[Path, ...]
@@ -74,6 +78,8 @@ class BenchConfig:
     timing: TimingConfig = field(default_factory=TimingConfig)
     labels_file: Path | None = None
     labels: tuple[int, ...] | None = None  # filled by validate() when the images carry labels
+    ray: str | None = None
+    ray_workers: int = 2
 
     def validate(self) -> BenchConfig:
         if not self.bundles:
@@ -93,13 +99,16 @@ class BenchConfig:
         images, labels = _resolve_images(self.images, self.labels_file)
         for name, quality in self.codecs:
             input_codec(name, quality)  # an unknown or unavailable codec or a bad quality stops here, not later
+        check_ray(self.ray)
+        if not 1 <= self.ray_workers <= 1024:
+            raise Sc2edgeError(f"--ray-workers must be in 1..1024, got {self.ray_workers}")
         return BenchConfig(
             bundles=tuple(Path(b) for b in self.bundles), backends=backends,
             precisions=tuple(dict.fromkeys(self.precisions)), threads=threads, images=tuple(images[:limit]),
             labels=tuple(labels[:limit]) if labels else None, labels_file=self.labels_file,
             links=self.links, links_file=self.links_file, quick=self.quick, out_dir=Path(self.out_dir),
             max_images=limit, torch_baseline=self.torch_baseline, codecs=self.codecs,
-            timing=TimingConfig.quick() if self.quick else self.timing)
+            timing=TimingConfig.quick() if self.quick else self.timing, ray=self.ray, ray_workers=self.ray_workers)
 
 
 def _resolve_images(images: tuple[Path, ...], labels_file: Path | None) -> tuple[list[Path], list[int] | None]:
@@ -134,7 +143,8 @@ def _resolve_images(images: tuple[Path, ...], labels_file: Path | None) -> tuple
 
 
 class Workers:
-    """Runs worker processes one after another (timings need a quiet machine), each with threads pinned."""
+    """Runs worker processes, each with threads pinned: one after another (timings need a quiet machine), or
+    several at once where the configurations are dispatched to Ray (each job in its own folder)."""
 
     def __init__(self, config: BenchConfig, work_dir: Path):
         self.config = config
@@ -145,8 +155,7 @@ class Workers:
 
     def run(self, mode: str, **spec: Any) -> dict[str, Any]:
         self.count += 1
-        job_dir = self.work_dir / f"{self.count:03d}-{mode}"
-        job_dir.mkdir()
+        job_dir = Path(tempfile.mkdtemp(prefix=f"{self.count:03d}-{mode}-", dir=self.work_dir))
         spec = {"mode": mode, "threads": self.config.threads, "timing": self.config.timing.to_json(),
                 "images": [str(p) for p in self.config.images], "work_dir": str(job_dir), **spec}
         spec_path, result_path = job_dir / "spec.json", job_dir / "result.json"
@@ -289,7 +298,8 @@ def run_bench(bundles, backends=("onnxruntime",), precisions=("fp32",), threads:
         "config": {"bundles": [str(b) for b in config.bundles], "backends": list(config.backends),
                    "precisions": list(config.precisions), "threads": config.threads, "quick": config.quick,
                    "timing": config.timing.to_json(), "codecs": [list(c) for c in config.codecs],
-                   "torch_baseline": config.torch_baseline},
+                   "torch_baseline": config.torch_baseline,
+                   "dispatch": dispatch_record(config.ray, config.ray_workers)},
         "machine": machine_record(config.threads),
         "inputs": {"images": [str(p) for p in config.images], "images_hash": files_hash(config.images),
                    "bundles": [{"id": ids[b.path], "path": str(b.path), "model": b.name, "beta": b.spec.model.beta,
@@ -303,6 +313,22 @@ def run_bench(bundles, backends=("onnxruntime",), precisions=("fp32",), threads:
     report["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     report["files"] = write_reports(report, config.out_dir)
     return report
+
+
+def measure_configuration(workers: Workers, bundle: str, backend: str, precision: str,
+                          server_precision: str) -> dict[str, Any]:
+    """One configuration's jobs, in order: device (its streams feed the rest), server, memory of both sides.
+    A module-level function so that Ray can run it as a task."""
+    base = {"bundle": bundle, "backend": backend}
+    device = workers.run("device", **base, precision=precision)
+    if not device["ok"]:
+        return {"device": device}
+    streams_path = str(Path(device["work_dir"]) / "streams.npz")
+    return {"device": device, "server_precision": server_precision,
+            "server": workers.run("server", **base, precision=server_precision, streams=streams_path),
+            "memory": {side: workers.run("memory", **base, side=side, engine="runtime", streams=streams_path,
+                                         precision=precision if side == "device" else server_precision)
+                       for side in ("device", "server")}}
 
 
 def _record_failure(report: dict[str, Any], what: str, result: dict[str, Any]) -> None:
@@ -338,23 +364,23 @@ def _measure(config: BenchConfig, bundles: list[Bundle], ids: dict[Path, str], l
         step(f"roofline {backend}")
 
     report["latency"], report["memory"], report["size"], report["predictions"] = {}, [], {}, {}
-    for bundle, backend, precision in configs:
+    if config.ray is not None:
+        report["warnings"].append(f"configurations ran side by side on {config.ray_workers} Ray workers "
+                                  f"({config.ray}): latencies were not measured on a quiet machine")
+    jobs = dispatch(measure_configuration, [(workers, str(b.path), be, p, _server_precision(b, be, p))
+                                            for b, be, p in configs],
+                    ray_address=config.ray, workers=config.ray_workers)
+    for (bundle, backend, precision), results in zip(configs, jobs, strict=True):
         key = _key(ids[bundle.path], backend, precision)
-        base = {"bundle": str(bundle.path), "backend": backend}
-        device = workers.run("device", **base, precision=precision)
+        device = results["device"]
         step(f"device {key}")
         if not device["ok"]:
             _record_failure(report, f"device {key}", device)
             progress.update(2)
             continue
-        streams_path = str(Path(device["work_dir"]) / "streams.npz")
-        streams, symbols = load_streams(Path(streams_path))
-        server_precision = _server_precision(bundle, backend, precision)
-        server = workers.run("server", **base, precision=server_precision, streams=streams_path)
+        streams, symbols = load_streams(Path(device["work_dir"]) / "streams.npz")
+        server, memory, server_precision = results["server"], results["memory"], results["server_precision"]
         step(f"server {key}")
-        memory = {side: workers.run("memory", **base, side=side, engine="runtime", streams=streams_path,
-                                    precision=precision if side == "device" else server_precision)
-                  for side in ("device", "server")}
         step(f"memory {key}")
         entry = {"bundle": ids[bundle.path], "backend": backend, "precision": precision,
                  "server_precision": server_precision, "coder": device["result"]["coder"],

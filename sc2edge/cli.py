@@ -1,7 +1,8 @@
 """The ``sc2edge`` command: each verb is a thin module in ``sc2edge.commands`` that calls one public API.
 
 Verb modules are imported only when their verb runs, so ``sc2edge encode`` on a device never imports
-torch, and a verb whose dependencies are missing fails with a message instead of breaking the others.
+torch, and a verb whose dependencies are missing (a runtime-only install) fails with one line naming the
+extra to install instead of breaking the others.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 from sc2edge import __version__
+from sc2edge._lazy import install_hint
 from sc2edge.errors import Sc2edgeError
 
 # verb -> (module in sc2edge.commands, one-line help)
@@ -22,6 +24,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a model to a bundle (ONNX, OpenVINO, INT8) with its entropy tables"),
     "encode": ("encode", "device side: images -> compressed streams"),
     "decode": ("decode", "server side: streams -> predictions"),
+    "infer": ("infer", "device side over the network: images -> streams -> a v2 server (Triton) -> predictions"),
+    "triton-repo": ("triton_repo", "write a Triton model repository serving a bundle's server side"),
     "inspect": ("inspect", "show what a bundle or a stream holds"),
     "check-quant": ("check_quant", "what INT8 costs: accuracy, latent error, symbols changed, bytes"),
     "build-engine": ("build_engine", "build a TensorRT engine from a bundle (on the target GPU)"),
@@ -29,6 +33,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "models": ("models", "list the models in the registry"),
     "demo": ("demo", "the whole pipeline on the default model: export, INT8, encode/decode, check-quant, bench"),
 }
+# The pip extra a verb needs beyond sc2edge[runtime]; the verbs not named here run on the runtime alone.
+VERB_EXTRAS: dict[str, str] = {"export": "full", "check-quant": "full", "demo": "full", "bench": "bench",
+                               "infer": "serve"}
 
 
 def _load_verb(module: str):
@@ -53,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             _load_verb(module).configure(verb_parser)
         except ImportError as exc:
-            verb_parser.set_defaults(_unavailable=f"sc2edge {verb} is unavailable: {exc}")
+            hint = install_hint(exc.name or "", VERB_EXTRAS.get(verb))
+            reason = f"{exc}; {hint}" if hint else str(exc)
+            verb_parser.set_defaults(_unavailable=f"sc2edge {verb} is unavailable: {reason}")
         verb_parser.set_defaults(_module=module)
     return parser
 
@@ -90,6 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141  # what a shell reports for a command ended by SIGPIPE
     except Sc2edgeError as exc:
         print(f"sc2edge {args.verb}: error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:  # an optional dependency this install lacks; anything else is a bug
+        hint = install_hint(exc.name or "", VERB_EXTRAS.get(args.verb))
+        if hint is None:
+            raise
+        print(f'sc2edge {args.verb}: error: needs the module "{exc.name}", which is not installed; {hint}',
+              file=sys.stderr)
         return 1
     except OSError as exc:  # unwritable --out, a folder where a file goes, a full disk: the OS says which
         print(f"sc2edge {args.verb}: error: {exc}", file=sys.stderr)

@@ -17,12 +17,28 @@ if [ "${SC2EDGE_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
   fi
 fi
 
-PYTHON="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# The full install needs Python 3.10-3.12 (CompressAI has no wheels for newer ones): PYTHON, else the first of
+# python3, python3.12, python3.11, python3.10 that is one (a device's runtime-only install takes 3.13 too: README).
+supported='import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))'
+if [ ! -x .venv/bin/python ]; then
+  for candidate in ${PYTHON:-python3 python3.12 python3.11 python3.10}; do
+    if "$candidate" -c "$supported" 2>/dev/null; then PYTHON=$candidate; break; fi
+  done
+  if ! "${PYTHON:-python3}" -c "$supported" 2>/dev/null; then
+    echo "setup: the full install needs Python 3.10-3.12 (CompressAI); install one and set PYTHON=python3.12" >&2
+    exit 1
+  fi
+  if ! "$PYTHON" -c "import ensurepip" 2>/dev/null && command -v apt-get >/dev/null; then
+    echo "setup: installing python3-venv (Debian/Ubuntu ship venv's pip separately)"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  fi
+  "$PYTHON" -m venv .venv
+fi
 stamp=.venv/.sc2edge-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing sc2edge[full,dev] into .venv (torch is large: a few minutes the first time)"
+  echo "setup: installing sc2edge[full,dev,serve] into .venv (torch is large: a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[full,dev]"
+  .venv/bin/python -m pip install -q -e ".[full,dev,serve]"
   touch "$stamp"
 fi

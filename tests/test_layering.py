@@ -20,6 +20,9 @@ FORBIDDEN = {
     "calibrate": ("sc2edge.export", "sc2edge.bench", "sc2edge.commands", "sc2edge.cli"),
     "bench": ("sc2edge.export", "sc2edge.calibrate", "sc2edge.commands", "sc2edge.cli"),
     "export": ("sc2edge.bench", "sc2edge.commands", "sc2edge.cli"),
+    # serving runs on servers and devices beside the runtime: never torch or the workstation's packages
+    "serve": ("sc2edge.zoo", "sc2edge.export", "sc2edge.calibrate", "sc2edge.bench", "sc2edge.commands",
+              "sc2edge.cli", "sc2edge.demo", "torch", "torchvision", "compressai"),
     # the task seam runs on both ends (the runtime's Decoder uses it): as torch-free as the runtime
     "tasks": ("sc2edge.zoo", "sc2edge.export", "sc2edge.calibrate", "sc2edge.bench", "sc2edge.commands",
               "sc2edge.cli", "sc2edge.demo", "torch", "torchvision", "compressai"),

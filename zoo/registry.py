@@ -7,16 +7,21 @@ a test checks that every entry has a builder and every builder is used.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sc2edge._files import sha256_file
-from sc2edge.errors import CheckpointError, Sc2edgeError
-from sc2edge.runtime.manifest import PreprocessSpec
+# The registry's data half is torch-free (``sc2edge models`` reads it without the zoo); re-exported here.
+from sc2edge.model_specs import (  # noqa: F401
+    Checkpoint,
+    ModelSpec,
+    default_model_name,
+    get_spec,
+    list_models,
+    load_specs,
+    resolve_checkpoint,
+    verify_sha256,
+)
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 
@@ -70,98 +75,6 @@ def register_reference(builder: str) -> Callable[[Callable[..., ReferenceModel]]
 def reference_builders() -> list[str]:
     """Builders whose reference model is known."""
     return sorted(_REFERENCES)
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """Where a variant's weights are and what they reach; ``path`` is relative to the repo or the CWD."""
-
-    path: str | None
-    sha256: str | None = None
-    packaged: bool = False  # shipped inside sc2edge (zoo/weights), loaded from the installed package
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    builder: str
-    task: str
-    num_classes: int
-    beta: float | None
-    preprocess: PreprocessSpec
-    checkpoint: Checkpoint
-    labels: str | list[str] | None
-    description: str
-    builder_args: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def _registry_text() -> str:
-    return resources.files("sc2edge").joinpath("models.yaml").read_text()
-
-
-def load_specs() -> dict[str, ModelSpec]:
-    raw = yaml.safe_load(_registry_text())
-    specs = {}
-    for name, entry in raw["models"].items():
-        ckpt = dict(entry.get("checkpoint") or {})
-        specs[name] = ModelSpec(
-            name=name,
-            builder=entry["builder"],
-            task=entry.get("task", "classification"),
-            num_classes=int(entry["num_classes"]),
-            beta=entry.get("beta"),
-            preprocess=PreprocessSpec.from_json(entry["preprocess"], f"models.yaml {name}.preprocess"),
-            checkpoint=Checkpoint(path=ckpt.get("path"), sha256=ckpt.get("sha256"),
-                                  packaged=bool(ckpt.get("packaged", False)), meta=dict(ckpt.get("meta") or {})),
-            labels=entry.get("labels"),
-            description=entry.get("description", ""),
-            builder_args=dict(entry.get("builder_args") or {}),
-            meta=dict(entry.get("meta") or {}),
-        )
-    return specs
-
-
-def default_model_name() -> str:
-    return yaml.safe_load(_registry_text())["default"]
-
-
-def list_models(include: str | None = None) -> list[str]:
-    """Names of registered models, optionally filtered by a substring."""
-    return sorted(n for n in load_specs() if include is None or include in n)
-
-
-def get_spec(name: str) -> ModelSpec:
-    specs = load_specs()
-    if name not in specs:
-        raise Sc2edgeError(f'unknown model "{name}" (available: {", ".join(sorted(specs))})')
-    return specs[name]
-
-
-def resolve_checkpoint(spec: ModelSpec, override: str | Path | None) -> Path | None:
-    """The checkpoint file to load: the user's, the packaged one, or the registry path if it exists."""
-    if override is not None:
-        if not Path(override).is_file():
-            raise CheckpointError(f"checkpoint not found: {override}")
-        return Path(override)
-    ckpt = spec.checkpoint
-    if ckpt.path is None:
-        return None
-    if ckpt.packaged:
-        path = Path(str(resources.files("sc2edge.zoo").joinpath(ckpt.path)))
-        if not path.is_file():
-            raise CheckpointError(f"packaged weights for {spec.name} are missing: {path}")
-        return path
-    path = Path(ckpt.path)
-    return path if path.is_file() else None
-
-
-def verify_sha256(path: Path, expected: str | None) -> str:
-    digest = sha256_file(path)
-    if expected and digest != expected:
-        raise CheckpointError(f"{path} has sha256 {digest[:16]}..., the registry expects {expected[:16]}...")
-    return digest
 
 
 # ImageNet class names ship with Debian's opencv-doc (installed by scripts/setup-env.sh).

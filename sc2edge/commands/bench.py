@@ -1,5 +1,5 @@
 """sc2edge bench BUNDLE... [--backend onnxruntime,openvino] [--precision fp32,int8] [--threads N] [--data DIR,...]
-[--link PROFILE,...] [--codec jpeg:75,...] [--quick] [--out DIR] [--json]"""
+[--link PROFILE,...] [--codec jpeg:75,...] [--quick] [--ray [ADDRESS] --ray-workers N] [--out DIR] [--json]"""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: jpeg:75,webp:80)")
     parser.add_argument("--no-torch-baseline", action="store_true", help="skip the PyTorch eager (paper) baseline")
     parser.add_argument("--quick", action="store_true", help="a few runs per stage and two images (CI smoke test)")
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="run the configurations as Ray tasks: a Ray started here on loopback (no ADDRESS) or "
+                             "the cluster at ADDRESS; latencies then share the machine (default: one after another)")
+    parser.add_argument("--ray-workers", type=int_in(1, 1024), default=2,
+                        help="parallel tasks of a local Ray (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("bench-report"), help="report folder (default: %(default)s)")
     add_json_argument(parser)
 
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from sc2edge.bench import run_bench
 
     options = {"links_file": args.links_file, "labels_file": args.labels, "max_images": args.max_images,
-               "torch_baseline": not args.no_torch_baseline}
+               "torch_baseline": not args.no_torch_baseline, "ray": args.ray, "ray_workers": args.ray_workers}
     if args.codec:
         options["codecs"] = tuple(args.codec)
     report = run_bench(args.bundles, args.backend, args.precision, threads=args.threads, images=args.data,

@@ -1,4 +1,4 @@
-"""sc2edge models: the registry."""
+"""sc2edge models: the registry (models.yaml), read without torch: it answers on a runtime-only install."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sc2edge.zoo import default_model_name, get_spec, list_models, resolve_checkpoint
+    from sc2edge.model_specs import default_model_name, load_specs, resolve_checkpoint
 
     default = default_model_name()
-    for name in list_models(args.include):
-        spec = get_spec(name)
+    specs = load_specs()
+    for name in sorted(n for n in specs if args.include is None or args.include in n):
+        spec = specs[name]
         weights = resolve_checkpoint(spec, None)
         if args.json:
             print_json({"name": name, "default": name == default, "beta": spec.beta,
