@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from sc2edge.errors import Sc2edgeError
+
 DENSE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 # Per-element costs of onnx-tool's cost model (onnx_tool/node.py: ADD/MUL/CMP 1, DIV 4, EXP/POW 32, SQRT 24).
 _ELEMENTWISE_COST = {
@@ -223,6 +225,8 @@ def count_torch(model_name: str, channels: int, height: int, width: int) -> dict
     from sc2edge.zoo.graphs import DeviceGraph, ServerGraph
 
     model = get_model(model_name).model
+    if hasattr(model.bottleneck_layer, "gaussian_conditional"):
+        raise Sc2edgeError("PyTorch-side counts cover factorized-prior students; a hyperprior is counted on ONNX")
     device, server = DeviceGraph(model).eval(), ServerGraph(model).eval()
     image = torch.zeros(1, channels, height, width)
     with torch.no_grad():

@@ -25,8 +25,9 @@ from sc2edge.bench.timing import UNSTABLE_SPREAD, TimingConfig
 from sc2edge.bench.worker import load_streams
 from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import IMAGE_SUFFIXES, list_images, load_labels, read_file_list
-from sc2edge.runtime import Bundle, unpack_stream
+from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import backend_info, canonical_backend
+from sc2edge.runtime.entropy import open_codec
 from sc2edge.runtime.input_codecs import input_codec
 from sc2edge.tasks import Task, bundle_task
 
@@ -207,7 +208,9 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
             server = bundle.artifact("server", "onnx", "fp32")
             d = compute.count_onnx(bundle.path / device.path,
                                    {"image": ((1, manifest["input"]["channels"], h, w), np.float32)})
-            s = compute.count_onnx(bundle.path / server.path, {"symbols": ((1, *latent), np.int32)},
+            codec = open_codec(bundle)
+            s = compute.count_onnx(bundle.path / server.path,
+                                   {codec.server_inputs[0]: ((1, *latent), codec.server_dtype)},
                                    split=("decoder", "decoder", "tail"))
         except Exception as exc:  # noqa: BLE001 - a third-party profiler; its failure must not stop the bench
             notes.append(f"ONNX-side counts n/a: {type(exc).__name__}: {exc}")
@@ -260,7 +263,8 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
 def _sizes(bundle: Bundle, streams: list[bytes], symbols: list[np.ndarray],
            images: tuple[Path, ...]) -> list[ImageSize]:
     hw = (bundle.manifest["input"]["height"], bundle.manifest["input"]["width"])
-    return [image_size(p.name, s, b"".join(unpack_stream(s)[1].values()), sym, bundle.tables, hw)
+    codec = open_codec(bundle)
+    return [image_size(p.name, s, sym, bundle.tables, hw, codec=codec)
             for p, s, sym in zip(images, streams, symbols, strict=True)]
 
 

@@ -62,13 +62,19 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
     images = _images(spec)
     with Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as encoder:
         batches = [encoder.preprocess(im)[None] for im in images]
-        symbols = [encoder.symbols(b)[0] for b in batches]
+        items = [encoder.item_outputs(b)[0] for b in batches]
+        symbols = [encoder.codec.section_symbols(item)["y"] for item in items]  # the latent's symbols
         stages = {
             "preprocess": measure(encoder.preprocess, images, timing),
-            "encoder_graph": measure(encoder.symbols, batches, timing),
-            "entropy_encode": measure(encoder.compress_symbols, symbols, timing),
-            "device_total": measure(lambda im: encoder.encode([im]), images, timing),
+            "encoder_graph": measure(encoder.device_outputs, batches, timing),
         }
+        index_path = getattr(encoder.codec, "index_path", None)
+        if index_path is not None:  # a hyperprior's side network + index selection, its own stage
+            stages["index_path"] = measure(index_path, items, timing)
+        stages.update({
+            "entropy_encode": measure(encoder.compress_outputs, items, timing),  # (a hyperprior's: with the index path)
+            "device_total": measure(lambda im: encoder.encode([im]), images, timing),
+        })
         streams = encoder.encode(images)
     _save_streams(Path(spec["work_dir"]) / "streams.npz", streams, symbols)
     return {"stages": {k: v.to_json() for k, v in stages.items()}, "coder": encoder.codec.coder_name}
@@ -108,6 +114,12 @@ def _whole_model(spec: dict[str, Any], bundle, stack: ExitStack) -> tuple[
     encoder = stack.enter_context(Encoder(bundle, spec["backend"], spec["precision"], threads=spec["threads"]))
     decoder = stack.enter_context(Decoder(bundle, spec["backend"], spec["server_precision"],
                                           threads=spec["threads"]))
+    if encoder.codec.device_outputs != ("symbols",):  # a hyperprior's server input comes out of its index path
+        return (lambda batch: decoder.predict_outputs(np.stack([decoder.decode_symbols(s)
+                                                                for s in encoder.encode_batch(batch)]))), {
+            "model": "student", "reference": None, "precision": spec["precision"],
+            "full_model_method": "no reference in the bundle: the student's device graph, entropy coding and "
+                                 "index path, then server graph, in one process"}
     return (lambda batch: decoder.predict_outputs(encoder.symbols(batch))), {
         "model": "student", "reference": None, "precision": spec["precision"],
         "full_model_method": "no reference in the bundle: the student's device graph then server graph, in one "
@@ -183,6 +195,8 @@ def run_torch_device(spec: dict[str, Any]) -> dict[str, Any]:
     torch, loaded = _torch_model(spec)
     transform = _paper_transform(spec)
     bottleneck = loaded.model.bottleneck_layer
+    if hasattr(bottleneck, "gaussian_conditional"):
+        raise Sc2edgeError("the PyTorch eager baseline covers factorized-prior models; not run for a hyperprior")
     timing = _timing(spec)
     images = _images(spec)
     with torch.no_grad():

@@ -71,6 +71,9 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     if backend == "openvino" and calib is None:
         raise Sc2edgeError("OpenVINO accuracy control re-runs NNCF: pass the calibration images (--calib DIR)")
     bundle = Bundle.open(bundle_path)
+    if bundle.spec.entropy.kind != "factorized":
+        raise Sc2edgeError(f"accuracy control supports factorized-prior bundles, not {bundle.spec.entropy.kind}: "
+                           "export without --max-drop (check-quant reports what INT8 costs)")
     held, truth = held_out(bundle, data, labels, images, seed, progress)
     if backend == "openvino":
         return _control_openvino(bundle, held, truth, max_drop, calib, threads, progress)

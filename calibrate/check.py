@@ -29,9 +29,11 @@ from sc2edge._lazy import lazy_import
 from sc2edge.calibrate.data import ImageSet, held_out_set
 from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import load_labels
-from sc2edge.runtime import Bundle, RansCoder, create_runner
+from sc2edge.runtime import Bundle, create_runner
 from sc2edge.runtime.backends import backend_info, canonical_backend, runner_class
 from sc2edge.runtime.cpu import this_cpu
+from sc2edge.runtime.entropy import open_codec
+from sc2edge.runtime.stream import unpack_stream
 from sc2edge.tasks import bundle_task
 
 DEFAULT_IMAGES = 100
@@ -265,9 +267,10 @@ def kernel_saturation_pct(backend: str, int8_graph: Path, held: ImageSet, thread
     with runner_class(backend)(int8_graph, threads=threads) as real, exact_int8(backend, int8_graph, threads) as exact:
         for x in held.arrays():
             feed = {"image": x[None]}
-            got, want = real.infer(feed)["symbols"], exact(feed)["symbols"]
-            differ += int(np.count_nonzero(got != want))
-            total += got.size
+            got, want = real.infer(feed), exact(feed)
+            for name, value in got.items():  # symbols; a hyperprior's float y counts as its rounded values
+                differ += int(np.count_nonzero(np.rint(value) != np.rint(want[name])))
+                total += value.size
     return 100.0 * differ / max(total, 1)
 
 
@@ -292,8 +295,9 @@ def evaluate(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, backend: 
              threads: int | None = None, max_drop: float | None = None, progress: bool = True) -> QuantReport:
     """FP32 vs the INT8 device graph ``int8_graph`` (a bundle file or a candidate), both with the FP32 server."""
     check_max_drop(max_drop)
-    medians = bundle.tables.medians.reshape(-1, 1, 1)
-    coder = RansCoder(bundle.tables)
+    medians = bundle.tables.medians.reshape(-1, 1, 1) if bundle.spec.entropy.kind == "factorized" else 0
+    codec = open_codec(bundle)  # any entropy model: its device outputs, sections and server input
+    server_input = codec.server_inputs[0]
     task = bundle_task(bundle)
     out: dict[str, list] = {k: [] for k in ("predictions_fp32", "predictions_int8", "latent_fp32", "latent_int8",
                                             "bytes_fp32", "bytes_int8", "symbols_fp32", "symbols_int8")}
@@ -302,11 +306,16 @@ def evaluate(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, backend: 
             create_runner(backend, bundle, "server", "fp32", threads=threads) as server:
         for x in tqdm(held.arrays(), desc="FP32 vs INT8", unit="img", disable=None if progress else True, leave=False):
             for precision, runner in (("fp32", fp32), ("int8", int8)):
-                symbols = runner.infer({"image": x[None]})["symbols"]
-                out[f"symbols_{precision}"].append(symbols[0])
-                out[f"bytes_{precision}"].append(len(coder.encode(symbols[0])))  # raw rANS payload
-                out[f"predictions_{precision}"] += task.predictions(server.infer({"symbols": symbols}))
-                out[f"latent_{precision}"].append(symbols[0] + medians)
+                outputs = runner.infer({"image": x[None]})
+                item = {name: outputs[name][0] for name in codec.device_outputs}
+                sections = codec.section_symbols(item)
+                out[f"symbols_{precision}"].append(np.concatenate([v.ravel() for v in sections.values()]))
+                stream = codec.compress(item)
+                payloads = unpack_stream(stream)[1]
+                out[f"bytes_{precision}"].append(sum(len(payloads[n]) for n in sections))  # raw rANS payloads
+                received = codec.decompress(stream)[server_input][None]
+                out[f"predictions_{precision}"] += task.predictions(server.infer({server_input: received}))
+                out[f"latent_{precision}"].append(received[0] + medians)
     fp32_predictions, int8_predictions = out["predictions_fp32"], out["predictions_int8"]
     checks = [task.agreement_checks(f, i) for f, i in zip(fp32_predictions, int8_predictions, strict=True)]
     changed = sum(int(np.count_nonzero(a != b)) for a, b in zip(out["symbols_fp32"], out["symbols_int8"], strict=True))

@@ -62,8 +62,9 @@ def to_fp16(model: Any) -> Any:
     for value in graph.output:
         if value.type.tensor_type.elem_type == TensorProto.FLOAT:
             half = f"{value.name}_fp16"
-            for node in graph.node:
+            for node in graph.node:  # its producer and any consumer (an output that feeds more nodes) use fp16
                 node.output[:] = [half if name == value.name else name for name in node.output]
+                node.input[:] = [half if name == value.name else name for name in node.input]
             casts_out.append(helper.make_node("Cast", [half], [value.name], to=TensorProto.FLOAT,
                                               name=f"{value.name}_to_fp32"))
     nodes = casts_in + list(graph.node) + casts_out

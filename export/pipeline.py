@@ -17,6 +17,13 @@ from sc2edge.calibrate.artifacts import add_int8_artifacts
 from sc2edge.calibrate.budget import Int8Budget, Int8Validation, validate_int8
 from sc2edge.calibrate.config import RECIPES, CalibConfig
 from sc2edge.errors import Sc2edgeError
+from sc2edge.export.hyperprior import (
+    hyperprior_entropy,
+    is_hyperprior,
+    model_means,
+    stage_hyperprior,
+    validate_hyperprior_bundle,
+)
 from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, MAX_OPSET, MIN_OPSET, REFERENCE_IO, SERVER_INPUT, export_onnx
 from sc2edge.export.openvino import add_openvino_artifacts
 from sc2edge.export.validate import (
@@ -161,12 +168,13 @@ def validation_images(config: ExportConfig) -> list[Path]:
     return images[::step][:VALIDATION_IMAGES]
 
 
-def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None = None,
+def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str | Path | None = None,
                   trust_checkpoint: bool = False, config: ExportConfig = ExportConfig()) -> Path:
     """Export ``model`` to a bundle directory at ``out``, validated against PyTorch.
 
     Args:
-        model (str): a registered model name.
+        model (str | LoadedModel): a registered model name, or a model already built (``get_model``'s result, or
+            a registered builder's model built at another size or class count, as the tests do).
         out (str | Path): the bundle directory to write.
         checkpoint (str | Path | None): weights to load instead of the registry's. Defaults to None.
         trust_checkpoint (bool): allow unpickling a checkpoint the safe loader refuses. Defaults to False.
@@ -177,24 +185,34 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
     """
     config = config.validate()
     images = validation_images(config)  # before the slow steps: a wrong --validation-images fails at once
-    loaded = get_model(model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint)
+    loaded = model if isinstance(model, LoadedModel) else get_model(model, checkpoint=checkpoint,
+                                                                     trust_checkpoint=trust_checkpoint)
     tables = EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
     task = model_task(loaded)
     manifest = _manifest(loaded, task, tables, config)
+    hyperprior = is_hyperprior(loaded.model)  # its z is the factorized prior of TABLES_FILE
+    if hyperprior and config.int8_accuracy_control:
+        raise Sc2edgeError("accuracy control (--max-drop) supports factorized-prior models; export this hyperprior "
+                           "without it")
+    if hyperprior:
+        manifest["entropy"] = hyperprior_entropy(loaded.model, tables, TABLES_FILE, means=model_means(loaded.model))
     size = manifest["input"]["height"]
     example = torch.zeros(1, manifest["input"]["channels"], size, size)
     with BundleBuilder(out, overwrite=config.overwrite) as builder, torch.no_grad():
         tables.save(builder.staging / TABLES_FILE)
         if task.labels:
             (builder.staging / LABELS_FILE).write_text(json.dumps(task.labels))
-        device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()
-        export_onnx(device_graph, example, builder.staging / "device.fp32.onnx", DEVICE_IO, opset=config.opset)
-        builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")
-        export_onnx(server_graph, device_graph(example), builder.staging / "server.fp32.onnx",
-                    ([SERVER_INPUT], task.output_names), opset=config.opset,
-                    output_axes={o.name: o.dynamic_axes() for o in task.outputs})
-        builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")
-        reference = _reference(model, config, trust_checkpoint)
+        if hyperprior:
+            stage_hyperprior(builder, loaded.model, example, task, opset=config.opset)
+        else:
+            device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()
+            export_onnx(device_graph, example, builder.staging / "device.fp32.onnx", DEVICE_IO, opset=config.opset)
+            builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")
+            export_onnx(server_graph, device_graph(example), builder.staging / "server.fp32.onnx",
+                        ([SERVER_INPUT], task.output_names), opset=config.opset,
+                        output_axes={o.name: o.dynamic_axes() for o in task.outputs})
+            builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")
+        reference = _reference(loaded.spec.name, config, trust_checkpoint)
         if reference is not None:
             export_onnx(reference.module, example, builder.staging / "reference.fp32.onnx", REFERENCE_IO,
                         opset=config.opset)
@@ -202,14 +220,18 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
         if "openvino" in config.backends:
             add_openvino_artifacts(builder, ("device", "server", "reference") if reference else ("device", "server"))
         if config.int8:
+            # A hyperprior quantizes its device graph (g_a, h_a) only: the server graph reads a float y_hat, and the
+            # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph.
             manifest["calibration"] = add_int8_artifacts(
                 builder, manifest["preprocess"], config.calib,
-                config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe), backends=config.backends,
+                config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe),
+                backends=config.backends, roles=("device",) if hyperprior else ("device", "server"),
                 progress=config.progress)
 
         builder.write_manifest(manifest)
         staged = Bundle.open(builder.staging, verify=False)  # every file was hashed just now
-        results = [validate_bundle(loaded.model, staged, images, backend=backend, tolerance=config.tolerance)
+        validate = validate_hyperprior_bundle if hyperprior else validate_bundle
+        results = [validate(loaded.model, staged, images, backend=backend, tolerance=config.tolerance)
                    for backend in config.backends]
         manifest["validation"] = [r.to_json() for r in results]
         reference_results: list[ReferenceValidationResult] = []

@@ -107,6 +107,7 @@ class EntropyCodec(ABC):
     kind: ClassVar[str]
     device_outputs: tuple[str, ...]  # device graph outputs consumed, in order
     server_inputs: tuple[str, ...]  # server graph inputs produced
+    server_dtype: ClassVar[type[np.generic]] = np.int32  # their dtype (the symbols, or a float latent)
     coder_name: str  # the rANS coder at work ("native" or "compressai")
 
     def __init__(self, spec: Mapping[str, Any], tables: Mapping[str, EntropyTables], limits: LatentLimits,
@@ -128,6 +129,11 @@ class EntropyCodec(ABC):
     def decode_sections(self, shapes: Mapping[str, tuple[int, int, int]],
                         payloads: Mapping[str, bytes]) -> dict[str, np.ndarray]:
         """Each section's checked shape and payload -> one item's server inputs (no batch axis)."""
+
+    @abstractmethod
+    def section_symbols(self, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One item's device outputs -> the int32 symbols each section codes, by section name (what check-quant
+        compares between precisions and the bench sizes)."""
 
     def compress(self, outputs: Mapping[str, np.ndarray]) -> bytes:
         """One item's device outputs -> a stream."""
@@ -166,6 +172,9 @@ class FactorizedCodec(EntropyCodec):
                                                                               bytes]]:
         symbols = outputs[self.input]
         return [(self.section, self.table_hashes[self.section], symbols.shape, self.coder.encode(symbols))]
+
+    def section_symbols(self, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {self.section: outputs[self.input]}
 
     def decode_sections(self, shapes: Mapping[str, tuple[int, int, int]],
                         payloads: Mapping[str, bytes]) -> dict[str, np.ndarray]:

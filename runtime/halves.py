@@ -3,7 +3,8 @@ prediction).
 
 Both run an exported graph through a named backend and code its outputs with the bundle's entropy codec
 (``runtime/entropy.py``) and tables, so a stream made by any backend and precision decodes with any other (the
-factorized prior's indexes never depend on the data).
+factorized prior's indexes never depend on the data; a hyperprior's come from the deterministic index path,
+``runtime/hyperprior.py``, on both ends).
 """
 
 from __future__ import annotations
@@ -82,18 +83,29 @@ class Encoder(_Half):
         return self.runner.infer({"image": batch})
 
     def symbols(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NCHW images -> int32 NCHW symbols (the device graph)."""
+        """float32 NCHW images -> int32 NCHW symbols (the device graph of a factorized prior, whose one output
+        is its symbols; a hyperprior's device graph gives y and z symbols: use ``device_outputs``)."""
+        if self.codec.device_outputs != ("symbols",):
+            raise Sc2edgeError(f'this bundle\'s device graph gives {", ".join(self.codec.device_outputs)}, not one '
+                               "symbols tensor (use device_outputs and compress_outputs)")
         return self.device_outputs(batch)["symbols"]
 
     def compress_symbols(self, symbols: np.ndarray) -> bytes:
         """One item's int32 CHW symbols -> a stream (container + rANS payloads)."""
         return self.codec.compress({self.codec.device_outputs[0]: symbols})
 
+    def compress_outputs(self, outputs: dict[str, np.ndarray]) -> bytes:
+        """One item's device outputs (no batch axis), by name -> a stream (any entropy model)."""
+        return self.codec.compress(outputs)
+
+    def item_outputs(self, batch: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """float32 NCHW images -> per item, the device outputs the entropy codec consumes (no batch axis)."""
+        outputs = self.device_outputs(batch)
+        return [{name: outputs[name][item] for name in self.codec.device_outputs} for item in range(len(batch))]
+
     def encode_batch(self, batch: np.ndarray) -> list[bytes]:
         """float32 NCHW images -> one stream per item, from the device outputs the entropy codec consumes."""
-        outputs = self.device_outputs(batch)
-        return [self.codec.compress({name: outputs[name][item] for name in self.codec.device_outputs})
-                for item in range(len(batch))]
+        return [self.codec.compress(item) for item in self.item_outputs(batch)]
 
     def encode(self, images: Iterable[ImageLike]) -> list[bytes]:
         """Images (paths or PIL images) -> streams, one image at a time (batch 1 is the device's case)."""
@@ -111,17 +123,20 @@ class Decoder(_Half):
         self.task: Task = bundle_task(self.bundle)  # a task this sc2edge does not know opens nothing
 
     def decode_symbols(self, stream: bytes) -> np.ndarray:
-        """A stream -> int32 CHW symbols, after checking the container against this bundle's codec, tables and
-        latent shapes (before any payload is decoded or any graph runs)."""
+        """A stream -> the server graph's CHW input (int32 symbols of a factorized prior, float32 y_hat of a
+        hyperprior), after checking the container against this bundle's codec, tables and latent shapes (before
+        any payload is decoded or any graph runs)."""
         return self.codec.decompress(stream)[self.codec.server_inputs[0]]
 
     def predict_outputs(self, symbols: np.ndarray) -> dict[str, np.ndarray]:
-        """int32 NCHW symbols -> the server graph's raw outputs, by name (the task's outputs)."""
-        outputs = self.runner.infer({"symbols": np.ascontiguousarray(symbols, dtype=np.int32)})
+        """NCHW server input (int32 symbols, or a hyperprior's float32 y_hat) -> the server graph's raw outputs,
+        by name (the task's outputs)."""
+        feed = np.ascontiguousarray(symbols, dtype=self.codec.server_dtype)
+        outputs = self.runner.infer({self.codec.server_inputs[0]: feed})
         return {name: outputs[name] for name in self.task.output_names}
 
     def predict(self, symbols: np.ndarray) -> list[Prediction]:
-        """int32 NCHW symbols -> one task prediction per item."""
+        """NCHW server input (see ``predict_outputs``) -> one task prediction per item."""
         return self.task.predictions(self.predict_outputs(symbols))
 
     def outputs(self, stream: bytes) -> dict[str, np.ndarray]:

@@ -35,6 +35,7 @@ import numpy as np
 
 from sc2edge.errors import BundleError, Sc2edgeError, StreamError
 from sc2edge.runtime.entropy import CODECS, EntropyCodec, LatentLimits, section_tables
+from sc2edge.runtime.manifest import bundle_path
 from sc2edge.runtime.rans import EntropyTables, RansCoder
 
 if TYPE_CHECKING:
@@ -405,6 +406,7 @@ class HyperpriorCodec(EntropyCodec):
 
     kind = "hyperprior"
     INDEX_SECTION = "index"
+    server_dtype = np.float32
 
     def __init__(self, spec: Mapping[str, Any], tables: Mapping[str, EntropyTables], limits: LatentLimits,
                  coder: str | None = None, index_path: IndexPath | None = None):
@@ -428,7 +430,10 @@ class HyperpriorCodec(EntropyCodec):
         side = spec.get("side_network")
         if not isinstance(side, Mapping) or not all(isinstance(side.get(k), str) for k in ("file", "hash")):
             raise BundleError(f"{bundle.path}: the hyperprior's entropy section names no side network file and hash")
-        index_path = load_index_path(bundle.path / side["file"])
+        name = bundle_path(side["file"], "entropy.side_network.file")
+        if name not in bundle.spec.files:
+            raise BundleError(f"{bundle.path}: side network {name} is not listed in the manifest's files")
+        index_path = load_index_path(bundle.path / name)
         if index_path.hash != side["hash"]:
             raise BundleError(f"{bundle.path}: side network {side['file']} hash {index_path.hash}, the manifest says "
                               f"{side['hash']}")
@@ -441,6 +446,16 @@ class HyperpriorCodec(EntropyCodec):
                 ("y", self.table_hashes["y"], payload.y_shape, payload.y),
                 (self.INDEX_SECTION, self.table_hashes[self.INDEX_SECTION], payload.y_shape,
                  struct.pack("<I", payload.index_crc32))]
+
+    def section_symbols(self, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """z symbols as the device graph gives them, y symbols ``round(y - means)`` with this end's index path."""
+        z_symbols = outputs[self.z_input]
+        _, means = self.coder.side_info(z_symbols)
+        return {"z": z_symbols, "y": np.rint(outputs[self.y_input].astype(np.float32) - means).astype(np.int32)}
+
+    def index_path(self, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The side network alone on one item's device outputs: (indexes, means) of y (the bench times it)."""
+        return self.coder.side_info(outputs[self.z_input])
 
     def decode_sections(self, shapes: Mapping[str, tuple[int, int, int]],
                         payloads: Mapping[str, bytes]) -> dict[str, np.ndarray]:

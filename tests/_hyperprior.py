@@ -41,3 +41,34 @@ def torch_reference(bottleneck, image):
         y_strings = bottleneck.gaussian_conditional.compress(y, indexes, means=means)
     return {"y": y, "z": z, "z_strings": z_strings, "scales": scales, "means": means, "indexes": indexes,
             "y_strings": y_strings}
+
+
+def tiny_learned_codec(architecture: str, crop: int = 64, spread: bool = True):
+    """A learned-codec classifier small enough for the tests: CompressAI's ``architecture`` at quality 1 coding a
+    ``crop`` x ``crop`` image, a two-layer classifier behind it (10 classes), random weights (seed 0), h_a and h_s
+    scaled up so the Gaussian indexes spread as a trained model's do. Returns a ``LoadedModel`` for export."""
+    import dataclasses
+
+    import torch
+    from torch import nn
+
+    from sc2edge.runtime.manifest import PreprocessSpec
+    from sc2edge.zoo import LoadedModel, get_spec
+    from sc2edge.zoo.learned_codecs import LearnedCodecClassifier
+
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Conv2d(3, 8, 3, 2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    model = LearnedCodecClassifier(architecture, 1, teacher, (0.5,) * 3, (0.25,) * 3, crop)
+    bottleneck = model.bottleneck_layer
+    if spread and hasattr(bottleneck, "h_s"):
+        with torch.no_grad():
+            for p in bottleneck.h_a.parameters():
+                p.mul_(6)
+            for p in bottleneck.h_s.parameters():
+                p.mul_(4)
+    model.update(force=True)
+    base = get_spec(f"learned_codec_{architecture.replace('-', '_')}_q1")
+    spec = dataclasses.replace(base, name=f"tiny-{architecture}", num_classes=10, labels=None,
+                               preprocess=PreprocessSpec.from_json({"resize": crop, "crop": crop, "mean": [0, 0, 0],
+                                                                    "std": [1, 1, 1]}, "tiny"))
+    return LoadedModel(model.eval(), spec, trained=False, checkpoint_path=None, checkpoint_sha256=None)

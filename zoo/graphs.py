@@ -16,8 +16,10 @@ from torch import Tensor, nn
 from sc2edge.zoo import SplitClassifier
 
 
-class FoldedGDN1(nn.Module):
-    """GDN1 (Johnston et al., 2019) with beta and gamma as constants: y = x / (beta + gamma * |x|), or x * (...)."""
+class FoldedGDN(nn.Module):
+    """GDN with beta and gamma as constants. GDN1 (Johnston et al., 2019): y = x / (beta + gamma * |x|) (inverse:
+    x * (...)); GDN (Balle et al., 2016, CompressAI's image codecs): y = x * rsqrt(beta + gamma * x^2) (inverse:
+    x * sqrt(...))."""
 
     def __init__(self, gdn: GDN):
         super().__init__()
@@ -27,20 +29,24 @@ class FoldedGDN1(nn.Module):
             gamma = gdn.gamma_reparam(gdn.gamma).detach().clone()
             self.register_buffer("gamma", gamma.reshape(channels, channels, 1, 1))
         self.inverse = gdn.inverse
+        self.squared = type(gdn).__name__ == "GDN"
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.squared:
+            norm = F.conv2d(x * x, self.gamma, self.beta)
+            return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
         norm = F.conv2d(torch.abs(x), self.gamma, self.beta)
         return x * norm if self.inverse else x / norm
 
 
 def fold_gdn(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` with every GDN1 replaced by its constant-folded equivalent."""
+    """A copy of ``module`` with every GDN1 and GDN replaced by its constant-folded equivalent."""
     module = copy.deepcopy(module)
     for name, child in list(module.named_children()):
         if isinstance(child, GDN):
-            if type(child).__name__ != "GDN1":
-                raise NotImplementedError(f"only GDN1 is folded; {name} is {type(child).__name__}")
-            setattr(module, name, FoldedGDN1(child))
+            if type(child).__name__ not in ("GDN", "GDN1"):
+                raise NotImplementedError(f"only GDN and GDN1 are folded; {name} is {type(child).__name__}")
+            setattr(module, name, FoldedGDN(child))
         else:
             setattr(module, name, fold_gdn(child))
     return module

@@ -35,12 +35,31 @@ def mshp_side_networks(bottleneck_channels: int, latent_channels: int) -> tuple[
     return h_a, h_s
 
 
+def shp_side_networks(bottleneck_channels: int, latent_channels: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """sc2bench's scale-hyperprior h_a (|y| -> z, ReLU) and h_s (z_hat -> scales), no biases."""
+    h_a = nn.Sequential(
+        nn.Conv2d(bottleneck_channels, latent_channels, 5, 2, 1, bias=False),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(latent_channels, latent_channels, 5, 2, 2, bias=False),
+    )
+    h_s = nn.Sequential(
+        nn.ConvTranspose2d(latent_channels, latent_channels, 5, 2, 1, bias=False),
+        nn.LeakyReLU(inplace=True),
+        nn.ConvTranspose2d(latent_channels, latent_channels, 5, 2, 1, bias=False),
+        nn.LeakyReLU(inplace=True),
+        nn.Conv2d(latent_channels, bottleneck_channels, 5, 1, 0, bias=False),
+    )
+    return h_a, h_s
+
+
 class MeanScaleHyperpriorBottleneck(nn.Module):
     """g_a (device) -> y; h_a -> z (EntropyBottleneck); h_s(z_hat) -> Gaussian scales and means of y; g_s (server).
 
     The GaussianConditional starts without a scale table, as in sc2bench; ``update()`` (CompressionModel) sets
     CompressAI's default ``get_scale_table()`` and computes its CDFs, or a checkpoint brings them.
     """
+
+    predicts_means = True  # h_s gives scales and means (export and the index path read this)
 
     def __init__(self, bottleneck_channels: int = 24, latent_channels: int = 16, target_channels: int = 256):
         super().__init__()
@@ -59,7 +78,7 @@ class MeanScaleHyperpriorBottleneck(nn.Module):
 
     def received_side_latent(self, y: Tensor) -> Tensor:
         """z_hat exactly as the receiver gets it: round(h_a(y) - median) + median."""
-        z = self.h_a(y)
+        z = self.h_a(y if self.predicts_means else torch.abs(y))
         medians = self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
         return torch.round(z - medians) + medians
 
@@ -81,12 +100,37 @@ class MeanScaleHyperpriorBottleneck(nn.Module):
         return self.g_s(y_hat), {"y": y_likelihoods, "z": z_likelihoods}
 
 
-class MeanScaleHyperpriorResNet50(EntropicStudentResNet50):
-    """ResNet-50 with conv1..layer1 replaced by sc2bench's mshp bottleneck (24 bottleneck, 16 latent channels)."""
+class ScaleHyperpriorBottleneck(MeanScaleHyperpriorBottleneck):
+    """sc2bench's ``SHPBasedResNetBottleneck``: z = h_a(|y|), h_s(z_hat) gives the scales only, y symbols round(y)."""
 
-    def __init__(self, num_classes: int = 1000, bottleneck_channels: int = 24, latent_channels: int = 16):
+    predicts_means = False
+
+    def __init__(self, bottleneck_channels: int = 24, latent_channels: int = 16, target_channels: int = 256):
+        super().__init__(bottleneck_channels, latent_channels, target_channels)
+        self.h_a, self.h_s = shp_side_networks(bottleneck_channels, latent_channels)
+
+    def gaussian_params(self, z_hat: Tensor) -> tuple[Tensor, None]:
+        return self.h_s(z_hat), None
+
+    def received_latent(self, x: Tensor) -> Tensor:
+        return torch.round(self.g_a(x))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        y = self.g_a(x)
+        z_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(torch.abs(y)))
+        y_hat, y_likelihoods = self.gaussian_conditional(y, self.h_s(z_hat))
+        return self.g_s(y_hat), {"y": y_likelihoods, "z": z_likelihoods}
+
+
+class MeanScaleHyperpriorResNet50(EntropicStudentResNet50):
+    """ResNet-50 with conv1..layer1 replaced by sc2bench's mshp bottleneck (24 bottleneck, 16 latent channels), or
+    with ``means=False`` its shp (scale-hyperprior) one."""
+
+    def __init__(self, num_classes: int = 1000, bottleneck_channels: int = 24, latent_channels: int = 16,
+                 means: bool = True):
         super().__init__(num_classes=num_classes)
-        self.bottleneck_layer = MeanScaleHyperpriorBottleneck(bottleneck_channels, latent_channels)
+        bottleneck = MeanScaleHyperpriorBottleneck if means else ScaleHyperpriorBottleneck
+        self.bottleneck_layer = bottleneck(bottleneck_channels, latent_channels)
 
     @property
     def latent_channels(self) -> int:
@@ -107,4 +151,10 @@ def mshp_student_resnet50(*, num_classes: int = 1000) -> MeanScaleHyperpriorResN
     return MeanScaleHyperpriorResNet50(num_classes=num_classes)
 
 
+@register_builder("shp_student_resnet50")
+def shp_student_resnet50(*, num_classes: int = 1000) -> MeanScaleHyperpriorResNet50:
+    return MeanScaleHyperpriorResNet50(num_classes=num_classes, means=False)
+
+
 register_reference("mshp_student_resnet50")(resnet50_reference)  # the same teacher: torchvision's ResNet-50
+register_reference("shp_student_resnet50")(resnet50_reference)

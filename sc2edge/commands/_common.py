@@ -80,6 +80,8 @@ def validation_summary(record: dict) -> str:
     if "symbols_total" in record:
         parts += [f"{record['symbols_different']}/{record['symbols_total']} symbols differ",
                   f"{record['streams_identical']}/{record['images']} streams identical to CompressAI"]
+    if "indexes_total" in record:  # a hyperprior: the deterministic Gaussian indexes against PyTorch's float ones
+        parts.append(f"{record['indexes_different']}/{record['indexes_total']} indexes differ from PyTorch's")
     parts += [f"{name} max |err| {e['max_abs_err']:.3g}" for name, e in outputs.items()]
     return ", ".join(parts)
 

@@ -1,5 +1,6 @@
 import argparse
 
+import numpy as np
 import torch
 
 from sc2edge.zoo import build, get_model, get_spec, list_models
@@ -46,3 +47,32 @@ def test_sc2bench_style_mshp_checkpoint_with_data_dependent_table_sizes_loads(tm
     for key in ("bottleneck_layer.entropy_bottleneck._quantized_cdf", "bottleneck_layer.h_s.4.weight",
                 "bottleneck_layer.g_a.1.gamma", "layer4.2.conv3.weight", "fc.weight"):
         assert torch.equal(got[key], state[key]), key
+
+
+def test_scale_hyperprior_student_codes_through_the_index_path_byte_for_byte(photos):
+    """sc2bench's shp variant (h_a on |y|, scales only): the deterministic index path reproduces its compress()."""
+    from sc2edge.export.hyperprior import gaussian_tables, index_path_of, model_means, torch_hyperprior_reference
+    from sc2edge.runtime.hyperprior import HyperpriorCoder
+    from sc2edge.runtime.preprocess import preprocess_image
+    from sc2edge.runtime.rans import EntropyTables
+
+    loaded = get_model("shp_student_resnet50")
+    assert not loaded.trained and not model_means(loaded.model)
+    bottleneck = loaded.model.bottleneck_layer
+    with torch.no_grad():
+        for p in bottleneck.h_a.parameters():
+            p.mul_(8)
+        for p in bottleneck.h_s.parameters():
+            p.mul_(3)
+    coder = HyperpriorCoder(EntropyTables.from_bottleneck(bottleneck.entropy_bottleneck),
+                            gaussian_tables(bottleneck.gaussian_conditional), index_path_of(bottleneck, means=False))
+    x = torch.from_numpy(preprocess_image(photos[0], loaded.spec.preprocess.to_json())[None])
+    with torch.no_grad():
+        ref = torch_hyperprior_reference(bottleneck, x, means=False)
+        y = bottleneck.g_a(x).numpy()[0]
+    payload = coder.encode(y, ref["z_symbols"][0])
+    indexes, _ = coder.side_info(ref["z_symbols"][0])
+    assert len(np.unique(indexes)) > 5 and (indexes != ref["indexes"][0]).mean() < 1e-3
+    assert payload.z == ref["z_strings"][0]
+    assert payload.y == ref["y_strings"][0] or not np.array_equal(indexes, ref["indexes"][0])
+    assert np.array_equal(coder.decode_symbols(payload)[0], np.rint(y))
