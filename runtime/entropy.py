@@ -107,6 +107,7 @@ class EntropyCodec(ABC):
     kind: ClassVar[str]
     device_outputs: tuple[str, ...]  # device graph outputs consumed, in order
     server_inputs: tuple[str, ...]  # server graph inputs produced
+    server_dtype: ClassVar[type[np.generic]] = np.int32  # their dtype (the symbols, or a float latent)
     coder_name: str  # the rANS coder at work ("native" or "compressai")
 
     def __init__(self, spec: Mapping[str, Any], tables: Mapping[str, EntropyTables], limits: LatentLimits,
@@ -182,7 +183,7 @@ def section_tables(bundle: Bundle, spec: Mapping[str, Any]) -> dict[str, Entropy
     section's file and checked against its hash."""
     tables = {}
     for section in spec["sections"]:
-        found = bundle.tables if bundle.tables.hash == section["hash"] else EntropyTables.load(
+        found = bundle.tables if bundle.tables and bundle.tables.hash == section["hash"] else EntropyTables.load(
             bundle.path / section["tables"])
         if found.hash != section["hash"]:
             raise BundleError(f"{bundle.path}: entropy tables {section['tables']} hash {found.hash}, the manifest "
@@ -193,6 +194,7 @@ def section_tables(bundle: Bundle, spec: Mapping[str, Any]) -> dict[str, Entropy
 
 def open_codec(bundle: Bundle, coder: str | None = None) -> EntropyCodec:
     """The entropy codec a bundle's manifest names, with its tables and latent limits."""
+    import sc2edge.runtime.bq  # noqa: F401  (registers "bq"; it builds on this module)
     import sc2edge.runtime.hyperprior  # noqa: F401  (registers "hyperprior"; it builds on this module)
 
     spec = entropy_spec(bundle.manifest)

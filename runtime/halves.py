@@ -111,13 +111,16 @@ class Decoder(_Half):
         self.task: Task = bundle_task(self.bundle)  # a task this sc2edge does not know opens nothing
 
     def decode_symbols(self, stream: bytes) -> np.ndarray:
-        """A stream -> int32 CHW symbols, after checking the container against this bundle's codec, tables and
-        latent shapes (before any payload is decoded or any graph runs)."""
+        """A stream -> the server graph's CHW input (int32 symbols, or the codec's float latent), after checking
+        the container against this bundle's codec, tables and latent shapes (before any payload is decoded or any
+        graph runs)."""
         return self.codec.decompress(stream)[self.codec.server_inputs[0]]
 
     def predict_outputs(self, symbols: np.ndarray) -> dict[str, np.ndarray]:
-        """int32 NCHW symbols -> the server graph's raw outputs, by name (the task's outputs)."""
-        outputs = self.runner.infer({"symbols": np.ascontiguousarray(symbols, dtype=np.int32)})
+        """NCHW server input (int32 symbols, or the codec's float latent) -> the server graph's raw outputs, by
+        name (the task's outputs)."""
+        batch = np.ascontiguousarray(symbols, dtype=self.codec.server_dtype)
+        outputs = self.runner.infer({self.codec.server_inputs[0]: batch})
         return {name: outputs[name] for name in self.task.output_names}
 
     def predict(self, symbols: np.ndarray) -> list[Prediction]:
