@@ -147,3 +147,14 @@ def test_bq_device_side_needs_no_torch(bq_bundle_dir, photos):
               "with Encoder(sys.argv[1]) as e, Decoder(sys.argv[1]) as d:\n"
               "    print(d.decode(e.encode([sys.argv[2]])[0]))\n")
     assert heavy_imports_of(script, bq_bundle_dir, photos[0]) == []
+
+
+def test_inspect_describes_a_bq_bundle_and_its_stream(bq_bundle_dir, photos, tmp_path):
+    from tests.conftest import run_cli
+
+    with Encoder(bq_bundle_dir) as encoder:
+        (tmp_path / "a.sc2").write_bytes(encoder.encode(photos[:1])[0])
+    out = run_cli("inspect", bq_bundle_dir, tmp_path / "a.sc2")
+    assert out.returncode == 0, out.stderr
+    assert "bq (none), 8-bit values, no entropy coding, section z tables" in out.stdout
+    assert f"section z: latent (2, 14, 14), payload {5 + 2 * 14 * 14} bytes" in out.stdout and "CRC ok" in out.stdout
