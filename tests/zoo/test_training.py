@@ -85,7 +85,7 @@ def test_baseline_training_losses_fall(fashion_batch):
     torch.manual_seed(0)
     student = EntropicStudentFashionMNIST()
     tr.init_latent_scale(student, fashion_batch[0])
-    log = tr.train_end_to_end(student, _repeat(fashion_batch), tr.StudentConfig(beta=0.05, stage1_steps=40,
+    log = tr.train_end_to_end(student, _repeat(fashion_batch), tr.StudentConfig(beta=0.05, stage1_steps=25,
                                                                                stage2_steps=0, lr=3e-3),
                               progress=False)
     assert np.mean(log.loss[-5:]) < 0.7 * np.mean(log.loss[:3]) and np.mean(log.bpp[-5:]) < log.bpp[0]
@@ -94,7 +94,7 @@ def test_baseline_training_losses_fall(fashion_batch):
     teacher = FashionTeacher().eval()
     bq = cr_bq_from_teacher(teacher, bottleneck_channels=2)
     tail_before = {k: v.clone() for k, v in bq.tail.state_dict().items()}
-    cfg = tr.StudentConfig(beta=0.0, stage1_steps=30, stage2_steps=20, lr=3e-3, label_weight=1.0)
+    cfg = tr.StudentConfig(beta=0.0, stage1_steps=20, stage2_steps=10, lr=3e-3, label_weight=1.0)
     stage1, stage2 = tr.train_bottleneck_distillation(bq, teacher.head, teacher, _repeat(fashion_batch), cfg,
                                                       progress=False)
     assert np.mean(stage1.loss[-5:]) < 0.8 * np.mean(stage1.loss[:3])
