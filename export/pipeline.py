@@ -17,6 +17,9 @@ from sc2edge.calibrate.artifacts import add_int8_artifacts
 from sc2edge.calibrate.budget import Int8Budget, Int8Validation, validate_int8
 from sc2edge.calibrate.config import RECIPES, CalibConfig
 from sc2edge.errors import Sc2edgeError
+from sc2edge.export.bq import DEVICE_IO as BQ_DEVICE_IO
+from sc2edge.export.bq import SERVER_INPUT as BQ_SERVER_INPUT
+from sc2edge.export.bq import BqDeviceGraph, BqServerGraph, is_bq, validate_bq_bundle, write_quantizer
 from sc2edge.export.hyperprior import (
     hyperprior_entropy,
     is_hyperprior,
@@ -137,7 +140,7 @@ def model_task(loaded: LoadedModel) -> Task:
     return create_task({"kind": spec.task, "num_classes": spec.num_classes}, class_names(spec))
 
 
-def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables, config: ExportConfig) -> dict[str, Any]:
+def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables | None, config: ExportConfig) -> dict[str, Any]:
     spec, model = loaded.spec, loaded.model
     labels_file = LABELS_FILE if task.labels else None
     size = spec.preprocess.crop
@@ -153,8 +156,9 @@ def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables, config: Ex
         "input": {"channels": channels, "height": size, "width": size},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
-        "entropy": {"kind": FactorizedCodec.kind, "coder": coder_label(), "precision": PRECISION,
-                    "sections": [{"name": "y", "input": "symbols", "tables": TABLES_FILE, "hash": tables.hash}]},
+        "entropy": None if tables is None else {  # None: the model's own section (CR+BQ: export/bq.py)
+            "kind": FactorizedCodec.kind, "coder": coder_label(), "precision": PRECISION,
+            "sections": [{"name": "y", "input": "symbols", "tables": TABLES_FILE, "hash": tables.hash}]},
         "opset": config.opset,
         "versions": {k: v for k, v in package_versions(_VERSIONED_PACKAGES).items() if v is not None},
     }
@@ -187,7 +191,11 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     images = validation_images(config)  # before the slow steps: a wrong --validation-images fails at once
     loaded = model if isinstance(model, LoadedModel) else get_model(model, checkpoint=checkpoint,
                                                                      trust_checkpoint=trust_checkpoint)
-    tables = EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
+    bq = is_bq(loaded.model)
+    if bq and config.int8:
+        raise Sc2edgeError(f"{loaded.spec.name} is a CR+BQ model: its INT8 graphs are not supported yet (export "
+                           "without --int8)")
+    tables = None if bq else EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
     task = model_task(loaded)
     manifest = _manifest(loaded, task, tables, config)
     hyperprior = is_hyperprior(loaded.model)  # its z is the factorized prior of TABLES_FILE
@@ -199,17 +207,26 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     size = manifest["input"]["height"]
     example = torch.zeros(1, manifest["input"]["channels"], size, size)
     with BundleBuilder(out, overwrite=config.overwrite) as builder, torch.no_grad():
-        tables.save(builder.staging / TABLES_FILE)
+        if bq:
+            manifest["entropy"] = write_quantizer(loaded, builder.staging)
+        else:
+            tables.save(builder.staging / TABLES_FILE)
         if task.labels:
             (builder.staging / LABELS_FILE).write_text(json.dumps(task.labels))
         if hyperprior:
             stage_hyperprior(builder, loaded.model, example, task, opset=config.opset)
+            validate = validate_hyperprior_bundle
         else:
-            device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()
-            export_onnx(device_graph, example, builder.staging / "device.fp32.onnx", DEVICE_IO, opset=config.opset)
+            if bq:
+                device_graph, server_graph = BqDeviceGraph(loaded.model).eval(), BqServerGraph(loaded.model).eval()
+                device_io, server_input, validate = BQ_DEVICE_IO, BQ_SERVER_INPUT, validate_bq_bundle
+            else:
+                device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()
+                device_io, server_input, validate = DEVICE_IO, SERVER_INPUT, validate_bundle
+            export_onnx(device_graph, example, builder.staging / "device.fp32.onnx", device_io, opset=config.opset)
             builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")
             export_onnx(server_graph, device_graph(example), builder.staging / "server.fp32.onnx",
-                        ([SERVER_INPUT], task.output_names), opset=config.opset,
+                        ([server_input], task.output_names), opset=config.opset,
                         output_axes={o.name: o.dynamic_axes() for o in task.outputs})
             builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")
         reference = _reference(loaded.spec.name, config, trust_checkpoint)
@@ -230,7 +247,6 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
 
         builder.write_manifest(manifest)
         staged = Bundle.open(builder.staging, verify=False)  # every file was hashed just now
-        validate = validate_hyperprior_bundle if hyperprior else validate_bundle
         results = [validate(loaded.model, staged, images, backend=backend, tolerance=config.tolerance)
                    for backend in config.backends]
         manifest["validation"] = [r.to_json() for r in results]

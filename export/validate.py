@@ -66,7 +66,7 @@ class ValidationResult:
                 "passed": bool(self)}
 
 
-def _named_outputs(task: Task, output: torch.Tensor | tuple | list | dict) -> dict[str, np.ndarray]:
+def named_outputs(task: Task, output: torch.Tensor | tuple | list | dict) -> dict[str, np.ndarray]:
     """The PyTorch tail's output(s), named like the server graph's (outputs are exported in the task's order)."""
     if isinstance(output, dict):
         return {name: output[name].numpy() for name in task.output_names}
@@ -88,7 +88,7 @@ def validate_bundle(model: SplitClassifier, bundle: Bundle | str | Path, images:
             x = encoder.preprocess(path)[None]
             y = model.bottleneck_layer.encoder(torch.from_numpy(x))
             reference_stream = eb.compress(y)[0]
-            reference = task.items(_named_outputs(task, model.forward_tail(model.bottleneck_layer.decoder(
+            reference = task.items(named_outputs(task, model.forward_tail(model.bottleneck_layer.decoder(
                 eb.decompress([reference_stream], y.shape[-2:])))))[0]
             reference_symbols = torch.round(y - eb._get_medians().reshape(1, -1, 1, 1)).int().numpy()
 
@@ -139,7 +139,7 @@ def validate_reference(module: torch.nn.Module, bundle: Bundle | str | Path, ima
         result.task = task.kind
         for path in images:
             x = runner.preprocess(path)[None]
-            expected = task.items(_named_outputs(task, module(torch.from_numpy(x))))[0]
+            expected = task.items(named_outputs(task, module(torch.from_numpy(x))))[0]
             outputs = task.items({REFERENCE_OUTPUT: runner.predict(x)})[0]
             result.add(task.compare(expected, outputs))
             result.predictions_agree += int(task.agree(task.predict(expected), task.predict(outputs)))

@@ -20,6 +20,7 @@ from sc2edge.runtime.manifest import (
     LABELS_FILE,
     MANIFEST,
     MAX_FILES,
+    UNCODED,
     Artifact,
     ManifestSpec,
     normalize,
@@ -58,7 +59,7 @@ class Bundle:
     ``format_version`` the version of the file on disk.
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], spec: ManifestSpec, tables: EntropyTables,
+    def __init__(self, path: Path, manifest: dict[str, Any], spec: ManifestSpec, tables: EntropyTables | None,
                  format_version: int):
         self.path = path
         self.manifest = manifest
@@ -87,10 +88,11 @@ class Bundle:
         except BundleError as exc:
             raise BundleError(f"{manifest_path} is incomplete or malformed: {exc}") from None
         _check_files(path, spec, verify)
-        section = spec.entropy.sections[0]
-        tables = EntropyTables.load(path / section.tables)
-        if tables.hash != section.hash:
-            raise BundleError(f"{path}: entropy tables hash {tables.hash}, manifest says {section.hash[:40]}")
+        section, tables = spec.entropy.sections[0], None
+        if spec.entropy.coder != UNCODED:  # a codec without rANS tables checks its own files (runtime/bq.py)
+            tables = EntropyTables.load(path / section.tables)
+            if tables.hash != section.hash:
+                raise BundleError(f"{path}: entropy tables hash {tables.hash}, manifest says {section.hash[:40]}")
         return cls(path, manifest, spec, tables, raw["format_version"])
 
     @property

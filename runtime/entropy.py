@@ -191,7 +191,7 @@ def section_tables(bundle: Bundle, spec: Mapping[str, Any]) -> dict[str, Entropy
     section's file and checked against its hash."""
     tables = {}
     for section in spec["sections"]:
-        found = bundle.tables if bundle.tables.hash == section["hash"] else EntropyTables.load(
+        found = bundle.tables if bundle.tables and bundle.tables.hash == section["hash"] else EntropyTables.load(
             bundle.path / section["tables"])
         if found.hash != section["hash"]:
             raise BundleError(f"{bundle.path}: entropy tables {section['tables']} hash {found.hash}, the manifest "
@@ -202,6 +202,7 @@ def section_tables(bundle: Bundle, spec: Mapping[str, Any]) -> dict[str, Entropy
 
 def open_codec(bundle: Bundle, coder: str | None = None) -> EntropyCodec:
     """The entropy codec a bundle's manifest names, with its tables and latent limits."""
+    import sc2edge.runtime.bq  # noqa: F401  (registers "bq"; it builds on this module)
     import sc2edge.runtime.hyperprior  # noqa: F401  (registers "hyperprior"; it builds on this module)
 
     spec = entropy_spec(bundle.manifest)

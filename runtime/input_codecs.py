@@ -2,14 +2,16 @@
 
 One small interface, ``InputCodec``: a name, a quality, ``encode(image) -> bytes`` (device) and
 ``decode(bytes) -> image`` (server), a file extension and a MIME type. Codecs register by name, so a new one is
-a class plus ``@register_input_codec``. JPEG, WebP and AVIF come from Pillow; a codec Pillow was built without
-stays registered (it is listed) but ``input_codec`` refuses it with a one-line reason.
+a class plus ``@register_input_codec``. JPEG, WebP and AVIF come from Pillow, HEIF (HEVC intra, BPG's core) and
+JPEG XL from Pillow plugin packages (pillow-heif, pillow-jxl-plugin); a codec this installation lacks stays
+registered (it is listed) but ``input_codec`` refuses it with a one-line reason.
 
 Every encoder setting that changes the output is fixed here, so the same image and quality give the same bytes.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import warnings
 from abc import ABC, abstractmethod
@@ -115,7 +117,7 @@ class PillowCodec(InputCodec):
         except InputCodecError:
             raise
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as exc:
+                Image.DecompressionBombWarning, RuntimeError) as exc:  # RuntimeError: pillow-jxl-plugin's decoder
             raise InputCodecError(f"{self.name}: the bytes are not a valid {self.pil_format} image ({exc})") from exc
         return image
 
@@ -169,6 +171,105 @@ class AvifCodec(PillowCodec):
         return {"quality": self.quality, "speed": 6, "subsampling": "4:2:0", "max_threads": 1}
 
 
+class PluginCodec(PillowCodec):
+    """A codec that a Pillow plugin package adds (imported, and its format registered, on first use)."""
+
+    plugin: ClassVar[str]  # the package's import name
+    package: ClassVar[str]  # its PyPI name
+
+    @classmethod
+    def _load_plugin(cls) -> bool:
+        try:
+            module = importlib.import_module(cls.plugin)
+        except ImportError:
+            return False
+        cls.register_plugin(module)
+        return cls.pil_format in Image.SAVE
+
+    @classmethod
+    def register_plugin(cls, module: Any) -> None:
+        """Register the plugin's format with Pillow (importing it is enough for most plugins)."""
+
+    @classmethod
+    def available(cls) -> bool:
+        return cls._load_plugin()
+
+    @classmethod
+    def unavailable_reason(cls) -> str:
+        return f"its Pillow plugin is not installed: pip install {cls.package} (or sc2edge[full])"
+
+
+@register_input_codec
+class HeifCodec(PluginCodec):
+    """HEIF with HEVC intra coding (libheif + x265 via pillow-heif), 4:2:0: the core of BPG, which the paper
+    compares against and which no maintained package encodes any more. x265's defaults otherwise."""
+
+    name, extension, mime, default_quality = "heif", ".heic", "image/heif", 50  # pillow-heif's default
+    pil_format, plugin, package = "HEIF", "pillow_heif", "pillow-heif"
+
+    @classmethod
+    def register_plugin(cls, module: Any) -> None:
+        module.register_heif_opener()  # no options: pillow-heif's global settings stay as they are
+
+    def save_options(self) -> dict[str, Any]:
+        return {"quality": self.quality, "chroma": "420", "save_nclx_profile": False}
+
+
+@register_input_codec
+class JxlCodec(PluginCodec):
+    """Lossy JPEG XL (libjxl via pillow-jxl-plugin), effort 7 (libjxl's default), one encoder thread, a bare
+    codestream (no container). Decoding refuses anything else, and reads the canvas size from the codestream's
+    header before the plugin decodes (it decodes as it opens)."""
+
+    name, extension, mime, default_quality = "jxl", ".jxl", "image/jxl", 90  # the plugin's default
+    pil_format, plugin, package = "JXL", "pillow_jxl", "pillow-jxl-plugin"
+
+    def save_options(self) -> dict[str, Any]:
+        return {"quality": self.quality, "effort": 7, "decoding_speed": 0, "lossless": False,
+                "use_container": False, "num_threads": 1}
+
+    def decode(self, data: bytes) -> Image.Image:
+        if isinstance(data, (bytes, bytearray, memoryview)) and data:
+            width, height = jxl_codestream_size(bytes(data[:64]))
+            if width * height > MAX_DECODED_PIXELS:
+                raise InputCodecError(f"{self.name}: the image is {width} x {height} pixels, more than the "
+                                      f"{MAX_DECODED_PIXELS} a decoded input may have")
+        return super().decode(data)
+
+
+_JXL_SIGNATURE = b"\xff\x0a"
+_JXL_RATIOS = {1: (1, 1), 2: (12, 10), 3: (4, 3), 4: (3, 2), 5: (16, 9), 6: (5, 4), 7: (2, 1)}
+
+
+def jxl_codestream_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a bare JPEG XL codestream's SizeHeader (ISO/IEC 18181-1, bits read LSB first)."""
+    if data[:2] != _JXL_SIGNATURE:
+        raise InputCodecError("jxl: the bytes are not a bare JPEG XL codestream (signature FF 0A)")
+    bits = int.from_bytes(data[2:], "little")
+    at = 0
+
+    def read(count: int) -> int:
+        nonlocal at
+        if at + count > 8 * (len(data) - 2):
+            raise InputCodecError("jxl: the codestream ends inside its size header")
+        value = (bits >> at) & ((1 << count) - 1)
+        at += count
+        return value
+
+    def dimension(small: bool) -> int:
+        if small:
+            return (read(5) + 1) * 8
+        return read((9, 13, 18, 30)[read(2)]) + 1
+
+    small = bool(read(1))
+    height = dimension(small)
+    ratio = read(3)
+    if ratio:
+        numerator, denominator = _JXL_RATIOS[ratio]
+        return height * numerator // denominator, height
+    return dimension(small), height
+
+
 def list_input_codecs() -> list[str]:
     """Every registered codec name, available here or not."""
     return sorted(_CODECS)
@@ -197,5 +298,6 @@ def parse_codec_spec(text: str) -> InputCodec:
     return input_codec(name.strip(), int(quality) if quality else None)
 
 
-__all__ = ["AvifCodec", "InputCodec", "InputCodecError", "JpegCodec", "PillowCodec", "WebpCodec",
+__all__ = ["AvifCodec", "HeifCodec", "InputCodec", "InputCodecError", "JpegCodec", "JxlCodec", "PillowCodec",
+           "PluginCodec", "WebpCodec", "jxl_codestream_size",
            "available_input_codecs", "input_codec", "list_input_codecs", "parse_codec_spec", "register_input_codec"]

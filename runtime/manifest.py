@@ -22,6 +22,7 @@ READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 LABELS_FILE = "labels.json"
 TABLES_FILE = "tables.npz"
+UNCODED = "none"  # entropy "coder" of a codec that sends its values as they are (no rANS tables: kind "bq")
 
 Role = Literal["device", "server", "reference"]
 Format = Literal["onnx", "openvino", "onnx-trt", "trt-engine"]

@@ -2,6 +2,8 @@
 
     python scripts/train_students.py fashion-mnist   # teacher CNN + a student per beta, 10k-test accuracy
     python scripts/train_students.py efficientnet    # EfficientNet-Lite0 students, agreement on held-out data
+    python scripts/train_students.py fashion-mnist-bq    # CR+BQ baselines of the packaged Fashion-MNIST teacher
+    python scripts/train_students.py fashion-mnist-e2e   # Singh et al. end-to-end baselines (no teacher)
     python scripts/train_students.py efficientnet --quick --out /tmp/w --run-dir /tmp/r   # pipeline check
 
 Deterministic (fixed seeds, one thread). Prints a rate-accuracy table and writes the figures as JSON
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from sc2edge.zoo import training as tr
+from sc2edge.zoo.bq import CrBqFashionMNIST, cr_bq_from_teacher
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
 from sc2edge.zoo.datasets import evaluation_crops, fashion_mnist, split_photos, training_images
 from sc2edge.zoo.efficientnet_student import (
@@ -32,14 +35,17 @@ from sc2edge.zoo.efficientnet_student import (
     efficientnet_lite0_teacher,
     teacher_weights_path,
 )
-from sc2edge.zoo.fashion_mnist import FashionTeacher, student_from_teacher
+from sc2edge.zoo.fashion_mnist import EntropicStudentFashionMNIST, FashionTeacher, student_from_teacher
 from sc2edge.zoo.registry import IMAGENET_CLASS_FILE
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "zoo" / "weights"
 BETAS = (0.1, 0.4, 1.6)  # Fashion-MNIST: low to high rate penalty; the first also trains the shared start
+BQ_CHANNELS = (1, 2, 4)  # Fashion-MNIST CR+BQ: bottleneck widths (latent N x 14 x 14, N * 196 + 5 bytes)
 LITE0_BETAS = (0.4, 1.6, 6.4)  # EfficientNet: the smallest is trained in full, the others fine-tuned
 RECIPE_DEFAULTS = {
     "fashion-mnist": {"shared_steps": 600, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 128, "lr": 3e-3},
+    "fashion-mnist-bq": {"stage1_steps": 400, "stage2_steps": 300, "batch_size": 128, "lr": 3e-3},
+    "fashion-mnist-e2e": {"shared_steps": 800, "stage1_steps": 400, "batch_size": 128, "lr": 3e-3},
     "efficientnet": {"stage1_steps": 200, "stage2_steps": 300, "finetune_stage1_steps": 50,
                      "finetune_stage2_steps": 125, "batch_size": 8, "lr": 2e-3},
 }
@@ -116,6 +122,94 @@ def fashion(args: argparse.Namespace) -> dict:
         )
         results["students"][_beta_tag(beta)] = entry
         print(f"beta {beta:g}: test accuracy {entry['test_accuracy']}, {entry['bytes_per_image']} B/image")
+    return results
+
+
+def _fashion_data(args) -> tuple:
+    """Training batches, test images and labels, the packaged teacher and its test predictions."""
+    train_x, train_y = _fashion_tensors("train")
+    test_x, test_y = _fashion_tensors("test")
+    teacher = FashionTeacher()
+    load_into(teacher, read_state_dict(WEIGHTS / "fashion_mnist_teacher.safetensors"))
+    teacher.eval()
+    batches = tr.ArrayBatches(train_x, train_y, args.batch_size, seed=args.seed, flip=True)
+    return batches, test_x, test_y, teacher, tr.predict(teacher, test_x, 500).argmax(1)
+
+
+def _test_figures(model, test_x, test_y, teacher_top1) -> dict:
+    top1 = tr.predict(model, test_x, 500).argmax(1)  # eval forward: the receiver's path (quantized latent)
+    return {"test_accuracy": round(float((top1 == test_y).float().mean()), 4),
+            "agreement_with_teacher": round(float((top1 == teacher_top1).float().mean()), 4)}
+
+
+def fashion_bq(args: argparse.Namespace) -> dict:
+    """CR+BQ students of the packaged teacher, one per bottleneck width (head network distillation, then 8-bit
+    quantization); bytes per image = the stream payload (scale, zero point, uint8 values)."""
+    from sc2edge.runtime.bq import pack, quantize
+
+    batches, test_x, test_y, teacher, teacher_top1 = _fashion_data(args)
+    results: dict = {"students": {}}
+    for channels in args.channels:
+        name = f"cr_bq_fashion_mnist_b{channels}ch.safetensors"
+        if args.evaluate_only:
+            student = CrBqFashionMNIST(bottleneck_channels=channels)
+            load_into(student, read_state_dict(args.out / name))
+            entry: dict = {}
+        else:
+            student = cr_bq_from_teacher(teacher, channels)
+            cfg = tr.StudentConfig(beta=0.0, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+                                   lr=args.lr, label_weight=1.0, seed=args.seed)
+            stage1, stage2 = tr.train_bottleneck_distillation(student, teacher.head, teacher, batches, cfg)
+            entry = {**tr.summarize(cfg, stage1, stage2), "batch_size": args.batch_size}
+            entry["sha256"] = tr.save_checkpoint(student, args.out / name, entry)
+        student.eval()
+        with torch.no_grad():
+            chunks = [test_x[i: i + 500] for i in range(0, len(test_x), 500)]
+            latents = torch.cat([student.bottleneck_layer.encoder(x) for x in chunks]).numpy()
+            float_top1 = torch.cat([student.forward_tail(student.bottleneck_layer(x)) for x in chunks])
+        entry.update(file=name, **_test_figures(student, test_x, test_y, teacher_top1),
+                     test_accuracy_unquantized=round(float((float_top1.argmax(1) == test_y).float().mean()), 4),
+                     bytes_per_image=round(float(np.mean([len(pack(quantize(z))) for z in latents])), 1),
+                     encoder_macs=tr.count_macs(student.bottleneck_layer.encoder, (1, 1, 28, 28)))
+        results["students"][f"b{channels}ch"] = entry
+        print(f"CR+BQ {channels} ch: test accuracy {entry['test_accuracy']} (unquantized "
+              f"{entry['test_accuracy_unquantized']}), {entry['bytes_per_image']} B/image", flush=True)
+    return results
+
+
+def fashion_e2e(args: argparse.Namespace) -> dict:
+    """Singh et al.'s end-to-end students: the Entropic Student architecture, tail included, trained from scratch
+    on labels + beta * rate (no teacher): a shared start at the first beta, then each beta on its own."""
+    batches, test_x, test_y, teacher, teacher_top1 = _fashion_data(args)
+    path_of = lambda b: args.out / f"e2e_fashion_mnist_{_beta_tag(b)}.safetensors"  # noqa: E731
+    results: dict = {"students": {}}
+    trained = []
+    if args.evaluate_only:
+        for beta in args.betas:
+            student = EntropicStudentFashionMNIST()
+            load_into(student, read_state_dict(path_of(beta)))
+            trained.append((beta, student, {}))
+    else:
+        torch.manual_seed(args.seed)
+        base = EntropicStudentFashionMNIST()
+        tr.init_latent_scale(base, batches()[0])
+        configs = [tr.StudentConfig(beta=b, stage1_steps=args.stage1_steps, stage2_steps=0, lr=args.lr,
+                                    seed=args.seed) for b in args.betas]
+        shared = tr.train_end_to_end(base, batches, replace(configs[0], stage1_steps=args.shared_steps))
+        for cfg in configs:
+            student = copy.deepcopy(base)
+            log = tr.train_end_to_end(student, batches, cfg)
+            entry = {**tr.summarize(cfg, log, tr.StageLog()), "batch_size": args.batch_size,
+                     "shared_start": {"beta": args.betas[0], "steps": args.shared_steps,
+                                      "seconds": round(shared.seconds, 1)}}
+            entry["sha256"] = tr.save_checkpoint(student, path_of(cfg.beta), entry)
+            trained.append((cfg.beta, student, entry))
+    for beta, student, entry in trained:
+        entry.update(file=path_of(beta).name, **_test_figures(student, test_x, test_y, teacher_top1),
+                     bytes_per_image=round(float(np.mean(tr.stream_bytes(student, test_x, 500))), 1))
+        results["students"][_beta_tag(beta)] = entry
+        print(f"end-to-end beta {beta:g}: test accuracy {entry['test_accuracy']}, {entry['bytes_per_image']} B/image",
+              flush=True)
     return results
 
 
@@ -209,12 +303,18 @@ def efficientnet(args: argparse.Namespace) -> dict:
     return results
 
 
+RECIPES = {"fashion-mnist": fashion, "fashion-mnist-bq": fashion_bq, "fashion-mnist-e2e": fashion_e2e,
+           "efficientnet": efficientnet}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("recipe", choices=["fashion-mnist", "efficientnet"])
+    parser.add_argument("recipe", choices=list(RECIPES))
     parser.add_argument("--betas", type=float, nargs="+", help=f"default: {BETAS}, EfficientNet {LITE0_BETAS}")
+    parser.add_argument("--channels", type=int, nargs="+", default=list(BQ_CHANNELS),
+                        help="fashion-mnist-bq: bottleneck widths")
     parser.add_argument("--out", type=Path, default=WEIGHTS, help="where the .safetensors files go")
     parser.add_argument("--results", type=Path, help="write the figures here as JSON")
     parser.add_argument("--shared-steps", type=int, help="stage-1 steps shared by all betas (at the first)")
@@ -240,13 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluate-only", action="store_true")
     args = parser.parse_args(argv)
     defaults = {**RECIPE_DEFAULTS[args.recipe], **(QUICK if args.quick else {}),
-                "betas": list(BETAS if args.recipe == "fashion-mnist" else LITE0_BETAS)}
+                "betas": list(LITE0_BETAS if args.recipe == "efficientnet" else BETAS)}
     for key, value in defaults.items():
         if getattr(args, key, None) is None or (args.quick and key in QUICK):
             setattr(args, key, value)
     torch.set_num_threads(args.threads)
     start, cpu_start = time.perf_counter(), time.process_time()
-    results = (fashion if args.recipe == "fashion-mnist" else efficientnet)(args)
+    results = RECIPES[args.recipe](args)
     results.update(seconds=round(time.perf_counter() - start, 1), cpu_seconds=round(time.process_time() - cpu_start),
                    threads=args.threads, torch=torch.__version__)
     print(f"total {results['seconds']:.0f} s wall, {results['cpu_seconds']} s CPU, {args.threads} thread(s)")

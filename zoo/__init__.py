@@ -16,6 +16,7 @@ from sc2edge._files import sha256_file
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.entropy import latent_size  # one definition, shared with the runtime
 from sc2edge.zoo import (  # noqa: F401  (register builders)
+    bq,
     efficientnet_student,
     entropic_student,
     fashion_mnist,

@@ -271,7 +271,7 @@ def _optimizers(model: SplitClassifier, cfg: StudentConfig, lr: float, trainable
     transforms = [p for _, p in named if id(p) not in density_ids]
     groups = [{"params": [p for p in transforms if id(p) not in pretrained]},
               {"params": [p for p in transforms if id(p) in pretrained], "lr": lr * cfg.pretrained_lr_factor}]
-    if trainable is layer:
+    if trainable is layer or trainable is model:
         groups.append({"params": density, "lr": lr * cfg.density_lr_factor})
     main = torch.optim.Adam([g for g in groups if g["params"]], lr=lr)
     aux = torch.optim.Adam([layer.entropy_bottleneck.quantiles], lr=cfg.aux_lr)
@@ -413,6 +413,84 @@ def train_sweep(
         stage1, stage2 = train_student(model, teacher_head, teacher, batches, cfg, progress)
         results.append(SweepResult(cfg.beta, model, cfg, stage1, stage2))
     return shared, results
+
+
+def train_end_to_end(
+    model: SplitClassifier, batches: Callable[[], Batch], cfg: StudentConfig, progress: bool = True,
+    resume: Resume | None = None,
+) -> StageLog:
+    """Singh et al. (ICIP 2020), the paper's end-to-end baseline: the whole student, tail included, trained on
+    labels alone with cross-entropy + ``beta`` * rate (bits per input pixel), through the bottleneck's additive
+    noise; no teacher, no distillation. Runs ``cfg.stage1_steps`` steps, then builds the entropy tables."""
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    layer = model.bottleneck_layer
+    _set_trainable(model, [model])
+    main, aux = _optimizers(model, cfg, cfg.lr, model)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(main, max(cfg.stage1_steps, 1), eta_min=cfg.lr / 20)
+
+    def step() -> tuple[float, float]:
+        x, labels = batches()
+        features, likelihoods = layer(x)
+        bpp = rate_bpp(likelihoods, x)
+        loss = F.cross_entropy(model.forward_tail(features), labels.long()) + cfg.beta * bpp
+        _update(main, loss, model.parameters(), schedule)
+        _update(aux, model.aux_loss())
+        return loss.item(), bpp.item()
+
+    log = _run_stage(f"end-to-end beta={cfg.beta:g}", cfg.stage1_steps, step, model, [main, aux, schedule],
+                     batches, progress, resume)
+    model.update(force=True)
+    return log
+
+
+def train_bottleneck_distillation(
+    model: nn.Module, teacher_head: nn.Module, teacher: nn.Module, batches: Callable[[], Batch],
+    cfg: StudentConfig, progress: bool = True,
+) -> tuple[StageLog, StageLog]:
+    """CR+BQ's training (head network distillation), for a bottleneck without an entropy model: stage 1 mimics the
+    teacher's features at the split and in the frozen tail (no rate term: the bottleneck is narrow instead);
+    stage 2 fits the teacher's outputs (KD, plus cross-entropy with ``label_weight``) through it. The 8-bit
+    quantization is applied after training only, as in the paper."""
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    layer = model.bottleneck_layer
+    teacher_head.eval().requires_grad_(False)
+    teacher.eval().requires_grad_(False)
+
+    def stage(tag: str, steps: int, lr: float, loss_of: Callable[[Tensor, Tensor | None], Tensor]) -> StageLog:
+        _set_trainable(model, [layer])
+        opt = torch.optim.Adam(layer.parameters(), lr=lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr / 20)
+
+        def step() -> tuple[float, float]:
+            x, labels = batches()
+            loss = loss_of(x, labels)
+            _update(opt, loss, layer.parameters(), schedule)
+            return loss.item(), 0.0
+
+        return _run_stage(tag, steps, step, model, [opt, schedule], batches, progress, None)
+
+    def mimic(x: Tensor, _: Tensor | None) -> Tensor:
+        with torch.no_grad():
+            split = teacher_head(x)
+            targets = [split, *model.tail_features(split)[:-1]]
+        z = layer(x)
+        return sum(relative_mse(o, t) for o, t in zip([z, *model.tail_features(z)[:-1]], targets, strict=True))
+
+    def distil(x: Tensor, labels: Tensor | None) -> Tensor:
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        logits = model.forward_tail(layer(x))
+        loss = kd_loss(logits, teacher_logits, cfg.temperature)
+        if labels is not None and cfg.label_weight > 0:
+            loss = loss + cfg.label_weight * F.cross_entropy(logits, labels.long())
+        return loss
+
+    stage1 = stage("stage1 (mimic)", cfg.stage1_steps, cfg.lr, mimic)
+    stage2 = stage("stage2 (KD)", cfg.stage2_steps, cfg.lr * cfg.stage2_lr_factor, distil)
+    model.eval()
+    return stage1, stage2
 
 
 def train_classifier(

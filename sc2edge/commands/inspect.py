@@ -29,7 +29,9 @@ def _describe_bundle(bundle) -> list[str]:
         f"resize {m['preprocess']['resize']} crop {m['preprocess']['crop']}",
         f"  latent     {'x'.join(map(str, m['latent']['shape']))} symbols at that input "
         f"({m['latent']['channels']} channels, encoder convs (k,s,p) {m['latent']['geometry']})",
-        f"  entropy    {entropy['kind']} ({entropy['coder']}), {bundle.tables.quantized_cdf.shape[1]}-entry CDFs, "
+        f"  entropy    {entropy['kind']} ({entropy['coder']}), "
+        + (f"{bundle.tables.quantized_cdf.shape[1]}-entry CDFs, " if bundle.tables is not None
+           else f"{entropy['precision']}-bit values, no entropy coding, ")
         + ", ".join(f"section {s['name']} tables {s['hash']}" for s in entropy["sections"]),
     ]
     for a in bundle.artifacts:

@@ -45,7 +45,7 @@ def test_reference_graph_matches_the_teacher(reference_bundle_dir, photos, backe
         np.testing.assert_array_equal(graph.classify(photos[0]), logits[0])
 
 
-@pytest.mark.parametrize("codec", ["jpeg:90", "webp:80", "avif:60"])
+@pytest.mark.parametrize("codec", ["jpeg:90", "webp:80", "avif:60", "heif:60", "jxl:80"])
 def test_codec_baseline_deploys_on_both_backends(reference_bundle_dir, photos, codec):
     streams = CodecEncoder(reference_bundle_dir, codec).encode(photos[:3])
     assert all(0 < len(s) for s in streams)

@@ -75,3 +75,28 @@ def test_every_builder_has_a_reference_model_with_the_students_input_and_classes
     assert loaded.trained and loaded.weights_sha256
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         get_reference(resnet, checkpoint=tmp_path / "missing.pth")
+
+
+def test_baselines_are_registered_with_the_paper_checkpoint_paths_and_shapes():
+    """CR+BQ (sc2bench's larger_resnet_bottleneck, latent N x 29 x 29, decoder to layer2's 512 x 28 x 28) and
+    Singh et al.'s end-to-end students (the Entropic Student's architecture) at the paper's betas."""
+    import torch
+
+    from sc2edge.zoo import latent_size
+
+    assert list_models("cr_bq_resnet50") == [f"cr_bq_resnet50_b{n}ch" for n in (12, 2, 3, 6, 9)]
+    spec = get_spec("cr_bq_resnet50_b6ch")
+    assert spec.checkpoint.path == "resource/ckpt/ilsvrc2012/bq/ilsvrc2012-custom_resnet50-b6ch_from_resnet50.pt"
+    model = build(spec).eval()
+    assert model.encoder_geometry() == [(7, 2, 3), (3, 2, 1), (2, 2, 1)] and model.latent_channels == 6
+    assert latent_size(224, model.encoder_geometry()) == 29
+    with torch.no_grad():
+        z = model.bottleneck_layer.encoder(torch.zeros(1, 3, 224, 224))
+        assert z.shape == (1, 6, 29, 29) and model.bottleneck_layer.decoder(z).shape == (1, 512, 28, 28)
+    singh = list_models("singh_e2e_resnet50")
+    assert len(singh) == 12 and get_spec("singh_e2e_resnet50_beta1.28e-8").beta == 1.28e-8
+    assert get_spec("singh_e2e_resnet50_beta1.28e-8").checkpoint.path == (
+        "resource/ckpt/ilsvrc2012/singh_et_al/ilsvrc2012-bottleneck_resnet50-b24ch_igdn-beta1.28e-8.pt")
+    assert {get_spec(n).builder for n in singh} == {"entropic_student_resnet50"}
+    assert {get_spec(n).meta["method"] for n in list_models("cr_bq_")} == {"cr_bq"}
+    assert {get_spec(n).meta["method"] for n in list_models("singh_e2e_")} == {"singh_e2e"}

@@ -78,6 +78,30 @@ class _Killed(Exception):
     pass
 
 
+def test_baseline_training_losses_fall(fashion_batch):
+    """Singh et al.'s end-to-end training (labels + rate, no teacher) and CR+BQ's head network distillation."""
+    from sc2edge.zoo.bq import cr_bq_from_teacher
+
+    torch.manual_seed(0)
+    student = EntropicStudentFashionMNIST()
+    tr.init_latent_scale(student, fashion_batch[0])
+    log = tr.train_end_to_end(student, _repeat(fashion_batch), tr.StudentConfig(beta=0.05, stage1_steps=25,
+                                                                               stage2_steps=0, lr=3e-3),
+                              progress=False)
+    assert np.mean(log.loss[-5:]) < 0.7 * np.mean(log.loss[:3]) and np.mean(log.bpp[-5:]) < log.bpp[0]
+    assert student.bottleneck_layer.entropy_bottleneck._quantized_cdf.numel() > 0  # tables built: it can compress
+
+    teacher = FashionTeacher().eval()
+    bq = cr_bq_from_teacher(teacher, bottleneck_channels=2)
+    tail_before = {k: v.clone() for k, v in bq.tail.state_dict().items()}
+    cfg = tr.StudentConfig(beta=0.0, stage1_steps=20, stage2_steps=10, lr=3e-3, label_weight=1.0)
+    stage1, stage2 = tr.train_bottleneck_distillation(bq, teacher.head, teacher, _repeat(fashion_batch), cfg,
+                                                      progress=False)
+    assert np.mean(stage1.loss[-5:]) < 0.8 * np.mean(stage1.loss[:3])
+    assert np.mean(stage2.loss[-5:]) < np.mean(stage2.loss[:3])
+    assert all(torch.equal(v, tail_before[k]) for k, v in bq.tail.state_dict().items())  # the teacher's tail stays
+
+
 def test_stage_resumes_where_it_stopped(fashion_batch, tmp_path, capsys):
     """A stage killed mid-run and rerun continues where it stopped and ends as an uninterrupted run would."""
     def run(resume: tr.Resume | None, kill_at: int | None = None) -> tuple[list[float], torch.Tensor, int]:
@@ -289,9 +313,12 @@ def test_packaged_students_load_strictly_with_their_tables():
 
 
 def test_packaged_fashion_students_reach_their_recorded_accuracy():
+    """The Entropic Students, Singh et al.'s end-to-end students (same builder) and the CR+BQ students."""
     images, labels = fashion_mnist("test")
     x = ((torch.from_numpy(images[:2000]).float() / 255 - 0.286) / 0.353).unsqueeze(1)
-    for name in _packaged("entropic_student_fashion_mnist"):
+    names = _packaged("entropic_student_fashion_mnist") + _packaged("cr_bq_fashion_mnist")
+    assert sum(n.startswith("singh_e2e_") for n in names) == 3 and sum(n.startswith("cr_bq_") for n in names) == 3
+    for name in names:
         loaded = get_model(name)
         recorded = loaded.spec.checkpoint.meta["test_accuracy"]
         accuracy = float((tr.predict(loaded.model, x).argmax(1).numpy() == labels[:2000]).mean())
@@ -299,21 +326,25 @@ def test_packaged_fashion_students_reach_their_recorded_accuracy():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["fashion-mnist", "efficientnet"])
+@pytest.mark.parametrize("recipe", ["fashion-mnist", "efficientnet", "fashion-mnist-bq", "fashion-mnist-e2e"])
 def test_rebuild_checkpoints(tmp_path, recipe):
     """Retrain from scratch (tens of minutes) and compare with the figures models.yaml records."""
-    results = tmp_path / "results.json"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "train_students.py"), recipe, "--out", str(tmp_path),
-                    "--results", str(results)], check=True)
     import json
 
+    packaged = {"fashion-mnist": ("entropic_student_fashion_mnist_", "test_accuracy"),
+                "efficientnet": ("entropic_student_efficientnet_lite0_", "top1_agreement"),
+                "fashion-mnist-bq": ("cr_bq_fashion_mnist_", "test_accuracy"),
+                "fashion-mnist-e2e": ("singh_e2e_fashion_mnist_", "test_accuracy")}
+    prefix, key = packaged[recipe]
+    names = list_models(prefix)
+    steps = get_spec(names[0]).checkpoint.meta.get("training", {}).get("recipe_args", [])  # as they were trained
+    results = tmp_path / "results.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "train_students.py"), recipe, *steps,
+                    "--out", str(tmp_path), "--results", str(results)], check=True)
     figures = json.loads(results.read_text())["students"]
-    builder = {"fashion-mnist": "entropic_student_fashion_mnist",
-               "efficientnet": "entropic_student_efficientnet_lite0"}[recipe]
-    key = "test_accuracy" if recipe == "fashion-mnist" else "top1_agreement"
-    for name in _packaged(builder):
+    for name in names:
         meta = get_spec(name).checkpoint.meta
-        rebuilt = figures[f"beta{get_spec(name).beta:g}"]
+        rebuilt = figures[name.removeprefix(prefix)]
         assert abs(rebuilt[key] - meta[key]) < 0.05, name
         assert abs(rebuilt["bytes_per_image"] - meta["bytes_per_image"]) < 0.05 * meta["bytes_per_image"], name
 
