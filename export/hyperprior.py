@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from sc2edge.errors import Sc2edgeError
 from sc2edge.export.onnx import DEFAULT_OPSET, export_onnx
-from sc2edge.export.validate import SymbolTolerance, ValidationResult, _named_outputs
+from sc2edge.export.validate import SymbolTolerance, ValidationResult, named_outputs
 from sc2edge.runtime import Bundle, Decoder, Encoder
 from sc2edge.runtime.bundle_writer import BundleBuilder
 from sc2edge.runtime.hyperprior import HyperpriorCodec, IndexPath, SideLayer
@@ -209,7 +209,7 @@ def validate_hyperprior_bundle(model: nn.Module, bundle: Bundle | str | Path, im
         for path in images:
             x = encoder.preprocess(path)[None]
             ref = torch_hyperprior_reference(bottleneck, torch.from_numpy(x), means=means)
-            expected = task.items(_named_outputs(task, model.forward_tail(bottleneck.g_s(ref["y_hat"]))))[0]
+            expected = task.items(named_outputs(task, model.forward_tail(bottleneck.g_s(ref["y_hat"]))))[0]
             outputs = encoder.item_outputs(x)[0]
             symbols = codec.section_symbols(outputs)
             indexes, _ = codec.index_path(outputs)
