@@ -26,6 +26,7 @@ from sc2edge.photos import IMAGE_SUFFIXES, list_images, load_labels, read_file_l
 from sc2edge.runtime import Bundle, unpack_stream
 from sc2edge.runtime.backends import backend_info, canonical_backend
 from sc2edge.runtime.input_codecs import input_codec
+from sc2edge.runtime.preprocess import graph_input_spec
 from sc2edge.tasks import Task, bundle_task
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -192,8 +193,7 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
         try:
             device = bundle.artifact("device", "onnx", "fp32")
             server = bundle.artifact("server", "onnx", "fp32")
-            d = compute.count_onnx(bundle.path / device.path,
-                                   {"image": ((1, manifest["input"]["channels"], h, w), np.float32)})
+            d = compute.count_onnx(bundle.path / device.path, {"image": graph_input_spec(bundle.preprocess, h, w)})
             s = compute.count_onnx(bundle.path / server.path, {"symbols": ((1, *latent), np.int32)},
                                    split=("decoder", "decoder", "tail"))
         except Exception as exc:  # noqa: BLE001 - a third-party profiler; its failure must not stop the bench

@@ -92,26 +92,31 @@ def run_server(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _whole_model(spec: dict[str, Any], bundle, stack: ExitStack) -> tuple[
-        Callable[[np.ndarray], dict[str, np.ndarray]], dict[str, Any]]:
-    """The unmodified model the split replaces, batch -> named outputs: the bundle's reference graph when it has one
-    (at the configuration's precision if exported, else FP32), else the student's device then server graph."""
+        Callable[[Any], dict[str, np.ndarray]], Callable[[Image.Image], dict[str, np.ndarray]], dict[str, Any]]:
+    """The unmodified model the split replaces, as (image -> named outputs, model-size crop -> named outputs): the
+    bundle's reference graph when it has one (at the configuration's precision if exported, else FP32), else the
+    student's device then server graph."""
     from sc2edge.runtime import Decoder, Encoder, ReferenceGraph
+    from sc2edge.runtime.preprocess import crop_input, normalize_image
     from sc2edge.runtime.reference import REFERENCE_OUTPUT, has_reference
 
+    pre = bundle.preprocess
     if has_reference(bundle, spec["backend"]):
         precision = spec["precision"] if has_reference(bundle, spec["backend"], spec["precision"]) else "fp32"
         graph = stack.enter_context(ReferenceGraph(bundle, spec["backend"], precision, threads=spec["threads"]))
         name = (bundle.manifest.get("reference") or {}).get("name", "reference")
-        return (lambda batch: {REFERENCE_OUTPUT: graph.predict(batch)}), {
+        return ((lambda image: {REFERENCE_OUTPUT: graph.predict(graph.preprocess(image)[None])}),
+                (lambda crop: {REFERENCE_OUTPUT: graph.predict(normalize_image(crop, pre)[None])}), {
             "model": "reference", "reference": name, "precision": precision,
-            "full_model_method": f"the reference graph ({name}), one graph"}
+            "full_model_method": f"the reference graph ({name}), one graph"})
     encoder = stack.enter_context(Encoder(bundle, spec["backend"], spec["precision"], threads=spec["threads"]))
     decoder = stack.enter_context(Decoder(bundle, spec["backend"], spec["server_precision"],
                                           threads=spec["threads"]))
-    return (lambda batch: decoder.predict_outputs(encoder.symbols(batch))), {
+    return ((lambda image: decoder.predict_outputs(encoder.symbols(encoder.preprocess(image)[None]))),
+            (lambda crop: decoder.predict_outputs(encoder.symbols(crop_input(crop, pre)[None]))), {
         "model": "student", "reference": None, "precision": spec["precision"],
         "full_model_method": "no reference in the bundle: the student's device graph then server graph, in one "
-                             "process"}
+                             "process"})
 
 
 def run_local(spec: dict[str, Any]) -> dict[str, Any]:
@@ -119,18 +124,18 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
     on the server (codec encode time and size measured on the model's input crop)."""
     from sc2edge.runtime import Bundle
     from sc2edge.runtime.input_codecs import input_codec
-    from sc2edge.runtime.preprocess import crop_image, preprocess_image
-    from sc2edge.runtime.reference import decode_input
+    from sc2edge.runtime.preprocess import crop_image
+    from sc2edge.runtime.reference import decode_crop
 
     timing = _timing(spec)
     images = _images(spec)
     bundle = Bundle.open(spec["bundle"])
     pre, task = bundle.preprocess, bundle_task(bundle)
     with ExitStack() as stack:
-        model, described = _whole_model(spec, bundle, stack)
+        from_image, from_crop, described = _whole_model(spec, bundle, stack)
 
         def full_model(image: Image.Image) -> Prediction:
-            return task.predictions(model(preprocess_image(image, pre)[None]))[0]
+            return task.predictions(from_image(image))[0]
 
         result: dict[str, Any] = {"stages": {"full_model": measure(full_model, images, timing).to_json()},
                                   **described, "codecs": {}}
@@ -140,7 +145,7 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
             encoded = [codec.encode(c) for c in crops]
 
             def server(data: bytes, codec=codec) -> Prediction:
-                return task.predictions(model(decode_input(codec, data, pre)[None]))[0]
+                return task.predictions(from_crop(decode_crop(codec, data, pre)))[0]
 
             result["codecs"][codec.label] = {
                 "codec": codec.name, "quality": codec.quality, "bytes": [len(e) for e in encoded],

@@ -17,7 +17,16 @@ from sc2edge.calibrate.artifacts import add_int8_artifacts
 from sc2edge.calibrate.budget import Int8Budget, Int8Validation, validate_int8
 from sc2edge.calibrate.config import RECIPES, CalibConfig
 from sc2edge.errors import Sc2edgeError
-from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, MAX_OPSET, MIN_OPSET, REFERENCE_IO, SERVER_INPUT, export_onnx
+from sc2edge.export.onnx import (
+    DEFAULT_OPSET,
+    DEVICE_IO,
+    MAX_OPSET,
+    MIN_OPSET,
+    PIXEL_AXES,
+    REFERENCE_IO,
+    SERVER_INPUT,
+    export_onnx,
+)
 from sc2edge.export.openvino import add_openvino_artifacts
 from sc2edge.export.validate import (
     ReferenceValidationResult,
@@ -35,9 +44,10 @@ from sc2edge.runtime.manifest import LABELS_FILE, TABLES_FILE
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.tasks import Task, create_task
 from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get_reference, latent_size
-from sc2edge.zoo.graphs import DeviceGraph, ServerGraph
+from sc2edge.zoo.graphs import DeviceGraph, PixelInput, ServerGraph
 
 VALIDATION_IMAGES = 4
+DEVICE_GRAPH_INPUT = "uint8-nhwc"  # device graphs take the crop's pixels and normalize in-graph (zoo.graphs.PixelInput)
 _VERSIONED_PACKAGES = ("torch", "torchvision", "compressai", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
 
 
@@ -142,7 +152,7 @@ def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables, config: Ex
                   "checkpoint": str(loaded.checkpoint_path) if loaded.checkpoint_path else None,
                   "checkpoint_sha256": loaded.checkpoint_sha256, "description": spec.description},
         "task": task.to_json(labels_file),
-        "preprocess": spec.preprocess.to_json(),
+        "preprocess": {**spec.preprocess.to_json(), "graph_input": DEVICE_GRAPH_INPUT},
         "input": {"channels": channels, "height": size, "width": size},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
@@ -182,15 +192,20 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
     task = model_task(loaded)
     manifest = _manifest(loaded, task, tables, config)
     size = manifest["input"]["height"]
-    example = torch.zeros(1, manifest["input"]["channels"], size, size)
+    channels = manifest["input"]["channels"]
+    example = torch.zeros(1, channels, size, size)
+    pixels = torch.zeros(1, size, size, channels, dtype=torch.uint8)
     with BundleBuilder(out, overwrite=config.overwrite) as builder, torch.no_grad():
         tables.save(builder.staging / TABLES_FILE)
         if task.labels:
             (builder.staging / LABELS_FILE).write_text(json.dumps(task.labels))
-        device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()
-        export_onnx(device_graph, example, builder.staging / "device.fp32.onnx", DEVICE_IO, opset=config.opset)
+        pre = loaded.spec.preprocess
+        device_graph = PixelInput(DeviceGraph(loaded.model), pre.mean, pre.std).eval()
+        server_graph = ServerGraph(loaded.model).eval()
+        export_onnx(device_graph, pixels, builder.staging / "device.fp32.onnx", DEVICE_IO, opset=config.opset,
+                    input_axes=PIXEL_AXES)
         builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")
-        export_onnx(server_graph, device_graph(example), builder.staging / "server.fp32.onnx",
+        export_onnx(server_graph, device_graph(pixels), builder.staging / "server.fp32.onnx",
                     ([SERVER_INPUT], task.output_names), opset=config.opset,
                     output_axes={o.name: o.dynamic_axes() for o in task.outputs})
         builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")

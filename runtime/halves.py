@@ -70,19 +70,24 @@ class Encoder(_Half):
 
     role = "device"
 
-    def preprocess(self, image: ImageLike) -> np.ndarray:
-        return preprocess_image(image, self.bundle.preprocess)
+    def preprocess(self, image: ImageLike, *, fast: bool = True) -> np.ndarray:
+        """An image file, PIL image or uint8 frame (H x W x 3) -> the device graph's input for it: uint8 HWC pixels
+        (bundles whose graph normalizes) or float32 CHW. ``fast``: see ``preprocess.crop_image``."""
+        return preprocess_image(image, self.bundle.preprocess, fast=fast)
 
     def device_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """float32 NCHW images -> the device graph's outputs, by name (batched)."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1] != self.bundle.manifest["input"]["channels"]:
-            raise Sc2edgeError(f"expected a float32 batch N x {self.bundle.manifest['input']['channels']} x H x W, "
-                               f"got shape {batch.shape}")
-        return self.runner.infer({"image": batch})
+        """A batch of graph inputs (``preprocess`` per item, stacked) -> the device graph's outputs, by name."""
+        pre = self.bundle.spec.preprocess
+        pixels = pre.graph_input == "uint8-nhwc"
+        batch = np.asarray(batch) if pixels else np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[3 if pixels else 1] != pre.channels or (pixels and batch.dtype != np.uint8):
+            expected = (f"uint8 N x H x W x {pre.channels}" if pixels else f"float32 N x {pre.channels} x H x W")
+            raise Sc2edgeError(f"this bundle's device graph takes a {expected} batch (Encoder.preprocess makes its "
+                               f"items), got {batch.dtype} with shape {batch.shape}")
+        return self.runner.infer({"image": np.ascontiguousarray(batch)})
 
     def symbols(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NCHW images -> int32 NCHW symbols (the device graph)."""
+        """A batch of graph inputs -> int32 NCHW symbols (the device graph)."""
         return self.device_outputs(batch)["symbols"]
 
     def compress_symbols(self, symbols: np.ndarray) -> bytes:
@@ -90,13 +95,14 @@ class Encoder(_Half):
         return self.codec.compress({self.codec.device_outputs[0]: symbols})
 
     def encode_batch(self, batch: np.ndarray) -> list[bytes]:
-        """float32 NCHW images -> one stream per item, from the device outputs the entropy codec consumes."""
+        """A batch of graph inputs -> one stream per item, from the device outputs the entropy codec consumes."""
         outputs = self.device_outputs(batch)
         return [self.codec.compress({name: outputs[name][item] for name in self.codec.device_outputs})
                 for item in range(len(batch))]
 
     def encode(self, images: Iterable[ImageLike]) -> list[bytes]:
-        """Images (paths or PIL images) -> streams, one image at a time (batch 1 is the device's case)."""
+        """Images (paths, PIL images or uint8 H x W x 3 frames) -> streams, one image at a time (batch 1 is the
+        device's case)."""
         return [self.encode_batch(self.preprocess(image)[None])[0] for image in images]
 
 
