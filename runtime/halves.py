@@ -31,13 +31,14 @@ class BundleGraph:
     role = ""
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", precision: str = "fp32", *,
-                 threads: int | None = None, device: str | None = None):
+                 threads: int | None = None, device: str | None = None, spin: bool = False,
+                 cache_dir: str | Path | None = None):
         self.bundle = open_bundle(bundle)
         self.backend = canonical_backend(backend)
         self.precision = precision
         self._before_runner()
-        self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision,
-                                                threads=threads, device=device).activate()
+        self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision, threads=threads,
+                                                device=device, spin=spin, cache_dir=cache_dir).activate()
 
     def _before_runner(self) -> None:
         """What must succeed before the runner opens, so that a refusal leaves nothing open."""
@@ -66,6 +67,8 @@ class Encoder(_Half):
         precision (str): "fp32", "fp16" or "int8", as exported. Defaults to "fp32".
         threads (int | None): intra-op threads of the graph runtime. Defaults to None (runtime's choice).
         device (str | None): the runtime's device name. Defaults to None (CPU).
+        spin (bool): idle runtime threads spin-wait (costs CPU time, see ``BaseRunner``). Defaults to False.
+        cache_dir (str | Path | None): the runtime's compiled-graph cache, for faster later starts. Defaults to None.
     """
 
     role = "device"
