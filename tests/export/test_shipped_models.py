@@ -8,6 +8,7 @@ import torch
 
 from sc2edge.export import ExportConfig, export_bundle
 from sc2edge.runtime import Bundle, Decoder, Encoder
+from sc2edge.runtime.preprocess import float_input
 from sc2edge.runtime.stream import unpack_stream
 from sc2edge.zoo import default_model_name, get_model
 from tests.conftest import DEFAULT_TEST_MODEL
@@ -39,7 +40,7 @@ def test_shipped_model_exports_and_round_trips(name, request, two_photos, photos
         for image in photos[:2]:
             stream = encoder.encode([image])[0]
             with torch.no_grad():
-                y = layer.encoder(torch.from_numpy(encoder.preprocess(image)[None]))
+                y = layer.encoder(torch.from_numpy(float_input(image, bundle.preprocess)[None]))
                 payload = eb.compress(y)
                 logits = model.forward_tail(layer.decoder(eb.decompress(payload, y.shape[-2:]))).numpy()
             assert unpack_stream(stream)[1] == {"y": payload[0]}  # byte-identical to CompressAI
