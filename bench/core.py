@@ -366,7 +366,8 @@ def _measure(config: BenchConfig, bundles: list[Bundle], ids: dict[Path, str], l
                                      "peak_rss_bytes": result["peak_rss_bytes"],
                                      "torch_imported": result["torch_imported"],
                                      "timing_process_peak_rss_bytes": (device if side == "device" else server)[
-                                         "peak_rss_bytes"]})
+                                         "peak_rss_bytes"],
+                                     "cold_start": (result.get("result") or {}).get("cold_start")})
             if not result["ok"]:
                 _record_failure(report, f"memory {side} {key}", result)
         sizes = _sizes(bundle, streams, symbols, config.images)

@@ -145,13 +145,16 @@ def _compute(report: dict[str, Any]) -> list[Table]:
 
 def _memory(report: dict[str, Any]) -> Table:
     rows = [[m["config"], m["side"], _mb(m["peak_rss_bytes"]), _mb(m["timing_process_peak_rss_bytes"]),
-             m["torch_imported"]] for m in report["memory"]]
+             m["torch_imported"], (m.get("cold_start") or {}).get("process_start_to_first_stream_s"),
+             (m.get("cold_start") or {}).get("cpu_s")] for m in report["memory"]]
     baseline = report.get("baseline")
     if baseline:
         rows.append(["PyTorch eager (paper path)", "device", _mb(baseline["device_peak_rss_bytes"]),
-                     _mb(baseline["device_timing_process_peak_rss_bytes"]), True])
+                     _mb(baseline["device_timing_process_peak_rss_bytes"]), True, None, None])
     note = ("Peak RSS (MB) of a fresh process that encodes (or decodes) the images one at a time; the timing "
-            "process also holds every decoded image. The device process must not import torch.")
+            "process also holds every decoded image. The device process must not import torch. Cold start: that "
+            "device process from its creation to its first stream (interpreter, imports, session, first image), "
+            "wall s and CPU s.")
     for model, section in report["compute"].items():
         peaks = {side: (section["stages"][side]["onnx"] or {}).get("activation_bytes_peak")
                  for side in ("device", "server")}
@@ -159,7 +162,7 @@ def _memory(report: dict[str, Any]) -> Table:
             note += (f" Activation memory the FP32 graphs need ({model}, ONNX shape inference, peak alive at once):"
                      f" device {_mb(peaks['device']):.1f} MB, server {_mb(peaks['server']):.1f} MB.")
     return Table("Memory", ["configuration", "side", "peak RSS (MB)", "timing process peak RSS (MB)",
-                            "torch imported"], rows, note)
+                            "torch imported", "cold start (s)", "cold start CPU (s)"], rows, note)
 
 
 def _size(report: dict[str, Any]) -> list[Table]:
