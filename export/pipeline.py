@@ -47,7 +47,7 @@ from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get
 from sc2edge.zoo.graphs import DeviceGraph, PixelInput, ServerGraph
 
 VALIDATION_IMAGES = 4
-DEVICE_GRAPH_INPUT = "uint8-nhwc"  # device graphs take the crop's pixels and normalize in-graph (zoo.graphs.PixelInput)
+PIXEL_GRAPH_INPUT = "uint8-nhwc"  # a device graph that takes the crop's pixels and normalizes (zoo.graphs.PixelInput)
 _VERSIONED_PACKAGES = ("torch", "torchvision", "compressai", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
 
 
@@ -82,6 +82,10 @@ class ExportConfig:
         reference (bool | None): also export the reference model (the unmodified teacher, image -> logits) for
             the input-codec baselines; None exports it when it has trained weights. Defaults to None.
         reference_checkpoint (Path | None): the reference's weights instead of its builder's. Defaults to None.
+        pixel_input (bool | None): the device graph takes uint8 NHWC pixels and normalizes in-graph
+            (``zoo.graphs.PixelInput``) instead of a float32 NCHW image. None: pixels unless ``int8`` (calibrated
+            on the pixel graph, the Fashion-MNIST student's OpenVINO INT8 dropped 1.10 points, over its 1-point
+            budget: NNCF's quantizer placement after the in-graph normalization is not settled). Defaults to None.
     """
 
     backends: tuple[str, ...] = ("onnxruntime",)
@@ -98,6 +102,7 @@ class ExportConfig:
     int8_check_images: Path | None = None
     int8_check_labels: Path | None = None
     int8_check_count: int = 100
+    pixel_input: bool | None = None
     int8_budget: Int8Budget = field(default_factory=Int8Budget)
     int8_accuracy_control: bool = False
     allow_int8_over_budget: bool = False
@@ -140,6 +145,11 @@ def model_task(loaded: LoadedModel) -> Task:
     return create_task({"kind": spec.task, "num_classes": spec.num_classes}, class_names(spec))
 
 
+def takes_pixels(config: ExportConfig) -> bool:
+    """Whether the device graph takes uint8 pixels (``ExportConfig.pixel_input``; None: unless INT8)."""
+    return not config.int8 if config.pixel_input is None else config.pixel_input
+
+
 def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables, config: ExportConfig) -> dict[str, Any]:
     spec, model = loaded.spec, loaded.model
     labels_file = LABELS_FILE if task.labels else None
@@ -152,7 +162,8 @@ def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables, config: Ex
                   "checkpoint": str(loaded.checkpoint_path) if loaded.checkpoint_path else None,
                   "checkpoint_sha256": loaded.checkpoint_sha256, "description": spec.description},
         "task": task.to_json(labels_file),
-        "preprocess": {**spec.preprocess.to_json(), "graph_input": DEVICE_GRAPH_INPUT},
+        "preprocess": ({**spec.preprocess.to_json(), "graph_input": PIXEL_GRAPH_INPUT} if takes_pixels(config)
+                       else spec.preprocess.to_json()),
         "input": {"channels": channels, "height": size, "width": size},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
@@ -194,18 +205,21 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
     size = manifest["input"]["height"]
     channels = manifest["input"]["channels"]
     example = torch.zeros(1, channels, size, size)
-    pixels = torch.zeros(1, size, size, channels, dtype=torch.uint8)
     with BundleBuilder(out, overwrite=config.overwrite) as builder, torch.no_grad():
         tables.save(builder.staging / TABLES_FILE)
         if task.labels:
             (builder.staging / LABELS_FILE).write_text(json.dumps(task.labels))
-        pre = loaded.spec.preprocess
-        device_graph = PixelInput(DeviceGraph(loaded.model), pre.mean, pre.std).eval()
+        device_graph, device_example, device_axes = DeviceGraph(loaded.model).eval(), example, None
+        if takes_pixels(config):
+            pre = loaded.spec.preprocess
+            device_graph = PixelInput(device_graph, pre.mean, pre.std).eval()
+            device_example, device_axes = torch.zeros(1, size, size, channels, dtype=torch.uint8), PIXEL_AXES
         server_graph = ServerGraph(loaded.model).eval()
-        export_onnx(device_graph, pixels, builder.staging / "device.fp32.onnx", DEVICE_IO, opset=config.opset,
-                    input_axes=PIXEL_AXES)
+        export_onnx(device_graph, device_example, builder.staging / "device.fp32.onnx", DEVICE_IO, opset=config.opset,
+                    input_axes=device_axes)
         builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")
-        export_onnx(server_graph, device_graph(pixels), builder.staging / "server.fp32.onnx",
+        export_onnx(server_graph, device_graph(device_example),
+                    builder.staging / "server.fp32.onnx",
                     ([SERVER_INPUT], task.output_names), opset=config.opset,
                     output_axes={o.name: o.dynamic_axes() for o in task.outputs})
         builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")

@@ -33,6 +33,8 @@ def test_shipped_model_exports_and_round_trips(name, request, two_photos, photos
     bundle = Bundle.open(path)
     assert bundle.manifest["model"]["name"] == name
     assert bundle.manifest["validation"] and all(v["passed"] for v in bundle.manifest["validation"])
+    if name != DEFAULT_TEST_MODEL:  # a plain FP32 export: the device graph takes uint8 pixels, normalizes in-graph
+        assert bundle.spec.preprocess.graph_input == "uint8-nhwc"
     model = get_model(name).model
     layer, eb = model.bottleneck_layer, model.bottleneck_layer.entropy_bottleneck
     with Encoder(bundle) as encoder, Decoder(bundle) as decoder:
