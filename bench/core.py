@@ -29,6 +29,7 @@ from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import backend_info, canonical_backend
 from sc2edge.runtime.entropy import open_codec
 from sc2edge.runtime.input_codecs import input_codec
+from sc2edge.runtime.preprocess import graph_input_spec
 from sc2edge.tasks import Task, bundle_task
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -206,8 +207,7 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
         try:
             device = bundle.artifact("device", "onnx", "fp32")
             server = bundle.artifact("server", "onnx", "fp32")
-            d = compute.count_onnx(bundle.path / device.path,
-                                   {"image": ((1, manifest["input"]["channels"], h, w), np.float32)})
+            d = compute.count_onnx(bundle.path / device.path, {"image": graph_input_spec(bundle.preprocess, h, w)})
             codec = open_codec(bundle)
             s = compute.count_onnx(bundle.path / server.path,
                                    {codec.server_inputs[0]: ((1, *latent), codec.server_dtype)},
@@ -420,7 +420,8 @@ def _measure(config: BenchConfig, bundles: list[Bundle], ids: dict[Path, str], l
                                      "peak_rss_bytes": result["peak_rss_bytes"],
                                      "torch_imported": result["torch_imported"],
                                      "timing_process_peak_rss_bytes": (device if side == "device" else server)[
-                                         "peak_rss_bytes"]})
+                                         "peak_rss_bytes"],
+                                     "cold_start": (result.get("result") or {}).get("cold_start")})
             if not result["ok"]:
                 _record_failure(report, f"memory {side} {key}", result)
         sizes = _sizes(bundle, streams, symbols, config.images)

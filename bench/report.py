@@ -116,22 +116,24 @@ def _latency(report: dict[str, Any]) -> Table:
     for key, stages in entries:
         for stage, s in stages.items():
             rows.append([key, STAGE_LABELS.get(stage, stage), s["p50"], s["p90"], s["p99"], s["mean"], s["std"],
-                         s["n"]])
+                         s.get("cpu"), s["n"]])
     for key, alt in report.get("alternatives", {}).items():
-        rows.append([key, "whole model on device", *(alt["stages"]["full_model"][k]
-                                                     for k in ("p50", "p90", "p99", "mean", "std", "n"))])
+        full = alt["stages"]["full_model"]
+        rows.append([key, "whole model on device", *(full[k] for k in ("p50", "p90", "p99", "mean", "std")),
+                     full.get("cpu"), full["n"]])
         for name, codec in alt["codecs"].items():
             for what in ("encode", "server_total"):
                 s = codec[what]
                 rows.append([key, f"{name} {what.replace('_', ' ')}", s["p50"], s["p90"], s["p99"], s["mean"],
-                             s["std"], s["n"]])
+                             s["std"], s.get("cpu"), s["n"]])
     timing = report["config"]["timing"]
     coders = ", ".join(sorted({f"{k}: {e['coder']}" for k, e in report["latency"].items()}))
     note = (f"ms; warm-up {timing['warmup_count']} runs / {timing['warmup_s']} s, then at least "
             f"{timing['min_count']} runs and {timing['min_time_s']} s per stage; each configuration in its own "
-            f"process. Entropy coder: {coders or 'n/a'}.")
-    return Table("Latency per stage", ["configuration", "stage", "p50", "p90", "p99", "mean", "std", "runs"], rows,
-                 note)
+            f"process. CPU = user + system CPU ms per run, every thread of the process (the energy proxy; above the "
+            f"wall time when several threads work). Entropy coder: {coders or 'n/a'}.")
+    return Table("Latency per stage", ["configuration", "stage", "p50", "p90", "p99", "mean", "std", "CPU", "runs"],
+                 rows, note)
 
 
 def _compute(report: dict[str, Any]) -> list[Table]:
@@ -163,13 +165,16 @@ def _compute(report: dict[str, Any]) -> list[Table]:
 
 def _memory(report: dict[str, Any]) -> Table:
     rows = [[m["config"], m["side"], _mb(m["peak_rss_bytes"]), _mb(m["timing_process_peak_rss_bytes"]),
-             m["torch_imported"]] for m in report["memory"]]
+             m["torch_imported"], (m.get("cold_start") or {}).get("process_start_to_first_stream_s"),
+             (m.get("cold_start") or {}).get("cpu_s")] for m in report["memory"]]
     baseline = report.get("baseline")
     if baseline:
         rows.append(["PyTorch eager (paper path)", "device", _mb(baseline["device_peak_rss_bytes"]),
-                     _mb(baseline["device_timing_process_peak_rss_bytes"]), True])
+                     _mb(baseline["device_timing_process_peak_rss_bytes"]), True, None, None])
     note = ("Peak RSS (MB) of a fresh process that encodes (or decodes) the images one at a time; the timing "
-            "process also holds every decoded image. The device process must not import torch.")
+            "process also holds every decoded image. The device process must not import torch. Cold start: that "
+            "device process from its creation to its first stream (interpreter, imports, session, first image), "
+            "wall s and CPU s.")
     for model, section in report["compute"].items():
         peaks = {side: (section["stages"][side]["onnx"] or {}).get("activation_bytes_peak")
                  for side in ("device", "server")}
@@ -177,7 +182,7 @@ def _memory(report: dict[str, Any]) -> Table:
             note += (f" Activation memory the FP32 graphs need ({model}, ONNX shape inference, peak alive at once):"
                      f" device {_mb(peaks['device']):.1f} MB, server {_mb(peaks['server']):.1f} MB.")
     return Table("Memory", ["configuration", "side", "peak RSS (MB)", "timing process peak RSS (MB)",
-                            "torch imported"], rows, note)
+                            "torch imported", "cold start (s)", "cold start CPU (s)"], rows, note)
 
 
 def _size(report: dict[str, Any]) -> list[Table]:
@@ -326,11 +331,11 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
 
 
 def write_csvs(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    stats = ["n", "mean", "std", "min", "p50", "p90", "p99"]
-    latency_rows = [[key, e["backend"], e["precision"], stage, *(s[k] for k in stats)]
+    stats = ["n", "mean", "std", "min", "p50", "p90", "p99", "cpu"]
+    latency_rows = [[key, e["backend"], e["precision"], stage, *(s.get(k) for k in stats)]
                     for key, e in report["latency"].items() for stage, s in e["stages"].items()]
     if report.get("baseline"):
-        latency_rows += [["paper-path", "pytorch-eager", "fp32", stage, *(s[k] for k in stats)]
+        latency_rows += [["paper-path", "pytorch-eager", "fp32", stage, *(s.get(k) for k in stats)]
                          for stage, s in report["baseline"]["stages"].items()]
     size_fields = ["image", "stream_bytes", "payload_bytes", "bpp", "information_bits", "coder_overhead", "paper_kb"]
     e2e_fields = ["config", "link", "path", "device_ms", "bytes", "transfer_ms", "rtt_ms", "server_ms", "total_ms"]

@@ -9,8 +9,10 @@ The "torch-device"/"torch-server" modes are the paper's eager path (encoder + ``
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -28,11 +30,12 @@ from sc2edge.tasks import Prediction, bundle_task
 TORCH_FREE_MODES = ("device", "server", "local", "roofline")
 
 
-def _images(spec: dict[str, Any]) -> list[Image.Image]:
-    """The images decoded once, up front: a device encodes frames it already holds in memory."""
+def _images(spec: dict[str, Any]) -> list[np.ndarray]:
+    """The images decoded once, up front, as uint8 H x W x 3 frames: a device encodes frames it already holds in
+    memory, as a camera gives them (``preprocess_file`` times the same images from their files)."""
     from sc2edge.runtime.preprocess import load_image
 
-    return [load_image(p) for p in spec["images"]]
+    return [np.asarray(load_image(p)) for p in spec["images"]]
 
 
 def _timing(spec: dict[str, Any]) -> TimingConfig:
@@ -66,6 +69,7 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
         symbols = [encoder.codec.section_symbols(item)["y"] for item in items]  # the latent's symbols
         stages = {
             "preprocess": measure(encoder.preprocess, images, timing),
+            "preprocess_file": measure(encoder.preprocess, spec["images"], timing),
             "encoder_graph": measure(encoder.device_outputs, batches, timing),
         }
         index_path = getattr(encoder.codec, "index_path", None)
@@ -98,32 +102,40 @@ def run_server(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _whole_model(spec: dict[str, Any], bundle, stack: ExitStack) -> tuple[
-        Callable[[np.ndarray], dict[str, np.ndarray]], dict[str, Any]]:
-    """The unmodified model the split replaces, batch -> named outputs: the bundle's reference graph when it has one
-    (at the configuration's precision if exported, else FP32), else the student's device then server graph."""
+        Callable[[Any], dict[str, np.ndarray]], Callable[[Image.Image], dict[str, np.ndarray]], dict[str, Any]]:
+    """The unmodified model the split replaces, as (image -> named outputs, model-size crop -> named outputs): the
+    bundle's reference graph when it has one (at the configuration's precision if exported, else FP32), else the
+    student's device then server graph."""
     from sc2edge.runtime import Decoder, Encoder, ReferenceGraph
+    from sc2edge.runtime.preprocess import crop_input, normalize_image
     from sc2edge.runtime.reference import REFERENCE_OUTPUT, has_reference
 
+    pre = bundle.preprocess
     if has_reference(bundle, spec["backend"]):
         precision = spec["precision"] if has_reference(bundle, spec["backend"], spec["precision"]) else "fp32"
         graph = stack.enter_context(ReferenceGraph(bundle, spec["backend"], precision, threads=spec["threads"]))
         name = (bundle.manifest.get("reference") or {}).get("name", "reference")
-        return (lambda batch: {REFERENCE_OUTPUT: graph.predict(batch)}), {
+        return ((lambda image: {REFERENCE_OUTPUT: graph.predict(graph.preprocess(image)[None])}),
+                (lambda crop: {REFERENCE_OUTPUT: graph.predict(normalize_image(crop, pre)[None])}), {
             "model": "reference", "reference": name, "precision": precision,
-            "full_model_method": f"the reference graph ({name}), one graph"}
+            "full_model_method": f"the reference graph ({name}), one graph"})
     encoder = stack.enter_context(Encoder(bundle, spec["backend"], spec["precision"], threads=spec["threads"]))
     decoder = stack.enter_context(Decoder(bundle, spec["backend"], spec["server_precision"],
                                           threads=spec["threads"]))
     if encoder.codec.device_outputs != ("symbols",):  # a hyperprior's server input comes out of its index path
-        return (lambda batch: decoder.predict_outputs(np.stack([decoder.decode_symbols(s)
-                                                                for s in encoder.encode_batch(batch)]))), {
+        def through_stream(batch: np.ndarray) -> dict[str, np.ndarray]:
+            return decoder.predict_outputs(np.stack([decoder.decode_symbols(s) for s in encoder.encode_batch(batch)]))
+
+        return ((lambda image: through_stream(encoder.preprocess(image)[None])),
+                (lambda crop: through_stream(crop_input(crop, pre)[None])), {
             "model": "student", "reference": None, "precision": spec["precision"],
             "full_model_method": "no reference in the bundle: the student's device graph, entropy coding and "
-                                 "index path, then server graph, in one process"}
-    return (lambda batch: decoder.predict_outputs(encoder.symbols(batch))), {
+                                 "index path, then server graph, in one process"})
+    return ((lambda image: decoder.predict_outputs(encoder.symbols(encoder.preprocess(image)[None]))),
+            (lambda crop: decoder.predict_outputs(encoder.symbols(crop_input(crop, pre)[None]))), {
         "model": "student", "reference": None, "precision": spec["precision"],
         "full_model_method": "no reference in the bundle: the student's device graph then server graph, in one "
-                             "process"}
+                             "process"})
 
 
 def run_local(spec: dict[str, Any]) -> dict[str, Any]:
@@ -131,18 +143,18 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
     on the server (codec encode time and size measured on the model's input crop)."""
     from sc2edge.runtime import Bundle
     from sc2edge.runtime.input_codecs import input_codec
-    from sc2edge.runtime.preprocess import crop_image, preprocess_image
-    from sc2edge.runtime.reference import decode_input
+    from sc2edge.runtime.preprocess import crop_image
+    from sc2edge.runtime.reference import decode_crop
 
     timing = _timing(spec)
     images = _images(spec)
     bundle = Bundle.open(spec["bundle"])
     pre, task = bundle.preprocess, bundle_task(bundle)
     with ExitStack() as stack:
-        model, described = _whole_model(spec, bundle, stack)
+        from_image, from_crop, described = _whole_model(spec, bundle, stack)
 
-        def full_model(image: Image.Image) -> Prediction:
-            return task.predictions(model(preprocess_image(image, pre)[None]))[0]
+        def full_model(image: np.ndarray) -> Prediction:
+            return task.predictions(from_image(image))[0]
 
         result: dict[str, Any] = {"stages": {"full_model": measure(full_model, images, timing).to_json()},
                                   **described, "codecs": {},
@@ -153,7 +165,7 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
             encoded = [codec.encode(c) for c in crops]
 
             def server(data: bytes, codec=codec) -> Prediction:
-                return task.predictions(model(decode_input(codec, data, pre)[None]))[0]
+                return task.predictions(from_crop(decode_crop(codec, data, pre)))[0]
 
             result["codecs"][codec.label] = {
                 "codec": codec.name, "quality": codec.quality, "bytes": [len(e) for e in encoded],
@@ -198,7 +210,7 @@ def run_torch_device(spec: dict[str, Any]) -> dict[str, Any]:
     if hasattr(bottleneck, "gaussian_conditional"):
         raise Sc2edgeError("the PyTorch eager baseline covers factorized-prior models; not run for a hyperprior")
     timing = _timing(spec)
-    images = _images(spec)
+    images = [Image.fromarray(frame) for frame in _images(spec)]  # torchvision's transforms take PIL images
     with torch.no_grad():
         batches = [transform(im).unsqueeze(0) for im in images]
         latents = [bottleneck.encoder(b) for b in batches]
@@ -253,12 +265,21 @@ def run_memory(spec: dict[str, Any]) -> dict[str, Any]:
                 bottleneck.entropy_bottleneck.compress(bottleneck.encoder(transform(load_image(path)).unsqueeze(0)))
         return {"images": len(spec["images"])}
     if side == "device":
+        start = time.perf_counter()
         from sc2edge.runtime import Encoder
 
+        imported = time.perf_counter()
         with Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as encoder:
-            for path in spec["images"]:
+            opened = time.perf_counter()
+            encoder.encode(spec["images"][:1])
+            first = time.perf_counter()
+            since_exec = _seconds_since_process_start()
+            cpu = os.times()
+            for path in spec["images"][1:]:
                 encoder.encode([path])
-        return {"images": len(spec["images"])}
+        return {"images": len(spec["images"]), "cold_start": {
+            "import_s": imported - start, "session_s": opened - imported, "first_stream_s": first - opened,
+            "process_start_to_first_stream_s": since_exec, "cpu_s": cpu.user + cpu.system}}
     from sc2edge.runtime import Decoder
 
     streams, _ = load_streams(Path(spec["streams"]))
@@ -270,6 +291,16 @@ def run_memory(spec: dict[str, Any]) -> dict[str, Any]:
 
 MODES = {"device": run_device, "server": run_server, "local": run_local, "roofline": run_roofline,
          "torch-device": run_torch_device, "torch-server": run_torch_server, "memory": run_memory}
+
+
+def _seconds_since_process_start() -> float | None:
+    """Wall time since this process was created (psutil, 10 ms resolution): interpreter start and every import
+    included, the cold start a device application sees. None without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return time.time() - psutil.Process().create_time()
 
 
 def peak_rss_bytes() -> int:

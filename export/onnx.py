@@ -14,11 +14,13 @@ MIN_OPSET, MAX_OPSET = 13, 20  # per-channel Q/DQ needs 13; torch's TorchScript 
 DEVICE_IO = (["image"], ["symbols"])
 SERVER_INPUT = "symbols"
 REFERENCE_IO = (["image"], ["logits"])  # the unmodified model: image -> logits, the split's two halves in one
+PIXEL_AXES = {0: "batch", 1: "height", 2: "width"}  # a uint8 NHWC image input (zoo.graphs.PixelInput)
 
 
 def export_onnx(graph: nn.Module, example: torch.Tensor, path: Path, io_names: tuple[list[str], list[str]],
                 *, opset: int = DEFAULT_OPSET, spatial_dynamic: bool = True,
-                output_axes: Mapping[str, Mapping[int, str]] | None = None) -> Path:
+                output_axes: Mapping[str, Mapping[int, str]] | None = None,
+                input_axes: Mapping[int, str] | None = None) -> Path:
     """Export ``graph`` to ``path``.
 
     Args:
@@ -29,11 +31,13 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, path: Path, io_names: t
         opset (int): ONNX opset. Defaults to 17.
         spatial_dynamic (bool): let height and width vary. Defaults to True.
         output_axes (Mapping | None): dynamic axes of each output by name (a task's ``OutputSpec.dynamic_axes``).
-            Defaults to None: the input's axes for a 4-D single output, else the batch axis.
+            Defaults to None: the NCHW axes for a 4-D single output, else the batch axis.
+        input_axes (Mapping | None): dynamic axes of the input (``PIXEL_AXES`` for NHWC pixels). Defaults to None:
+            NCHW (batch, and height and width when ``spatial_dynamic``).
     """
     inputs, outputs = io_names
     axes = {0: "batch", 2: "height", 3: "width"} if spatial_dynamic else {0: "batch"}
-    dynamic_axes = {inputs[0]: axes}
+    dynamic_axes = {inputs[0]: dict(input_axes) if input_axes is not None else axes}
     if output_axes is not None:
         dynamic_axes.update({name: dict(output_axes[name]) for name in outputs})
     else:

@@ -27,7 +27,16 @@ from sc2edge.export.hyperprior import (
     stage_hyperprior,
     validate_hyperprior_bundle,
 )
-from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, MAX_OPSET, MIN_OPSET, REFERENCE_IO, SERVER_INPUT, export_onnx
+from sc2edge.export.onnx import (
+    DEFAULT_OPSET,
+    DEVICE_IO,
+    MAX_OPSET,
+    MIN_OPSET,
+    PIXEL_AXES,
+    REFERENCE_IO,
+    SERVER_INPUT,
+    export_onnx,
+)
 from sc2edge.export.openvino import add_openvino_artifacts
 from sc2edge.export.validate import (
     ReferenceValidationResult,
@@ -45,9 +54,10 @@ from sc2edge.runtime.manifest import LABELS_FILE, TABLES_FILE
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.tasks import Task, create_task
 from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get_reference, latent_size
-from sc2edge.zoo.graphs import DeviceGraph, ServerGraph
+from sc2edge.zoo.graphs import DeviceGraph, PixelInput, ServerGraph
 
 VALIDATION_IMAGES = 4
+PIXEL_GRAPH_INPUT = "uint8-nhwc"  # a device graph that takes the crop's pixels and normalizes (zoo.graphs.PixelInput)
 _VERSIONED_PACKAGES = ("torch", "torchvision", "compressai", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
 
 
@@ -82,6 +92,10 @@ class ExportConfig:
         reference (bool | None): also export the reference model (the unmodified teacher, image -> logits) for
             the input-codec baselines; None exports it when it has trained weights. Defaults to None.
         reference_checkpoint (Path | None): the reference's weights instead of its builder's. Defaults to None.
+        pixel_input (bool | None): the device graph takes uint8 NHWC pixels and normalizes in-graph
+            (``zoo.graphs.PixelInput``) instead of a float32 NCHW image. None: pixels unless ``int8`` (calibrated
+            on the pixel graph, the Fashion-MNIST student's OpenVINO INT8 dropped 1.10 points, over its 1-point
+            budget: NNCF's quantizer placement after the in-graph normalization is not settled). Defaults to None.
     """
 
     backends: tuple[str, ...] = ("onnxruntime",)
@@ -98,6 +112,7 @@ class ExportConfig:
     int8_check_images: Path | None = None
     int8_check_labels: Path | None = None
     int8_check_count: int = 100
+    pixel_input: bool | None = None
     int8_budget: Int8Budget = field(default_factory=Int8Budget)
     int8_accuracy_control: bool = False
     allow_int8_over_budget: bool = False
@@ -140,7 +155,13 @@ def model_task(loaded: LoadedModel) -> Task:
     return create_task({"kind": spec.task, "num_classes": spec.num_classes}, class_names(spec))
 
 
-def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables | None, config: ExportConfig) -> dict[str, Any]:
+def takes_pixels(config: ExportConfig) -> bool:
+    """Whether the device graph takes uint8 pixels (``ExportConfig.pixel_input``; None: unless INT8)."""
+    return not config.int8 if config.pixel_input is None else config.pixel_input
+
+
+def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables | None, config: ExportConfig,
+              pixels: bool) -> dict[str, Any]:
     spec, model = loaded.spec, loaded.model
     labels_file = LABELS_FILE if task.labels else None
     size = spec.preprocess.crop
@@ -152,7 +173,8 @@ def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables | None, con
                   "checkpoint": str(loaded.checkpoint_path) if loaded.checkpoint_path else None,
                   "checkpoint_sha256": loaded.checkpoint_sha256, "description": spec.description},
         "task": task.to_json(labels_file),
-        "preprocess": spec.preprocess.to_json(),
+        "preprocess": ({**spec.preprocess.to_json(), "graph_input": PIXEL_GRAPH_INPUT} if pixels
+                       else spec.preprocess.to_json()),
         "input": {"channels": channels, "height": size, "width": size},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
@@ -197,15 +219,17 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
                            "without --int8)")
     tables = None if bq else EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
     task = model_task(loaded)
-    manifest = _manifest(loaded, task, tables, config)
     hyperprior = is_hyperprior(loaded.model)  # its z is the factorized prior of TABLES_FILE
+    pixels = takes_pixels(config) and not (bq or hyperprior)  # their device graphs take float images for now
+    manifest = _manifest(loaded, task, tables, config, pixels)
     if hyperprior and config.int8_accuracy_control:
         raise Sc2edgeError("accuracy control (--max-drop) supports factorized-prior models; export this hyperprior "
                            "without it")
     if hyperprior:
         manifest["entropy"] = hyperprior_entropy(loaded.model, tables, TABLES_FILE, means=model_means(loaded.model))
     size = manifest["input"]["height"]
-    example = torch.zeros(1, manifest["input"]["channels"], size, size)
+    channels = manifest["input"]["channels"]
+    example = torch.zeros(1, channels, size, size)
     with BundleBuilder(out, overwrite=config.overwrite) as builder, torch.no_grad():
         if bq:
             manifest["entropy"] = write_quantizer(loaded, builder.staging)
@@ -223,9 +247,15 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
             else:
                 device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()
                 device_io, server_input, validate = DEVICE_IO, SERVER_INPUT, validate_bundle
-            export_onnx(device_graph, example, builder.staging / "device.fp32.onnx", device_io, opset=config.opset)
+            device_example, device_axes = example, None
+            if pixels:
+                pre = loaded.spec.preprocess
+                device_graph = PixelInput(device_graph, pre.mean, pre.std).eval()
+                device_example, device_axes = torch.zeros(1, size, size, channels, dtype=torch.uint8), PIXEL_AXES
+            export_onnx(device_graph, device_example, builder.staging / "device.fp32.onnx", device_io,
+                        opset=config.opset, input_axes=device_axes)
             builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")
-            export_onnx(server_graph, device_graph(example), builder.staging / "server.fp32.onnx",
+            export_onnx(server_graph, device_graph(device_example), builder.staging / "server.fp32.onnx",
                         ([server_input], task.output_names), opset=config.opset,
                         output_axes={o.name: o.dynamic_axes() for o in task.outputs})
             builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")

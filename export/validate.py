@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from sc2edge.runtime import Bundle, Decoder, Encoder
+from sc2edge.runtime.preprocess import float_input
 from sc2edge.runtime.reference import REFERENCE_OUTPUT, ReferenceGraph
 from sc2edge.runtime.stream import unpack_stream
 from sc2edge.tasks import OutputError, Task, bundle_task
@@ -85,8 +86,9 @@ def validate_bundle(model: SplitClassifier, bundle: Bundle | str | Path, images:
         task = decoder.task
         result.task = task.kind
         for path in images:
-            x = encoder.preprocess(path)[None]
-            y = model.bottleneck_layer.encoder(torch.from_numpy(x))
+            x = encoder.preprocess(path, fast=False)[None]  # the graph's input: uint8 pixels or the float image
+            image = float_input(path, encoder.bundle.preprocess, fast=False)  # PyTorch's: the same pixels, normalized
+            y = model.bottleneck_layer.encoder(torch.from_numpy(image)[None])
             reference_stream = eb.compress(y)[0]
             reference = task.items(named_outputs(task, model.forward_tail(model.bottleneck_layer.decoder(
                 eb.decompress([reference_stream], y.shape[-2:])))))[0]

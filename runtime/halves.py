@@ -32,13 +32,14 @@ class BundleGraph:
     role = ""
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", precision: str = "fp32", *,
-                 threads: int | None = None, device: str | None = None):
+                 threads: int | None = None, device: str | None = None, spin: bool = False,
+                 cache_dir: str | Path | None = None):
         self.bundle = open_bundle(bundle)
         self.backend = canonical_backend(backend)
         self.precision = precision
         self._before_runner()
-        self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision,
-                                                threads=threads, device=device).activate()
+        self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision, threads=threads,
+                                                device=device, spin=spin, cache_dir=cache_dir).activate()
 
     def _before_runner(self) -> None:
         """What must succeed before the runner opens, so that a refusal leaves nothing open."""
@@ -67,20 +68,27 @@ class Encoder(_Half):
         precision (str): "fp32", "fp16" or "int8", as exported. Defaults to "fp32".
         threads (int | None): intra-op threads of the graph runtime. Defaults to None (runtime's choice).
         device (str | None): the runtime's device name. Defaults to None (CPU).
+        spin (bool): idle runtime threads spin-wait (costs CPU time, see ``BaseRunner``). Defaults to False.
+        cache_dir (str | Path | None): the runtime's compiled-graph cache, for faster later starts. Defaults to None.
     """
 
     role = "device"
 
-    def preprocess(self, image: ImageLike) -> np.ndarray:
-        return preprocess_image(image, self.bundle.preprocess)
+    def preprocess(self, image: ImageLike, *, fast: bool = True) -> np.ndarray:
+        """An image file, PIL image or uint8 frame (H x W x 3) -> the device graph's input for it: uint8 HWC pixels
+        (bundles whose graph normalizes) or float32 CHW. ``fast``: see ``preprocess.crop_image``."""
+        return preprocess_image(image, self.bundle.preprocess, fast=fast)
 
     def device_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """float32 NCHW images -> the device graph's outputs, by name (batched)."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1] != self.bundle.manifest["input"]["channels"]:
-            raise Sc2edgeError(f"expected a float32 batch N x {self.bundle.manifest['input']['channels']} x H x W, "
-                               f"got shape {batch.shape}")
-        return self.runner.infer({"image": batch})
+        """A batch of graph inputs (``preprocess`` per item, stacked) -> the device graph's outputs, by name."""
+        pre = self.bundle.spec.preprocess
+        pixels = pre.graph_input == "uint8-nhwc"
+        batch = np.asarray(batch) if pixels else np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[3 if pixels else 1] != pre.channels or (pixels and batch.dtype != np.uint8):
+            expected = (f"uint8 N x H x W x {pre.channels}" if pixels else f"float32 N x {pre.channels} x H x W")
+            raise Sc2edgeError(f"this bundle's device graph takes a {expected} batch (Encoder.preprocess makes its "
+                               f"items), got {batch.dtype} with shape {batch.shape}")
+        return self.runner.infer({"image": np.ascontiguousarray(batch)})
 
     def symbols(self, batch: np.ndarray) -> np.ndarray:
         """float32 NCHW images -> int32 NCHW symbols (the device graph of a factorized prior, whose one output
@@ -104,11 +112,13 @@ class Encoder(_Half):
         return [{name: outputs[name][item] for name in self.codec.device_outputs} for item in range(len(batch))]
 
     def encode_batch(self, batch: np.ndarray) -> list[bytes]:
-        """float32 NCHW images -> one stream per item, from the device outputs the entropy codec consumes."""
+        """A batch of graph inputs (``preprocess`` per item, stacked) -> one stream per item, from the device
+        outputs the entropy codec consumes."""
         return [self.codec.compress(item) for item in self.item_outputs(batch)]
 
     def encode(self, images: Iterable[ImageLike]) -> list[bytes]:
-        """Images (paths or PIL images) -> streams, one image at a time (batch 1 is the device's case)."""
+        """Images (paths, PIL images or uint8 H x W x 3 frames) -> streams, one image at a time (batch 1 is the
+        device's case)."""
         return [self.encode_batch(self.preprocess(image)[None])[0] for image in images]
 
 

@@ -27,6 +27,8 @@ UNCODED = "none"  # entropy "coder" of a codec that sends its values as they are
 Role = Literal["device", "server", "reference"]
 Format = Literal["onnx", "openvino", "onnx-trt", "trt-engine"]
 Precision = Literal["fp32", "fp16", "int8"]
+GraphInput = Literal["float32-nchw", "uint8-nhwc"]  # what a device graph takes (PreprocessSpec.graph_input)
+GRAPH_INPUTS: tuple[str, ...] = get_args(GraphInput)
 # Task and entropy-model kinds are registry names (sc2edge.tasks, runtime.entropy.CODECS): a new kind is a new file
 # and a registry entry, so the manifest checks only their form and the registries say which they know.
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -113,7 +115,9 @@ def bundle_path(name: Any, key: str) -> str:
 class PreprocessSpec:
     """How an image becomes the model's input tensor: resize the shorter side (bilinear), center crop, normalize.
 
-    The one preprocessing record: the zoo's model specs and the bundle's manifest both use it.
+    The one preprocessing record: the zoo's model specs and the bundle's manifest both use it. ``graph_input`` says
+    what the bundle's device graph takes: "float32-nchw" (normalized here; bundles before it was recorded) or
+    "uint8-nhwc" (the crop's pixels as decoded; the graph casts and normalizes).
     """
 
     resize: int  # shorter side, bilinear
@@ -121,14 +125,18 @@ class PreprocessSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     grayscale: bool = False
+    graph_input: GraphInput = "float32-nchw"
 
     @property
     def channels(self) -> int:
         return 1 if self.grayscale else 3
 
     def to_json(self) -> dict[str, Any]:
-        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
-                "grayscale": self.grayscale}
+        record = {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
+                  "grayscale": self.grayscale}
+        if self.graph_input != "float32-nchw":  # the default stays unwritten: older readers know only float
+            record["graph_input"] = self.graph_input
+        return record
 
     @classmethod
     def from_json(cls, record: Any, path: str = "preprocess") -> PreprocessSpec:
@@ -142,7 +150,11 @@ class PreprocessSpec:
         std = _floats(record, "std", path, channels)
         if not all(s > 0 for s in std):
             raise BundleError(f"manifest {path}.std must be positive")
-        return cls(resize, crop, _floats(record, "mean", path, channels), std, grayscale)
+        graph_input = _get(record, "graph_input", str, path, optional=True) or "float32-nchw"
+        if graph_input not in GRAPH_INPUTS:
+            raise BundleError(f"manifest {path}.graph_input must be one of {', '.join(GRAPH_INPUTS)}, "
+                              f"got {graph_input!r}")
+        return cls(resize, crop, _floats(record, "mean", path, channels), std, grayscale, graph_input)
 
 
 @dataclass(frozen=True)

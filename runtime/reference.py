@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from sc2edge.errors import BundleError, Sc2edgeError
 from sc2edge.runtime.backends import backend_info
 from sc2edge.runtime.bundle import Bundle
 from sc2edge.runtime.halves import BundleGraph, open_bundle
 from sc2edge.runtime.input_codecs import InputCodec, InputCodecError, parse_codec_spec
-from sc2edge.runtime.preprocess import ImageLike, crop_image, normalize_image, preprocess_image
+from sc2edge.runtime.preprocess import ImageLike, crop_image, float_input, normalize_image
 
 REFERENCE_ROLE = "reference"
 REFERENCE_INPUT, REFERENCE_OUTPUT = "image", "logits"
@@ -42,14 +43,19 @@ def encode_input(codec: InputCodec, image: ImageLike, preprocess: Mapping[str, A
     return codec.encode(crop_image(image, preprocess))
 
 
-def decode_input(codec: InputCodec, data: bytes, preprocess: Mapping[str, Any]) -> np.ndarray:
-    """Server side: the codec's bytes -> the crop the device sent -> the model's float32 CHW input."""
+def decode_crop(codec: InputCodec, data: bytes, preprocess: Mapping[str, Any]) -> Image.Image:
+    """Server side: the codec's bytes -> the crop the device sent (checked to be the model's crop size)."""
     image = codec.decode(data)
     crop = int(preprocess["crop"])
     if image.size != (crop, crop):
         raise InputCodecError(f"{codec.name}: decoded a {image.width} x {image.height} image; this model's "
                               f"input is the {crop} x {crop} crop its device sends")
-    return normalize_image(image, preprocess)
+    return image
+
+
+def decode_input(codec: InputCodec, data: bytes, preprocess: Mapping[str, Any]) -> np.ndarray:
+    """Server side: the codec's bytes -> the crop the device sent -> the model's float32 CHW input."""
+    return normalize_image(decode_crop(codec, data, preprocess), preprocess)
 
 
 class ReferenceGraph(BundleGraph):
@@ -70,7 +76,7 @@ class ReferenceGraph(BundleGraph):
             raise BundleError(f"{self.bundle.path} has no reference model: export it with --reference")
 
     def preprocess(self, image: ImageLike) -> np.ndarray:
-        return preprocess_image(image, self.bundle.preprocess)
+        return float_input(image, self.bundle.preprocess)  # the reference graph takes float32 NCHW
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """float32 NCHW images -> logits (the reference graph)."""

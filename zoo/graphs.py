@@ -68,6 +68,23 @@ class DeviceGraph(nn.Module):
         return torch.round(self.encoder(image) - self.medians).to(torch.int32)
 
 
+class PixelInput(nn.Module):
+    """uint8 NHWC pixels (as decoded: a camera frame, PIL's array) -> ``graph`` on the normalized float32 NCHW
+    image, inside the graph: Transpose on bytes, Cast, then the host path's own ops in its order (/ 255, - mean,
+    / std), so ONNX Runtime feeds the first conv the same float32 values the float input did and no float image
+    is built on the device. NHWC because that is how pixels arrive: the device copies nothing to feed it."""
+
+    def __init__(self, graph: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.graph = graph
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        image = pixels.permute(0, 3, 1, 2).to(torch.float32)
+        return self.graph((image / 255.0 - self.mean) / self.std)
+
+
 class ServerGraph(nn.Module):
     """int32 symbols -> ``symbols + median`` -> decoder -> task tail: what EntropyBottleneck.decompress feeds on."""
 

@@ -27,13 +27,18 @@ class OpenVinoRunner(BaseRunner):
             hardware has it. None leaves OpenVINO's choice. Defaults to "f32".
         max_requests (int): infer requests kept at most (each holds its own intermediate buffers); calls beyond
             that many in flight wait for a free one. Defaults to 16.
+
+    PERFORMANCE_HINT is LATENCY (one image at a time, as a device encodes; measured here it was as fast as or
+    faster than OpenVINO's default and used less CPU time per image at 2 threads); ``cache_dir`` is OpenVINO's
+    CACHE_DIR: the compiled model is kept there and loaded by later processes (session time about half, peak RSS
+    about 10 MB lower, measured on the default model).
     """
 
     name = "openvino"
 
-    def __init__(self, model_path, *, threads: int | None = None, device: str | None = None,
-                 precision_hint: str | None = "f32", max_requests: int = 16):
-        super().__init__(model_path, threads=threads, device=device)
+    def __init__(self, model_path, *, threads: int | None = None, device: str | None = None, spin: bool = False,
+                 cache_dir=None, precision_hint: str | None = "f32", max_requests: int = 16):
+        super().__init__(model_path, threads=threads, device=device, spin=spin, cache_dir=cache_dir)
         self.precision_hint = precision_hint
         if max_requests < 1:
             raise Sc2edgeError(f"openvino: max_requests must be at least 1, got {max_requests}")
@@ -49,7 +54,9 @@ class OpenVinoRunner(BaseRunner):
         present = {d.split(".")[0] for d in core.available_devices}
         if kind != "AUTO" and kind not in present:
             raise Sc2edgeError(f'openvino: device "{device}" is not present here (found: {", ".join(sorted(present))})')
-        config: dict[str, object] = {}
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.cache_dir is not None:
+            config["CACHE_DIR"] = str(self.cache_dir)
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
         if self.precision_hint and kind in ("CPU", "GPU"):

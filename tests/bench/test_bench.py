@@ -19,6 +19,7 @@ from sc2edge.bench.roofline import conv_model
 from sc2edge.bench.size import information_bits, paper_kb
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime import Bundle
+from sc2edge.runtime.preprocess import graph_input_spec, load_image
 from tests.conftest import run_cli
 
 SECTIONS = ("Headline", "Latency per stage", "Compute:", "Files:", "Memory", "Size (mean over images)",
@@ -159,7 +160,8 @@ def test_local_rows_run_the_reference_model_in_a_torch_free_worker(reference_bun
     assert set(result["codecs"]) == {"jpeg-q75", "avif-q40"}
     for label, codec in result["codecs"].items():
         spec_text = label.replace("-q", ":")
-        sent = CodecEncoder(reference_bundle_dir, spec_text).encode(photos[:2])
+        frames = [np.asarray(load_image(p)) for p in photos[:2]]  # the worker holds decoded frames
+        sent = CodecEncoder(reference_bundle_dir, spec_text).encode(frames)
         assert codec["bytes"] == [len(s) for s in sent]
         with CodecDecoder(reference_bundle_dir, spec_text, "openvino") as server:
             top5 = [[int(i) for i in np.argsort(-server.decode(s))[:5]] for s in sent]
@@ -175,7 +177,7 @@ def test_encoder_flops_agree_between_onnx_graph_and_torch_model(bundle_dir):
     bundle = Bundle.open(bundle_dir)
     h, w = bundle.manifest["input"]["height"], bundle.manifest["input"]["width"]
     onnx_count = compute.count_onnx(bundle.path / bundle.artifact("device", "onnx", "fp32").path,
-                                    {"image": ((1, 3, h, w), np.float32)})["all"]
+                                    {"image": graph_input_spec(bundle.preprocess, h, w)})["all"]
     torch_count = compute.count_torch(bundle.name, 3, h, w)["device"]
     assert onnx_count.dense_macs == torch_count.dense_macs == _encoder_macs(h, w)
     # GDN's elementwise work is counted on both sides (FlopCounterMode alone would count it as zero)

@@ -83,3 +83,70 @@ def test_float_images_out_of_range_are_refused(values):
 def test_empty_image_is_refused():
     with pytest.raises(Sc2edgeError, match="empty"):
         preprocess_image(Image.new("RGB", (0, 0)), SPEC)
+
+
+def _camera_jpeg(tmp_path, photo, size=(2592, 1944)):
+    """A camera-size JPEG made from an offline photo (upscaled): large enough for the fast path to reduce it."""
+    path = tmp_path / f"camera_{size[0]}x{size[1]}.jpg"
+    load_image(photo).resize(size, Image.BICUBIC).save(path, quality=90)
+    return path
+
+
+def test_exact_mode_gives_todays_pixels_for_files_and_frames(tmp_path, photos):
+    """fast=False is the pixel-exact reference (torchvision's Resize + CenterCrop on the full image), from a file
+    or from the same image as a uint8 H x W x 3 frame."""
+    from sc2edge.runtime.preprocess import crop_image
+
+    camera = _camera_jpeg(tmp_path, photos[0])
+    for path in (photos[0], camera):
+        full = load_image(path)
+        w, h = full.size
+        size = (int(256 * w / h), 256) if w > h else (256, int(256 * h / w))
+        left, top = int(round((size[0] - 224) / 2.0)), int(round((size[1] - 224) / 2.0))
+        expected = np.asarray(full.resize(size, Image.BILINEAR).crop((left, top, left + 224, top + 224)))
+        np.testing.assert_array_equal(np.asarray(crop_image(path, SPEC, fast=False)), expected)
+        np.testing.assert_array_equal(np.asarray(crop_image(np.asarray(full), SPEC, fast=False)), expected)
+
+
+def test_fast_mode_stays_close_to_the_exact_pixels(tmp_path, photos):
+    """The reduced-scale JPEG decode and the box reduction move pixels by about a level on average, no more."""
+    from sc2edge.runtime.preprocess import crop_image
+
+    camera = _camera_jpeg(tmp_path, photos[0])
+    exact = np.asarray(crop_image(camera, SPEC, fast=False)).astype(np.int16)
+    for source in (camera, np.asarray(load_image(camera))):
+        fast = np.asarray(crop_image(source, SPEC)).astype(np.int16)
+        assert fast.shape == exact.shape
+        assert 0 < np.abs(fast - exact).mean() < 2.0  # it did reduce, and stayed within ~1 level on average
+
+
+def test_uint8_graph_input_is_the_crop_pixels(photos):
+    """A bundle whose device graph normalizes gets uint8 H x W x C pixels; float bundles get today's float CHW."""
+    from sc2edge.runtime.preprocess import float_input, graph_input_spec
+
+    pixel_spec = {**SPEC, "graph_input": "uint8-nhwc"}
+    pixels = preprocess_image(photos[0], pixel_spec)
+    floats = preprocess_image(photos[0], SPEC)
+    assert pixels.dtype == np.uint8 and pixels.shape == (224, 224, 3)
+    assert floats.dtype == np.float32 and floats.shape == (3, 224, 224)
+    np.testing.assert_array_equal(float_input(photos[0], pixel_spec), floats)
+    assert graph_input_spec(pixel_spec, 224, 224) == ((1, 224, 224, 3), np.dtype(np.uint8))
+    assert preprocess_image(photos[0], {**GRAY_SPEC, "graph_input": "uint8-nhwc"}).shape == (28, 28, 1)
+
+
+def test_graph_input_in_the_manifest_is_checked():
+    from sc2edge.errors import BundleError
+    from sc2edge.runtime.manifest import PreprocessSpec
+
+    assert "graph_input" not in PreprocessSpec.from_json(SPEC).to_json()  # older readers see what they know
+    assert PreprocessSpec.from_json({**SPEC, "graph_input": "uint8-nhwc"}).to_json()["graph_input"] == "uint8-nhwc"
+    with pytest.raises(BundleError, match="graph_input must be one of"):
+        PreprocessSpec.from_json({**SPEC, "graph_input": "int16-nchw"})
+
+
+@pytest.mark.parametrize("frame", [np.zeros((64, 64, 3), np.float32), np.zeros((64, 64, 4), np.uint8),
+                                   np.zeros((2, 64, 64, 3), np.uint8), np.zeros((1, 40000, 3), np.uint8)])
+def test_bad_frames_are_one_line_errors(frame):
+    with pytest.raises(Sc2edgeError) as info:
+        preprocess_image(frame, SPEC)
+    assert "\n" not in str(info.value)
