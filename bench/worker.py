@@ -66,7 +66,9 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
     with Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as encoder:
         batches = [encoder.preprocess(im)[None] for im in images]
         items = [encoder.item_outputs(b)[0] for b in batches]
-        symbols = [encoder.codec.section_symbols(item)["y"] for item in items]  # the latent's symbols
+        # the latent's symbols: section "y" (factorized, hyperprior) or the one section a codec sends (CR+BQ's "z")
+        symbols = [sections.get("y", next(iter(sections.values())))
+                   for sections in map(encoder.codec.section_symbols, items)]
         stages = {
             "preprocess": measure(encoder.preprocess, images, timing),
             "preprocess_file": measure(encoder.preprocess, spec["images"], timing),
