@@ -9,6 +9,7 @@ import torch
 
 from sc2edge.export import ExportConfig, export_bundle
 from sc2edge.runtime import Bundle, Decoder, Encoder
+from sc2edge.runtime.preprocess import float_input
 from sc2edge.runtime.stream import unpack_stream
 from sc2edge.zoo import get_model
 
@@ -29,7 +30,7 @@ def test_end_to_end_baseline_round_trips_on_both_runtimes(tmp_path, photos):
     eb = model.bottleneck_layer.entropy_bottleneck
     for backend in BACKENDS:
         with Encoder(bundle, backend) as encoder, Decoder(bundle, backend) as decoder:
-            x = np.stack([encoder.preprocess(p) for p in photos[:3]])
+            x = np.stack([float_input(p, bundle.preprocess) for p in photos[:3]])  # what PyTorch reads
             streams = encoder.encode(photos[:3])
             with torch.no_grad():
                 payloads = eb.compress(model.bottleneck_layer.encoder(torch.from_numpy(x)))
