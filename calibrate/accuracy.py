@@ -58,11 +58,12 @@ def rank_convs(int8_onnx: Path, inputs: list[dict[str, np.ndarray]]) -> list[str
 def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float, *,
                      labels: str | Path | None = None, backend: str = "onnxruntime", images: int = 100,
                      seed: int = 0, calib: str | Path | None = None, threads: int | None = None,
-                     progress: bool = True) -> tuple[QuantReport, list[str]]:
+                     progress: bool = True, crops: int = 1) -> tuple[QuantReport, list[str]]:
     """Rewrite the bundle's INT8 device graph so that its drop on held-out images is at most ``max_drop``.
 
     Returns the final report and the node names kept in float. Leaves the bundle unchanged when the drop
-    already is within bounds. ``calib`` (the calibration images) is needed for OpenVINO only.
+    already is within bounds. ``calib`` (the calibration images) is needed for OpenVINO only. ``crops``: inputs
+    per held-out image, as in ``check_quant``.
     """
     check_max_drop(max_drop)
     backend = canonical_backend(backend)
@@ -71,7 +72,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     if backend == "openvino" and calib is None:
         raise Sc2edgeError("OpenVINO accuracy control re-runs NNCF: pass the calibration images (--calib DIR)")
     bundle = Bundle.open(bundle_path)
-    held, truth = held_out(bundle, data, labels, images, seed, progress)
+    held, truth = held_out(bundle, data, labels, images, seed, progress, crops)
     if backend == "openvino":
         return _control_openvino(bundle, held, truth, max_drop, calib, threads, progress)
     artifact = bundle.artifact("device", "onnx", "int8")

@@ -83,6 +83,7 @@ class Int8Validation:
     images: int
     calibration_images_excluded: int
     checks: list[Int8Check]
+    crops: int = 1  # inputs per held-out image (``images`` counts inputs)
 
     def __bool__(self) -> bool:
         return all(self.checks)
@@ -96,10 +97,15 @@ class Int8Validation:
         parts = [f"{c.backend} {c.metric} -{100 * c.drop:.2f} points, bytes {c.rate_change_pct:+.2f} %"
                  for c in failed or self.checks]
         return (f"INT8 {'over' if failed else 'within'} budget (max drop {100 * self.budget.max_drop:.2f} points, "
-                f"bytes +-{self.budget.max_bytes_pct:.2f} %) on {self.images} held-out images: " + "; ".join(parts))
+                f"bytes +-{self.budget.max_bytes_pct:.2f} %) on {self.describe_inputs()}: " + "; ".join(parts))
+
+    def describe_inputs(self) -> str:
+        if self.crops == 1:
+            return f"{self.images} held-out images"
+        return f"{self.images} held-out inputs ({self.images // self.crops} images x {self.crops} crops)"
 
     def to_json(self) -> dict[str, Any]:
-        return {"budget": asdict(self.budget), "source": self.source, "images": self.images,
+        return {"budget": asdict(self.budget), "source": self.source, "images": self.images, "crops": self.crops,
                 "calibration_images_excluded": self.calibration_images_excluded, "cpu": this_cpu().to_json(),
                 "results": [c.to_json() for c in self.checks], "passed": bool(self)}
 
@@ -107,12 +113,13 @@ class Int8Validation:
 def validate_int8(bundle: Bundle | str | Path, data: str | Path, labels: str | Path | None = None, *,
                   backends: Sequence[str] = ("onnxruntime",), budget: Int8Budget = Int8Budget(),
                   images: int = DEFAULT_IMAGES, seed: int = 0, threads: int | None = None,
-                  progress: bool = True) -> Int8Validation:
+                  progress: bool = True, crops: int = 1) -> Int8Validation:
     """Check the bundle's INT8 device graph of each of ``backends`` against FP32 on held-out images of ``data``
-    (never its calibration images), with accuracy when ``labels`` are given, else top-1 agreement."""
+    (never its calibration images; ``crops`` inputs each, see ``check_quant``), with accuracy when ``labels``
+    are given, else top-1 agreement."""
     budget = budget.validate()
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
-    held, truth = held_out(bundle, data, labels, images, seed, progress)
+    held, truth = held_out(bundle, data, labels, images, seed, progress, crops)
     checks = []
     for backend in backends:
         graph = bundle.path / bundle.artifact("device", backend_info(backend).artifact_format, "int8").path
@@ -123,4 +130,4 @@ def validate_int8(bundle: Bundle | str | Path, data: str | Path, labels: str | P
             report.accuracy_fp32 if labelled else 1.0, report.accuracy_int8 if labelled else report.top1_agreement,
             report.symbols_changed_pct, report.bytes_fp32, report.bytes_int8,
             kernel_saturation_pct(backend, graph, held, threads), budget))
-    return Int8Validation(budget, str(data), len(held), held.excluded, checks)
+    return Int8Validation(budget, str(data), len(held), held.excluded, checks, held.crops)
