@@ -118,4 +118,20 @@ def quantize_onnx(model: str | Path, out: str | Path, cache: str | Path, config:
                            # TensorRT computes conv bias in float; ORT CPU wants int32 bias.
                            "QuantizeBias": not trt},
         )
+    _drop_unused_constants(Path(out))
     return Path(out)
+
+
+def _drop_unused_constants(path: Path) -> None:
+    """Remove Constant nodes nothing reads (the bounds of folded Clips), which ONNX Runtime warns about on every
+    session it opens."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    unused = [n for n in graph.node if n.op_type == "Constant" and not set(n.output) & used]
+    if unused:
+        for node in unused:
+            graph.node.remove(node)
+        onnx.save(model, str(path))
