@@ -17,7 +17,15 @@ import numpy as np
 import onnx
 
 from sc2edge.calibrate.artifacts import ROLE_INPUT, write_qdq_artifact
-from sc2edge.calibrate.check import LAYER_IMAGES, QuantReport, check_max_drop, evaluate, held_out, sqnr_db
+from sc2edge.calibrate.check import (
+    LAYER_IMAGES,
+    QuantReport,
+    check_max_drop,
+    evaluate,
+    held_out,
+    sqnr_db,
+    truth_source,
+)
 from sc2edge.calibrate.config import CalibConfig
 from sc2edge.calibrate.data import calibration_set
 from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
@@ -73,8 +81,9 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
         raise Sc2edgeError("OpenVINO accuracy control re-runs NNCF: pass the calibration images (--calib DIR)")
     bundle = Bundle.open(bundle_path)
     held, truth = held_out(bundle, data, labels, images, seed, progress, crops)
+    source = truth_source(bundle, labels)
     if backend == "openvino":
-        return _control_openvino(bundle, held, truth, max_drop, calib, threads, progress)
+        return _control_openvino(bundle, held, truth, source, max_drop, calib, threads, progress)
     artifact = bundle.artifact("device", "onnx", "int8")
     if "ranges" not in artifact.meta:
         raise Sc2edgeError(f"{artifact.path} has no stored calibration ranges: re-export with --int8")
@@ -83,7 +92,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     ranges = bundle.path / artifact.meta["ranges"]
     current = bundle.path / artifact.path
     report = evaluate(bundle, held, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
-                      progress=progress)
+                      progress=progress, truth_source=source)
     inputs = [{"image": x[None]} for x in held.arrays()[:LAYER_IMAGES]]
     candidates = rank_convs(current, inputs)
     excluded = list(config.exclude)
@@ -93,7 +102,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
             current = quantize_onnx(fp32, Path(tmp) / f"candidate{len(excluded)}.onnx", ranges,
                                     replace(config, exclude=tuple(excluded)))
             report = evaluate(bundle, held, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
-                              progress=progress)
+                              progress=progress, truth_source=source)
     if excluded != list(config.exclude):
         final = replace(config, exclude=tuple(excluded))
         meta = {"calibration": artifact.meta.get("calibration", {}), "max_drop": max_drop}
@@ -104,7 +113,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     return report, excluded
 
 
-def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str | Path,
+def _control_openvino(bundle: Bundle, held, truth, source: str | None, max_drop: float, calib: str | Path,
                       threads: int | None, progress: bool) -> tuple[QuantReport, list[str]]:
     artifact = bundle.artifact("device", "openvino", "int8")
     config = CalibConfig.from_json(bundle.manifest.get("calibration", {}).get("config", {}))  # the export's
@@ -139,7 +148,7 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
                                    "tool": "nncf.quantize_with_accuracy_control"})
                 edit.commit()
     report = evaluate(bundle, held, truth, "openvino", bundle.path / artifact.path, threads=threads,
-                      max_drop=max_drop, progress=progress)
+                      max_drop=max_drop, progress=progress, truth_source=source)
     return report, _float_convs(bundle.path / artifact.path)
 
 
