@@ -17,7 +17,15 @@ import numpy as np
 import onnx
 
 from sc2edge.calibrate.artifacts import ROLE_INPUT, write_qdq_artifact
-from sc2edge.calibrate.check import LAYER_IMAGES, QuantReport, check_max_drop, evaluate, held_out, sqnr_db
+from sc2edge.calibrate.check import (
+    LAYER_IMAGES,
+    QuantReport,
+    check_max_drop,
+    evaluate,
+    held_out,
+    sqnr_db,
+    truth_source,
+)
 from sc2edge.calibrate.config import CalibConfig
 from sc2edge.calibrate.data import calibration_set
 from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
@@ -58,11 +66,12 @@ def rank_convs(int8_onnx: Path, inputs: list[dict[str, np.ndarray]]) -> list[str
 def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float, *,
                      labels: str | Path | None = None, backend: str = "onnxruntime", images: int = 100,
                      seed: int = 0, calib: str | Path | None = None, threads: int | None = None,
-                     progress: bool = True) -> tuple[QuantReport, list[str]]:
+                     progress: bool = True, crops: int = 1) -> tuple[QuantReport, list[str]]:
     """Rewrite the bundle's INT8 device graph so that its drop on held-out images is at most ``max_drop``.
 
     Returns the final report and the node names kept in float. Leaves the bundle unchanged when the drop
-    already is within bounds. ``calib`` (the calibration images) is needed for OpenVINO only.
+    already is within bounds. ``calib`` (the calibration images) is needed for OpenVINO only. ``crops``: inputs
+    per held-out image, as in ``check_quant``.
     """
     check_max_drop(max_drop)
     backend = canonical_backend(backend)
@@ -74,9 +83,10 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     if bundle.spec.entropy.kind != "factorized":
         raise Sc2edgeError(f"accuracy control supports factorized-prior bundles, not {bundle.spec.entropy.kind}: "
                            "export without --max-drop (check-quant reports what INT8 costs)")
-    held, truth = held_out(bundle, data, labels, images, seed, progress)
+    held, truth = held_out(bundle, data, labels, images, seed, progress, crops)
+    source = truth_source(bundle, labels)
     if backend == "openvino":
-        return _control_openvino(bundle, held, truth, max_drop, calib, threads, progress)
+        return _control_openvino(bundle, held, truth, source, max_drop, calib, threads, progress)
     artifact = bundle.artifact("device", "onnx", "int8")
     if "ranges" not in artifact.meta:
         raise Sc2edgeError(f"{artifact.path} has no stored calibration ranges: re-export with --int8")
@@ -85,7 +95,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     ranges = bundle.path / artifact.meta["ranges"]
     current = bundle.path / artifact.path
     report = evaluate(bundle, held, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
-                      progress=progress)
+                      progress=progress, truth_source=source)
     inputs = [{"image": x[None]} for x in held.arrays()[:LAYER_IMAGES]]
     candidates = rank_convs(current, inputs)
     excluded = list(config.exclude)
@@ -95,7 +105,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
             current = quantize_onnx(fp32, Path(tmp) / f"candidate{len(excluded)}.onnx", ranges,
                                     replace(config, exclude=tuple(excluded)))
             report = evaluate(bundle, held, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
-                              progress=progress)
+                              progress=progress, truth_source=source)
     if excluded != list(config.exclude):
         final = replace(config, exclude=tuple(excluded))
         meta = {"calibration": artifact.meta.get("calibration", {}), "max_drop": max_drop}
@@ -106,7 +116,7 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     return report, excluded
 
 
-def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str | Path,
+def _control_openvino(bundle: Bundle, held, truth, source: str | None, max_drop: float, calib: str | Path,
                       threads: int | None, progress: bool) -> tuple[QuantReport, list[str]]:
     artifact = bundle.artifact("device", "openvino", "int8")
     config = CalibConfig.from_json(bundle.manifest.get("calibration", {}).get("config", {}))  # the export's
@@ -141,7 +151,7 @@ def _control_openvino(bundle: Bundle, held, truth, max_drop: float, calib: str |
                                    "tool": "nncf.quantize_with_accuracy_control"})
                 edit.commit()
     report = evaluate(bundle, held, truth, "openvino", bundle.path / artifact.path, threads=threads,
-                      max_drop=max_drop, progress=progress)
+                      max_drop=max_drop, progress=progress, truth_source=source)
     return report, _float_convs(bundle.path / artifact.path)
 
 

@@ -48,13 +48,22 @@ class ImageSet:
     preprocess: Mapping[str, Any]
     progress: bool = True
     excluded: int = 0  # images of the source skipped because they were used for calibration
+    crops: int = 1  # inputs per image: the model's centre crop, then seeded random crops (``evaluation_crops``)
+    crop_seed: int = 0
     _arrays: list[np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        """Model inputs: images x crops."""
+        return len(self.paths) * self.crops
 
     def arrays(self) -> list[np.ndarray]:
-        """float32 CHW input per image, in order."""
+        """float32 CHW input per image (``crops`` consecutive ones per image), in order."""
+        if self._arrays is None and self.crops > 1:
+            # a dozen held-out photos cannot resolve a 1-point budget (one flip is 8 points); crops of several
+            # scales and positions can. The zoo's protocol (the models' published figures) draws them.
+            from sc2edge.zoo.datasets import evaluation_crops
+
+            self._arrays = list(evaluation_crops(self.paths, self.crops, self.preprocess, self.crop_seed))
         if self._arrays is None:
             self._arrays = [preprocess_image(p, self.preprocess)
                             for p in tqdm(self.paths, desc="preprocessing images", unit="img",
@@ -84,11 +93,14 @@ def calibration_set(source: str | Path, preprocess: Mapping[str, Any], samples: 
 
 
 def held_out_set(source: str | Path, preprocess: Mapping[str, Any], count: int, seed: int,
-                 calibration_sha256: Iterable[str], progress: bool = True) -> ImageSet:
-    """``count`` images from ``source`` that were not used for calibration (compared by content hash)."""
+                 calibration_sha256: Iterable[str], progress: bool = True, crops: int = 1) -> ImageSet:
+    """``count`` images from ``source`` that were not used for calibration (compared by content hash), each
+    giving ``crops`` inputs (the centre crop, then random crops of 25-100 % of the image, seeded by ``seed``)."""
     if count < 1:
         raise Sc2edgeError(f"the number of held-out images must be positive, got {count}")
+    if crops < 1:
+        raise Sc2edgeError(f"the number of crops per held-out image must be positive, got {crops}")
     chosen, excluded = select_images(find_images(source), count, seed, exclude_sha256=calibration_sha256)
     if not chosen:
         raise Sc2edgeError(f"every image under {source} was used for calibration: give held-out images")
-    return ImageSet(chosen, preprocess, progress, excluded=excluded)
+    return ImageSet(chosen, preprocess, progress, excluded=excluded, crops=crops, crop_seed=seed)

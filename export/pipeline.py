@@ -84,6 +84,9 @@ class ExportConfig:
         int8_check_labels (Path | None): integer labels of those images: the budget is then on accuracy,
             else on top-1 agreement with FP32. Defaults to None.
         int8_check_count (int): held-out images for the INT8 validation. Defaults to 100.
+        int8_check_crops (int): inputs per held-out image for the INT8 validation: the centre crop, then seeded
+            random crops of 25-100 % of the image (the zoo's evaluation protocol), so that a dozen photos can
+            resolve a 1-point budget. Defaults to 1.
         int8_budget (Int8Budget): the largest drop (fraction) and bytes change (%). Defaults to 0.01 and 2 %.
         int8_accuracy_control (bool): over budget, keep the most harmful layers in float until the drop is
             within budget (``sc2edge.calibrate.control_accuracy``, tuned on the check images). Defaults to False.
@@ -113,6 +116,7 @@ class ExportConfig:
     int8_check_labels: Path | None = None
     int8_check_count: int = 100
     pixel_input: bool | None = None
+    int8_check_crops: int = 1
     int8_budget: Int8Budget = field(default_factory=Int8Budget)
     int8_accuracy_control: bool = False
     allow_int8_over_budget: bool = False
@@ -141,6 +145,8 @@ class ExportConfig:
             raise Sc2edgeError(f'unknown INT8 recipe "{self.int8_recipe}" (available: {", ".join(RECIPES)})')
         if self.int8_check_count < 1:
             raise Sc2edgeError(f"--int8-check-count must be positive, got {self.int8_check_count}")
+        if self.int8_check_crops < 1:
+            raise Sc2edgeError(f"--int8-check-crops must be positive, got {self.int8_check_crops}")
         for name, path in (("--int8-check-images", self.int8_check_images),
                            ("--int8-check-labels", self.int8_check_labels)):
             if path is not None and not Path(path).exists():
@@ -304,14 +310,14 @@ def _validate_int8(builder: BundleBuilder, config: ExportConfig) -> Int8Validati
         def check() -> Int8Validation:
             return validate_int8(Bundle.open(builder.staging, verify=False), data, config.int8_check_labels,
                                  backends=config.backends, budget=config.int8_budget,
-                                 images=config.int8_check_count, progress=False)
+                                 images=config.int8_check_count, progress=False, crops=config.int8_check_crops)
 
         verdict = check()
         if not verdict and config.int8_accuracy_control:
             for failed in [c for c in verdict.checks if not c]:
                 control_accuracy(builder.staging, data, config.int8_budget.max_drop, labels=config.int8_check_labels,
                                  backend=failed.backend, images=config.int8_check_count, calib=config.calib,
-                                 progress=False)
+                                 progress=False, crops=config.int8_check_crops)
             builder.artifacts = Bundle.open(builder.staging, verify=False).artifacts  # control re-hashed them
             verdict = check()
     if config.int8_check_images is None and config.validation_images is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sc2edge.demo import DemoSummary, budget_verdicts
+from sc2edge.demo import DemoSummary, budget_metric, budget_verdicts
 
 
 def test_failed_budget_is_a_failure(tmp_path):
@@ -11,10 +11,24 @@ def test_failed_budget_is_a_failure(tmp_path):
     bad = {**ok, "backend": "openvino", "int8": 0.75, "rate_change_pct": 5.3, "passed": False}
     validation = {"images": 12, "budget": {"max_drop": 0.01, "max_bytes_pct": 2.0}, "results": [ok, bad]}
     summary = DemoSummary("m", True, tmp_path, 12, 59)
-    assert budget_verdicts(validation, tmp_path, summary) == {"onnxruntime": "PASS", "openvino": "FAIL"}
+    verdicts = budget_verdicts(validation, tmp_path, summary)
+    assert verdicts["onnxruntime"].startswith("PASS: ") and verdicts["openvino"].startswith("FAIL: ")
     assert not summary.passed
     text = str(summary)
     assert "INT8 budget: FAIL" in text and "openvino/int8: agreement 100.00 -> 75.00 %, bytes +5.30 %" in text
     passing = DemoSummary("m", True, tmp_path, 12, 59)
     budget_verdicts({**validation, "results": [ok]}, tmp_path, passing)
     assert passing.passed and "INT8 budget: PASS" in str(passing)
+
+
+def test_teacher_pseudo_label_budget_is_named_with_agreement_beside(tmp_path):
+    failed = {"backend": "onnxruntime", "metric": "teacher agreement", "fp32": 0.80, "int8": 0.78,
+              "agreement_fp32": 0.84, "rate_change_pct": -0.1, "passed": False}
+    validation = {"images": 192, "crops": 16, "budget": {"max_drop": 0.01, "max_bytes_pct": 2.0},
+                  "budgeted_on": "pseudo-labels: the teacher's FP32 top-1 on the same inputs", "results": [failed]}
+    summary = DemoSummary("m", True, tmp_path, 12, 59)
+    summary.budget_metric = budget_metric(validation)
+    assert budget_verdicts(validation, tmp_path, summary)["onnxruntime"].startswith("FAIL: teacher agreement 80.00")
+    text = str(summary)
+    assert "budgeted: top-1 accuracy against pseudo-labels" in text and "top-1 = FP32 84.00 %, not budgeted" in text
+    assert "12 photos x 16 crops" in text and not summary.passed

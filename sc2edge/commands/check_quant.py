@@ -1,5 +1,5 @@
 """sc2edge check-quant BUNDLE --data DIR [--labels FILE] [--backend B] [--max-images N] [--max-drop X [--apply]]
-[--json]"""
+[--crops N] [--json]"""
 
 from __future__ import annotations
 
@@ -15,13 +15,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path,
                         help="held-out images: folder, class-folder tree or file list (calibration images are skipped)")
     parser.add_argument("--labels", type=Path, help="integer labels ('path label' lines or JSON); without them, "
-                        "INT8 is compared with FP32 (top-1/top-5 agreement)")
+                        "accuracy is against the teacher's FP32 top-1 (pseudo-labels) when the bundle carries the "
+                        "reference model, and INT8 is compared with FP32 (top-1/top-5 agreement) in any case")
     parser.add_argument("--backend", default="onnxruntime", help="onnxruntime | openvino (default: %(default)s)")
     parser.add_argument("--max-images", type=int_in(1, 1_000_000), default=100,
                         help="held-out images to use at most (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image selection (default: %(default)s)")
-    parser.add_argument("--max-drop", type=float, help="fail (exit 1) when the accuracy drop (or 1 - top-1 "
-                        "agreement) exceeds this fraction, e.g. 0.01")
+    parser.add_argument("--crops", type=int_in(1, 1000), default=1,
+                        help="inputs per image: its centre crop, then seeded random crops of 25-100 %% of it "
+                        "(default: %(default)s)")
+    parser.add_argument("--max-drop", type=float, help="fail (exit 1) when the accuracy drop (against labels or the "
+                        "teacher's pseudo-labels; else 1 - top-1 agreement) exceeds this fraction, e.g. 0.01")
     parser.add_argument("--apply", action="store_true", help="with --max-drop: keep the most harmful layers in float "
                         "until the drop is within it, and rewrite the bundle's INT8 device graphs (accuracy control)")
     parser.add_argument("--calib", type=Path, help="the calibration images (needed by --apply with --backend openvino)")
@@ -38,13 +42,13 @@ def run(args: argparse.Namespace) -> int:
             raise Sc2edgeError("--apply needs --max-drop X")
         _, kept = control_accuracy(args.bundle, args.data, args.max_drop, labels=args.labels, backend=args.backend,
                                    images=args.max_images, seed=args.seed, calib=args.calib, threads=args.threads,
-                                   progress=show_progress())
+                                   progress=show_progress(), crops=args.crops)
         if not args.json:
             kept_text = ", ".join(kept) or "nothing (the drop was already within bounds)"
             print(f"accuracy control: kept in float: {kept_text}")
     report = check_quant(args.bundle, args.data, args.labels, backend=args.backend, images=args.max_images,
                          seed=args.seed, max_drop=args.max_drop, threads=args.threads,
-                         worst_layers=args.worst_layers, progress=show_progress())
+                         worst_layers=args.worst_layers, progress=show_progress(), crops=args.crops)
     if args.json:
         print_json({**report.to_json(), **({"kept_in_float": kept} if args.apply else {})})
     else:

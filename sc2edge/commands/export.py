@@ -26,11 +26,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-check-images", type=Path, help="held-out images for the INT8 validation "
                         "(calibration images are skipped; default: --validation-images, else the offline photos)")
     parser.add_argument("--int8-check-labels", type=Path,
-                        help="their integer labels: the INT8 budget is then on accuracy, else on top-1 agreement")
+                        help="their integer labels: the INT8 budget is then on accuracy; without them, on accuracy "
+                        "against the teacher's FP32 top-1 (pseudo-labels) when the bundle carries the reference "
+                        "model, else on top-1 agreement with FP32")
     parser.add_argument("--int8-check-count", type=int, default=100,
                         help="held-out images for the INT8 validation (default: %(default)s)")
+    parser.add_argument("--int8-check-crops", type=int, default=1,
+                        help="inputs per held-out image for the INT8 validation: the centre crop, then seeded "
+                        "random crops of 25-100 %% of the image (default: %(default)s)")
     parser.add_argument("--int8-max-drop", type=float, default=0.01,
-                        help="INT8 budget: largest accuracy/agreement drop, a fraction (default: %(default)s)")
+                        help="INT8 budget: largest accuracy/agreement change, either way, a fraction "
+                        "(default: %(default)s)")
     parser.add_argument("--int8-max-bytes", type=float, default=2.0,
                         help="INT8 budget: largest change of rANS bytes per image, in %% (default: %(default)s)")
     parser.add_argument("--max-drop", type=float, help="over the INT8 budget, keep the most harmful layers in float "
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
                           allow_failed_validation=args.allow_failed_validation, overwrite=args.force,
                           int8_recipe=args.int8_recipe, int8_check_images=args.int8_check_images,
                           int8_check_labels=args.int8_check_labels, int8_check_count=args.int8_check_count,
+                          int8_check_crops=args.int8_check_crops,
                           int8_budget=budget, int8_accuracy_control=args.max_drop is not None,
                           allow_int8_over_budget=args.allow_int8_over_budget,
                           reference=args.reference, reference_checkpoint=args.reference_checkpoint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from sc2edge.calibrate import CalibConfig, calibration_set, held_out_set, select_images
@@ -98,3 +99,17 @@ def test_recipe_and_legacy_configs():
     assert CalibConfig.from_json({**legacy, "reduce_range": True}).recipe == "portable"
     with pytest.raises(Sc2edgeError, match='unknown INT8 recipe "avx"'):
         CalibConfig(recipe="avx").validate()
+
+
+def test_held_out_crops_are_seeded_and_start_with_the_centre_crop(tree):
+    """Several inputs per held-out photo (the zoo's evaluation protocol), so a few photos resolve a small drop."""
+    plain = held_out_set(tree, SPEC, count=2, seed=0, calibration_sha256=(), progress=False)
+    cropped = held_out_set(tree, SPEC, count=2, seed=0, calibration_sha256=(), progress=False, crops=4)
+    again = held_out_set(tree, SPEC, count=2, seed=0, calibration_sha256=(), progress=False, crops=4)
+    assert cropped.paths == plain.paths and len(cropped) == 8 == len(cropped.arrays())
+    assert all(np.array_equal(a, b) for a, b in zip(cropped.arrays(), again.arrays(), strict=True))
+    assert np.array_equal(cropped.arrays()[0], plain.arrays()[0])  # each photo's first input: the centre crop
+    assert np.array_equal(cropped.arrays()[4], plain.arrays()[1])
+    assert not np.array_equal(cropped.arrays()[1], cropped.arrays()[0])
+    with pytest.raises(Sc2edgeError, match="crops per held-out image must be positive"):
+        held_out_set(tree, SPEC, 2, 0, (), progress=False, crops=0)

@@ -58,6 +58,7 @@ def test_fashion_mnist_int8_within_budget(fm_bundle):
     assert calibration["recipe"] == "portable" and calibration["validated_on"] == this_cpu().to_json()
     validation = calibration["int8_validation"]
     assert validation["passed"] and validation["images"] == TEST_IMAGES
+    assert validation["budgeted_on"] == "labels"  # real labels win over the teacher's pseudo-labels
     assert sorted(r["backend"] for r in validation["results"]) == sorted(BACKENDS)
     for result in validation["results"]:
         assert result["metric"] == "accuracy" and result["fp32"] > 0.75  # a trained model, labelled images
@@ -161,6 +162,20 @@ def test_allowed_over_budget_is_recorded_as_failed(fm_data, blank_calibration, t
     validation = Bundle.open(out).manifest["calibration"]["int8_validation"]
     assert not validation["passed"] and validation["results"][0]["drop"] > 0.01
     assert json.loads(json.dumps(validation)) == validation
+
+
+def test_pseudo_label_budget_refuses_damaged_calibration(fm_bundle, fm_data, blank_calibration, tmp_path):
+    """Without labels, the budget is on accuracy against the teacher's FP32 top-1 (the bundle's reference graph),
+    with agreement with FP32 beside it; a damaged calibration fails it."""
+    _, test = fm_data
+    assert Bundle.open(fm_bundle).manifest.get("reference")  # the trained teacher travels in the bundle
+    out = export_bundle(MODEL, tmp_path / "bundle", config=ExportConfig(
+        int8=True, calib=blank_calibration, int8_check_images=test.parent, int8_check_count=100,
+        allow_int8_over_budget=True))
+    validation = Bundle.open(out).manifest["calibration"]["int8_validation"]
+    result = validation["results"][0]
+    assert validation["budgeted_on"].startswith("pseudo-labels") and result["metric"] == "teacher agreement"
+    assert not validation["passed"] and result["drop"] > 0.01 and 0.0 <= result["agreement_fp32"] < 0.99
 
 
 def test_bad_recipe_and_budget_are_refused_before_any_work(tmp_path):

@@ -85,3 +85,33 @@ def test_int8_symbols_stay_close_to_fp32(device, ranges, tmp_path):
         assert b.dtype == np.int32 and a.shape == b.shape
         assert np.mean(a != b) < 0.02
         assert np.abs(a - b).max() <= 2
+
+
+def test_conv_clip_is_quantized_on_the_clipped_range(photos, tmp_path):
+    """Conv -> Clip(0, 6) (ReLU6, as in the EfficientNet student, with Constant-node bounds): the INT8 graph
+    folds the Clip and quantizes the conv's output on 0..6, not on its unclipped range, re-quantized after."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(0, 2, shape).astype(np.float32), name)
+               for name, shape in (("w0", (8, 3, 3, 3)), ("w1", (4, 8, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["image", "w0"], ["conv0"], name="conv0", pads=[1, 1, 1, 1]),
+             helper.make_node("Constant", [], ["low"], value=numpy_helper.from_array(np.float32(0), "low")),
+             helper.make_node("Constant", [], ["high"], value=numpy_helper.from_array(np.float32(6), "high")),
+             helper.make_node("Clip", ["conv0", "low", "high"], ["relu6"], name="relu6"),
+             helper.make_node("Conv", ["relu6", "w1"], ["out"], name="conv1")]
+    graph = helper.make_graph(nodes, "relu6", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                             ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], weights)
+    model = tmp_path / "relu6.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    spec = {"resize": 36, "crop": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    images = calibration_set(photos[0].parent, spec, samples=4, progress=False)
+    config = CalibConfig(method="minmax")
+    cache = collect_ranges(model, ({"image": b} for b in images.batches(4)), config, tmp_path / "ranges.json")
+    int8 = onnx.load(str(quantize_onnx(model, tmp_path / "int8.onnx", cache, config)))
+    assert not {"Clip", "Constant"} & {n.op_type for n in int8.graph.node}  # no unused Clip bounds left either
+    scales = {i.name: numpy_helper.to_array(i) for i in int8.graph.initializer}
+    conv0_output = next(n.output[0] for n in int8.graph.node if n.name == "conv0")
+    conv0_q = next(n for n in int8.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == conv0_output)
+    assert float(scales[conv0_q.input[1]]) == pytest.approx(6 / 255, rel=1e-3)
