@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from sc2edge.calibrate.artifacts import add_int8_artifacts
 from sc2edge.calibrate.budget import Int8Budget, Int8Validation, validate_int8
 from sc2edge.calibrate.config import RECIPES, CalibConfig
 from sc2edge.errors import Sc2edgeError
+from sc2edge.export.limits import measure_input_limits
 from sc2edge.export.onnx import DEFAULT_OPSET, DEVICE_IO, MAX_OPSET, MIN_OPSET, REFERENCE_IO, SERVER_INPUT, export_onnx
 from sc2edge.export.openvino import add_openvino_artifacts
 from sc2edge.export.validate import (
@@ -31,10 +33,10 @@ from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.bundle_writer import BundleBuilder
 from sc2edge.runtime.entropy import FactorizedCodec
-from sc2edge.runtime.manifest import LABELS_FILE, TABLES_FILE
+from sc2edge.runtime.manifest import LABELS_FILE, MAX_IMAGE_SIDE, TABLES_FILE, PreprocessSpec
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.tasks import Task, create_task
-from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get_reference, latent_size
+from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get_reference, get_spec, latent_size
 from sc2edge.zoo.graphs import DeviceGraph, ServerGraph
 
 VALIDATION_IMAGES = 4
@@ -72,6 +74,8 @@ class ExportConfig:
         reference (bool | None): also export the reference model (the unmodified teacher, image -> logits) for
             the input-codec baselines; None exports it when it has trained weights. Defaults to None.
         reference_checkpoint (Path | None): the reference's weights instead of its builder's. Defaults to None.
+        resize (int | None): for a model with a dynamic input (no crop: segmentation), the shorter side images are
+            resized to instead of the registry's (smaller is faster; the bundle records it). Defaults to None.
     """
 
     backends: tuple[str, ...] = ("onnxruntime",)
@@ -93,6 +97,7 @@ class ExportConfig:
     allow_int8_over_budget: bool = False
     reference: bool | None = None
     reference_checkpoint: Path | None = None
+    resize: int | None = None
 
     def validate(self) -> ExportConfig:
         backends = tuple(dict.fromkeys(canonical_backend(b) for b in self.backends))
@@ -120,6 +125,8 @@ class ExportConfig:
                            ("--int8-check-labels", self.int8_check_labels)):
             if path is not None and not Path(path).exists():
                 raise Sc2edgeError(f"{name} not found: {path}")
+        if self.resize is not None and not 1 <= self.resize <= MAX_IMAGE_SIDE:
+            raise Sc2edgeError(f"--resize must be 1..{MAX_IMAGE_SIDE}, got {self.resize}")
         self.int8_budget.validate()
         return ExportConfig(**{**self.__dict__, "backends": backends})
 
@@ -130,10 +137,22 @@ def model_task(loaded: LoadedModel) -> Task:
     return create_task({"kind": spec.task, "num_classes": spec.num_classes}, class_names(spec))
 
 
+def export_preprocess(loaded: LoadedModel, config: ExportConfig) -> PreprocessSpec:
+    """The model's preprocessing, with ``config.resize`` for a dynamic input."""
+    preprocess = loaded.spec.preprocess
+    if config.resize is None:
+        return preprocess
+    if not preprocess.dynamic:
+        raise Sc2edgeError(f"--resize is for models whose input size follows the image; {loaded.spec.name} crops "
+                           f"{preprocess.crop} x {preprocess.crop}")
+    return dataclasses.replace(preprocess, resize=config.resize)
+
+
 def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables, config: ExportConfig) -> dict[str, Any]:
     spec, model = loaded.spec, loaded.model
     labels_file = LABELS_FILE if task.labels else None
-    size = spec.preprocess.crop
+    preprocess = export_preprocess(loaded, config)
+    size = preprocess.resize if preprocess.dynamic else preprocess.crop  # a dynamic input is traced square
     geometry = model.encoder_geometry()
     channels = 1 if spec.preprocess.grayscale else 3
     return {
@@ -142,8 +161,9 @@ def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables, config: Ex
                   "checkpoint": str(loaded.checkpoint_path) if loaded.checkpoint_path else None,
                   "checkpoint_sha256": loaded.checkpoint_sha256, "description": spec.description},
         "task": task.to_json(labels_file),
-        "preprocess": spec.preprocess.to_json(),
-        "input": {"channels": channels, "height": size, "width": size},
+        "preprocess": preprocess.to_json(),
+        "input": {"channels": channels, "height": size, "width": size,
+                  **({"dynamic": True} if preprocess.dynamic else {})},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
         "entropy": {"kind": FactorizedCodec.kind, "coder": coder_label(), "precision": PRECISION,
@@ -190,9 +210,9 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
         device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()
         export_onnx(device_graph, example, builder.staging / "device.fp32.onnx", DEVICE_IO, opset=config.opset)
         builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")
-        export_onnx(server_graph, device_graph(example), builder.staging / "server.fp32.onnx",
-                    ([SERVER_INPUT], task.output_names), opset=config.opset,
-                    output_axes={o.name: o.dynamic_axes() for o in task.outputs})
+        export_onnx(server_graph, (device_graph(example), *loaded.model.tail_inputs(example)),
+                    builder.staging / "server.fp32.onnx", ([SERVER_INPUT, *task.extra_inputs], task.output_names),
+                    opset=config.opset, output_axes={o.name: o.dynamic_axes() for o in task.outputs})
         builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")
         reference = _reference(model, config, trust_checkpoint)
         if reference is not None:
@@ -207,6 +227,8 @@ def export_bundle(model: str, out: str | Path, *, checkpoint: str | Path | None 
                 config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe), backends=config.backends,
                 progress=config.progress)
 
+        builder.write_manifest(manifest)
+        measure_input_limits(builder.staging, config.backends).apply(manifest)
         builder.write_manifest(manifest)
         staged = Bundle.open(builder.staging, verify=False)  # every file was hashed just now
         results = [validate_bundle(loaded.model, staged, images, backend=backend, tolerance=config.tolerance)
@@ -263,6 +285,11 @@ def _reference(model: str, config: ExportConfig, trust_checkpoint: bool) -> Refe
     add 100 MB, so the default leaves them out; ``--reference`` writes them anyway, marked untrained.
     """
     if config.reference is False:
+        return None
+    if get_spec(model).task != "classification":
+        if config.reference:
+            raise Sc2edgeError(f"the reference model is exported for classifiers only; {model} is a "
+                               f"{get_spec(model).task} model: drop --reference")
         return None
     reference = get_reference(model, checkpoint=config.reference_checkpoint, trust_checkpoint=trust_checkpoint)
     return reference if config.reference or reference.trained else None

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from sc2edge.runtime import Bundle, Decoder, Encoder
+from sc2edge.runtime.entropy import IMAGE_SECTION
 from sc2edge.runtime.reference import REFERENCE_OUTPUT, ReferenceGraph
 from sc2edge.runtime.stream import unpack_stream
-from sc2edge.tasks import OutputError, Task, bundle_task
+from sc2edge.tasks import ImageSizes, OutputError, Task, bundle_task
 from sc2edge.zoo import SplitClassifier
 
 
@@ -86,20 +87,24 @@ def validate_bundle(model: SplitClassifier, bundle: Bundle | str | Path, images:
         result.task = task.kind
         for path in images:
             x = encoder.preprocess(path)[None]
-            y = model.bottleneck_layer.encoder(torch.from_numpy(x))
+            sizes = ImageSizes((x.shape[2], x.shape[3]), (x.shape[2], x.shape[3]))
+            image = torch.from_numpy(x)
+            y = model.bottleneck_layer.encoder(image)
             reference_stream = eb.compress(y)[0]
             reference = task.items(_named_outputs(task, model.forward_tail(model.bottleneck_layer.decoder(
-                eb.decompress([reference_stream], y.shape[-2:])))))[0]
+                eb.decompress([reference_stream], y.shape[-2:])), *model.tail_inputs(image))))[0]
             reference_symbols = torch.round(y - eb._get_medians().reshape(1, -1, 1, 1)).int().numpy()
 
             symbols = encoder.symbols(x)
-            stream = encoder.compress_symbols(symbols[0])
+            stream = encoder.compress_symbols(symbols[0], sizes)
             # Same input as the reference: isolates the server graph.
-            outputs = task.items(decoder.predict_outputs(reference_symbols))[0]
+            outputs = task.items(decoder.predict_outputs(reference_symbols, sizes))[0]
 
             result.symbols_total += symbols.size
             result.symbols_different += int(np.count_nonzero(symbols != reference_symbols))
-            result.streams_identical += int(list(unpack_stream(stream)[1].values()) == [reference_stream])
+            payloads = unpack_stream(stream)[1]
+            payloads.pop(IMAGE_SECTION, None)  # the image sizes, not entropy coded
+            result.streams_identical += int(list(payloads.values()) == [reference_stream])
             result.add(task.compare(reference, outputs))
             result.predictions_agree += int(task.agree(task.predict(reference), task.predict(outputs)))
     return result

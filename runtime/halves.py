@@ -17,8 +17,8 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.backends import BaseRunner, canonical_backend, create_runner
 from sc2edge.runtime.bundle import Bundle
 from sc2edge.runtime.entropy import EntropyCodec, open_codec
-from sc2edge.runtime.preprocess import ImageLike, preprocess_image
-from sc2edge.tasks import Prediction, Task, bundle_task
+from sc2edge.runtime.preprocess import ImageLike, load_image, preprocess_image
+from sc2edge.tasks import ImageSizes, Prediction, Task, bundle_task
 
 
 def open_bundle(bundle: Bundle | str | Path) -> Bundle:
@@ -85,19 +85,37 @@ class Encoder(_Half):
         """float32 NCHW images -> int32 NCHW symbols (the device graph)."""
         return self.device_outputs(batch)["symbols"]
 
-    def compress_symbols(self, symbols: np.ndarray) -> bytes:
-        """One item's int32 CHW symbols -> a stream (container + rANS payloads)."""
-        return self.codec.compress({self.codec.device_outputs[0]: symbols})
+    def preprocess_sized(self, image: ImageLike) -> tuple[np.ndarray, ImageSizes]:
+        """An image -> its float32 CHW input and its sizes (original, and as the model sees it)."""
+        picture = load_image(image, self.bundle.preprocess.grayscale)
+        x = preprocess_image(picture, self.bundle.preprocess)
+        return x, ImageSizes((picture.height, picture.width), (x.shape[1], x.shape[2]))
 
-    def encode_batch(self, batch: np.ndarray) -> list[bytes]:
-        """float32 NCHW images -> one stream per item, from the device outputs the entropy codec consumes."""
+    def _sizes(self, batch: np.ndarray, sizes: ImageSizes | None) -> ImageSizes | None:
+        """The sizes a dynamic bundle's streams carry (the batch's own when the caller has no original size)."""
+        if not self.codec.limits.dynamic:
+            return None
+        return sizes or ImageSizes((batch.shape[-2], batch.shape[-1]), (batch.shape[-2], batch.shape[-1]))
+
+    def compress_symbols(self, symbols: np.ndarray, sizes: ImageSizes | None = None) -> bytes:
+        """One item's int32 CHW symbols -> a stream (container + rANS payloads; + the image sizes if dynamic)."""
+        return self.codec.compress({self.codec.device_outputs[0]: symbols}, self._sizes(symbols, sizes))
+
+    def encode_batch(self, batch: np.ndarray, sizes: ImageSizes | None = None) -> list[bytes]:
+        """float32 NCHW images -> one stream per item, from the device outputs the entropy codec consumes
+        (``sizes``: the items' original and input sizes, for a bundle with a dynamic input)."""
         outputs = self.device_outputs(batch)
-        return [self.codec.compress({name: outputs[name][item] for name in self.codec.device_outputs})
+        sizes = self._sizes(batch, sizes)
+        return [self.codec.compress({name: outputs[name][item] for name in self.codec.device_outputs}, sizes)
                 for item in range(len(batch))]
 
     def encode(self, images: Iterable[ImageLike]) -> list[bytes]:
         """Images (paths or PIL images) -> streams, one image at a time (batch 1 is the device's case)."""
-        return [self.encode_batch(self.preprocess(image)[None])[0] for image in images]
+        streams = []
+        for image in images:
+            x, sizes = self.preprocess_sized(image)
+            streams.append(self.encode_batch(x[None], sizes)[0])
+        return streams
 
 
 class Decoder(_Half):
@@ -115,18 +133,26 @@ class Decoder(_Half):
         latent shapes (before any payload is decoded or any graph runs)."""
         return self.codec.decompress(stream)[self.codec.server_inputs[0]]
 
-    def predict_outputs(self, symbols: np.ndarray) -> dict[str, np.ndarray]:
-        """int32 NCHW symbols -> the server graph's raw outputs, by name (the task's outputs)."""
-        outputs = self.runner.infer({"symbols": np.ascontiguousarray(symbols, dtype=np.int32)})
+    def decode_sized(self, stream: bytes) -> tuple[np.ndarray, ImageSizes | None]:
+        """A stream -> int32 CHW symbols and the image sizes it carries (None if it carries none), checked."""
+        inputs, sizes = self.codec.decompress_sized(stream)
+        return inputs[self.codec.server_inputs[0]], sizes
+
+    def predict_outputs(self, symbols: np.ndarray, sizes: ImageSizes | None = None) -> dict[str, np.ndarray]:
+        """int32 NCHW symbols (+ the image sizes, for a task whose server graph needs them) -> the server graph's
+        raw outputs, by name (the task's outputs)."""
+        inputs = {"symbols": np.ascontiguousarray(symbols, dtype=np.int32), **self.task.server_inputs(sizes)}
+        outputs = self.runner.infer(inputs)
         return {name: outputs[name] for name in self.task.output_names}
 
-    def predict(self, symbols: np.ndarray) -> list[Prediction]:
+    def predict(self, symbols: np.ndarray, sizes: ImageSizes | None = None) -> list[Prediction]:
         """int32 NCHW symbols -> one task prediction per item."""
-        return self.task.predictions(self.predict_outputs(symbols))
+        return self.task.predictions(self.predict_outputs(symbols, sizes))
 
     def outputs(self, stream: bytes) -> dict[str, np.ndarray]:
         """One stream -> the server graph's raw named outputs for its item (batch axis removed)."""
-        return self.task.items(self.predict_outputs(self.decode_symbols(stream)[None]))[0]
+        symbols, sizes = self.decode_sized(stream)
+        return self.task.items(self.predict_outputs(symbols[None], sizes))[0]
 
     def decode(self, stream: bytes) -> Prediction:
         """One stream -> the task's prediction (e.g. top-k classes with probabilities)."""

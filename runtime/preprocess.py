@@ -90,7 +90,8 @@ def _spec(spec: PreprocessSpec | Mapping[str, Any]) -> PreprocessSpec:
 
 
 def crop_image(image: ImageLike, spec: PreprocessSpec | Mapping[str, Any]) -> Image.Image:
-    """The model's view of an image as pixels: resize (shorter side) + center crop, in the model's colour mode.
+    """The model's view of an image as pixels: resize (shorter side) + center crop (none for a dynamic input), in
+    the model's colour mode.
 
     An input codec compresses this crop, so the bytes carry only what the model sees.
     """
@@ -107,6 +108,8 @@ def crop_image(image: ImageLike, spec: PreprocessSpec | Mapping[str, Any]) -> Im
                            f"{MAX_RESIZED_PIXELS:,}-pixel limit")
     if size != img.size:
         img = img.resize(size, Image.BILINEAR)
+    if crop is None:  # dynamic input: the resized image as it is
+        return img
     w, h = img.size
     left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
     return img.crop((left, top, left + crop, top + crop))

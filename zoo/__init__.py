@@ -20,6 +20,7 @@ from sc2edge.zoo import (  # noqa: F401  (register builders)
     entropic_student,
     fashion_mnist,
     hyperprior_student,
+    segmentation_student,
 )
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
 from sc2edge.zoo.entropic_student import SplitClassifier
