@@ -87,7 +87,7 @@ class Encoder(_Half):
 
     def preprocess_sized(self, image: ImageLike) -> tuple[np.ndarray, ImageSizes]:
         """An image -> its float32 CHW input and its sizes (original, and as the model sees it)."""
-        picture = load_image(image, self.bundle.preprocess.grayscale)
+        picture = load_image(image, self.bundle.spec.preprocess.grayscale)
         x = preprocess_image(picture, self.bundle.preprocess)
         return x, ImageSizes((picture.height, picture.width), (x.shape[1], x.shape[2]))
 
@@ -98,8 +98,10 @@ class Encoder(_Half):
         return sizes or ImageSizes((batch.shape[-2], batch.shape[-1]), (batch.shape[-2], batch.shape[-1]))
 
     def compress_symbols(self, symbols: np.ndarray, sizes: ImageSizes | None = None) -> bytes:
-        """One item's int32 CHW symbols -> a stream (container + rANS payloads; + the image sizes if dynamic)."""
-        return self.codec.compress({self.codec.device_outputs[0]: symbols}, self._sizes(symbols, sizes))
+        """One item's int32 CHW symbols -> a stream (container + rANS payloads; + ``sizes``, which a bundle with a
+        dynamic input needs)."""
+        sizes = sizes if self.codec.limits.dynamic else None
+        return self.codec.compress({self.codec.device_outputs[0]: symbols}, sizes)
 
     def encode_batch(self, batch: np.ndarray, sizes: ImageSizes | None = None) -> list[bytes]:
         """float32 NCHW images -> one stream per item, from the device outputs the entropy codec consumes
