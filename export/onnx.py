@@ -17,7 +17,8 @@ REFERENCE_IO = (["image"], ["logits"])  # the unmodified model: image -> logits,
 PIXEL_AXES = {0: "batch", 1: "height", 2: "width"}  # a uint8 NHWC image input (zoo.graphs.PixelInput)
 
 
-def export_onnx(graph: nn.Module, example: torch.Tensor, path: Path, io_names: tuple[list[str], list[str]],
+def export_onnx(graph: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path,
+                io_names: tuple[list[str], list[str]],
                 *, opset: int = DEFAULT_OPSET, spatial_dynamic: bool = True,
                 output_axes: Mapping[str, Mapping[int, str]] | None = None,
                 input_axes: Mapping[int, str] | None = None) -> Path:
@@ -25,7 +26,8 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, path: Path, io_names: t
 
     Args:
         graph (nn.Module): a DeviceGraph, ServerGraph or reference model in eval mode.
-        example (torch.Tensor): an input of the intended layout.
+        example (torch.Tensor | tuple): an input of the intended layout, or one per input (the first is the
+            image or latent, with the dynamic spatial axes; the others, e.g. an image size, are fixed-shape).
         path (Path): where to write the .onnx file.
         io_names (tuple): input and output names.
         opset (int): ONNX opset. Defaults to 17.
@@ -36,14 +38,15 @@ def export_onnx(graph: nn.Module, example: torch.Tensor, path: Path, io_names: t
             NCHW (batch, and height and width when ``spatial_dynamic``).
     """
     inputs, outputs = io_names
+    examples = example if isinstance(example, tuple) else (example,)
     axes = {0: "batch", 2: "height", 3: "width"} if spatial_dynamic else {0: "batch"}
     dynamic_axes = {inputs[0]: dict(input_axes) if input_axes is not None else axes}
     if output_axes is not None:
         dynamic_axes.update({name: dict(output_axes[name]) for name in outputs})
     else:
-        dynamic_axes[outputs[0]] = axes if graph(example).dim() == 4 else {0: "batch"}
+        dynamic_axes[outputs[0]] = axes if graph(*examples).dim() == 4 else {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph.eval(), (example,), str(path), input_names=inputs, output_names=outputs,
+        torch.onnx.export(graph.eval(), examples, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from sc2edge.export.hyperprior import (
     stage_hyperprior,
     validate_hyperprior_bundle,
 )
+from sc2edge.export.limits import measure_input_limits
 from sc2edge.export.onnx import (
     DEFAULT_OPSET,
     DEVICE_IO,
@@ -50,10 +52,10 @@ from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.bundle_writer import BundleBuilder
 from sc2edge.runtime.entropy import FactorizedCodec
-from sc2edge.runtime.manifest import LABELS_FILE, TABLES_FILE
+from sc2edge.runtime.manifest import LABELS_FILE, MAX_IMAGE_SIDE, TABLES_FILE, PreprocessSpec
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.tasks import Task, create_task
-from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get_reference, latent_size
+from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get_reference, get_spec, latent_size
 from sc2edge.zoo.graphs import DeviceGraph, PixelInput, ServerGraph
 
 VALIDATION_IMAGES = 4
@@ -99,6 +101,8 @@ class ExportConfig:
             (``zoo.graphs.PixelInput``) instead of a float32 NCHW image. None: pixels unless ``int8`` (calibrated
             on the pixel graph, the Fashion-MNIST student's OpenVINO INT8 dropped 1.10 points, over its 1-point
             budget: NNCF's quantizer placement after the in-graph normalization is not settled). Defaults to None.
+        resize (int | None): for a model with a dynamic input (no crop: segmentation), the shorter side images are
+            resized to instead of the registry's (smaller is faster; the bundle records it). Defaults to None.
     """
 
     backends: tuple[str, ...] = ("onnxruntime",)
@@ -122,6 +126,7 @@ class ExportConfig:
     allow_int8_over_budget: bool = False
     reference: bool | None = None
     reference_checkpoint: Path | None = None
+    resize: int | None = None
 
     def validate(self) -> ExportConfig:
         backends = tuple(dict.fromkeys(canonical_backend(b) for b in self.backends))
@@ -151,6 +156,8 @@ class ExportConfig:
                            ("--int8-check-labels", self.int8_check_labels)):
             if path is not None and not Path(path).exists():
                 raise Sc2edgeError(f"{name} not found: {path}")
+        if self.resize is not None and not 1 <= self.resize <= MAX_IMAGE_SIDE:
+            raise Sc2edgeError(f"--resize must be 1..{MAX_IMAGE_SIDE}, got {self.resize}")
         self.int8_budget.validate()
         return ExportConfig(**{**self.__dict__, "backends": backends})
 
@@ -166,11 +173,23 @@ def takes_pixels(config: ExportConfig) -> bool:
     return not config.int8 if config.pixel_input is None else config.pixel_input
 
 
+def export_preprocess(loaded: LoadedModel, config: ExportConfig) -> PreprocessSpec:
+    """The model's preprocessing, with ``config.resize`` for a dynamic input."""
+    preprocess = loaded.spec.preprocess
+    if config.resize is None:
+        return preprocess
+    if not preprocess.dynamic:
+        raise Sc2edgeError(f"--resize is for models whose input size follows the image; {loaded.spec.name} crops "
+                           f"{preprocess.crop} x {preprocess.crop}")
+    return dataclasses.replace(preprocess, resize=config.resize)
+
+
 def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables | None, config: ExportConfig,
               pixels: bool) -> dict[str, Any]:
     spec, model = loaded.spec, loaded.model
     labels_file = LABELS_FILE if task.labels else None
-    size = spec.preprocess.crop
+    preprocess = export_preprocess(loaded, config)
+    size = preprocess.resize if preprocess.dynamic else preprocess.crop  # a dynamic input is traced square
     geometry = model.encoder_geometry()
     channels = 1 if spec.preprocess.grayscale else 3
     return {
@@ -179,9 +198,10 @@ def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables | None, con
                   "checkpoint": str(loaded.checkpoint_path) if loaded.checkpoint_path else None,
                   "checkpoint_sha256": loaded.checkpoint_sha256, "description": spec.description},
         "task": task.to_json(labels_file),
-        "preprocess": ({**spec.preprocess.to_json(), "graph_input": PIXEL_GRAPH_INPUT} if pixels
-                       else spec.preprocess.to_json()),
-        "input": {"channels": channels, "height": size, "width": size},
+        "preprocess": ({**preprocess.to_json(), "graph_input": PIXEL_GRAPH_INPUT} if pixels
+                       else preprocess.to_json()),
+        "input": {"channels": channels, "height": size, "width": size,
+                  **({"dynamic": True} if preprocess.dynamic else {})},
         "latent": {"channels": model.latent_channels, "geometry": [list(g) for g in geometry],
                    "shape": [model.latent_channels, latent_size(size, geometry), latent_size(size, geometry)]},
         "entropy": None if tables is None else {  # None: the model's own section (CR+BQ: export/bq.py)
@@ -226,7 +246,8 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     tables = None if bq else EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
     task = model_task(loaded)
     hyperprior = is_hyperprior(loaded.model)  # its z is the factorized prior of TABLES_FILE
-    pixels = takes_pixels(config) and not (bq or hyperprior)  # their device graphs take float images for now
+    # CR+BQ, hyperprior and dynamic-input (segmentation) device graphs take float images for now
+    pixels = takes_pixels(config) and not (bq or hyperprior or loaded.spec.preprocess.dynamic)
     manifest = _manifest(loaded, task, tables, config, pixels)
     if hyperprior and config.int8_accuracy_control:
         raise Sc2edgeError("accuracy control (--max-drop) supports factorized-prior models; export this hyperprior "
@@ -261,9 +282,9 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
             export_onnx(device_graph, device_example, builder.staging / "device.fp32.onnx", device_io,
                         opset=config.opset, input_axes=device_axes)
             builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")
-            export_onnx(server_graph, device_graph(device_example), builder.staging / "server.fp32.onnx",
-                        ([server_input], task.output_names), opset=config.opset,
-                        output_axes={o.name: o.dynamic_axes() for o in task.outputs})
+            export_onnx(server_graph, (device_graph(device_example), *loaded.model.tail_inputs(example)),
+                        builder.staging / "server.fp32.onnx", ([server_input, *task.extra_inputs], task.output_names),
+                        opset=config.opset, output_axes={o.name: o.dynamic_axes() for o in task.outputs})
             builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")
         reference = _reference(loaded.spec.name, config, trust_checkpoint)
         if reference is not None:
@@ -281,6 +302,8 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
                 backends=config.backends, roles=("device",) if hyperprior else ("device", "server"),
                 progress=config.progress)
 
+        builder.write_manifest(manifest)
+        measure_input_limits(builder.staging, config.backends).apply(manifest)
         builder.write_manifest(manifest)
         staged = Bundle.open(builder.staging, verify=False)  # every file was hashed just now
         results = [validate(loaded.model, staged, images, backend=backend, tolerance=config.tolerance)
@@ -337,6 +360,11 @@ def _reference(model: str, config: ExportConfig, trust_checkpoint: bool) -> Refe
     add 100 MB, so the default leaves them out; ``--reference`` writes them anyway, marked untrained.
     """
     if config.reference is False:
+        return None
+    if get_spec(model).task != "classification":
+        if config.reference:
+            raise Sc2edgeError(f"the reference model is exported for classifiers only; {model} is a "
+                               f"{get_spec(model).task} model: drop --reference")
         return None
     reference = get_reference(model, checkpoint=config.reference_checkpoint, trust_checkpoint=trust_checkpoint)
     return reference if config.reference or reference.trained else None

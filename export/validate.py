@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from sc2edge.runtime import Bundle, Decoder, Encoder
+from sc2edge.runtime.entropy import IMAGE_SECTION
 from sc2edge.runtime.preprocess import float_input
 from sc2edge.runtime.reference import REFERENCE_OUTPUT, ReferenceGraph
 from sc2edge.runtime.stream import unpack_stream
-from sc2edge.tasks import OutputError, Task, bundle_task
+from sc2edge.tasks import ImageSizes, OutputError, Task, bundle_task
 from sc2edge.zoo import SplitClassifier
 
 
@@ -87,21 +88,25 @@ def validate_bundle(model: SplitClassifier, bundle: Bundle | str | Path, images:
         result.task = task.kind
         for path in images:
             x = encoder.preprocess(path, fast=False)[None]  # the graph's input: uint8 pixels or the float image
-            image = float_input(path, encoder.bundle.preprocess, fast=False)  # PyTorch's: the same pixels, normalized
-            y = model.bottleneck_layer.encoder(torch.from_numpy(image)[None])
+            # PyTorch's input: the same pixels, normalized
+            image = torch.from_numpy(float_input(path, encoder.bundle.preprocess, fast=False))[None]
+            sizes = ImageSizes((image.shape[2], image.shape[3]), (image.shape[2], image.shape[3]))
+            y = model.bottleneck_layer.encoder(image)
             reference_stream = eb.compress(y)[0]
             reference = task.items(named_outputs(task, model.forward_tail(model.bottleneck_layer.decoder(
-                eb.decompress([reference_stream], y.shape[-2:])))))[0]
+                eb.decompress([reference_stream], y.shape[-2:])), *model.tail_inputs(image))))[0]
             reference_symbols = torch.round(y - eb._get_medians().reshape(1, -1, 1, 1)).int().numpy()
 
             symbols = encoder.symbols(x)
-            stream = encoder.compress_symbols(symbols[0])
+            stream = encoder.compress_symbols(symbols[0], sizes)
             # Same input as the reference: isolates the server graph.
-            outputs = task.items(decoder.predict_outputs(reference_symbols))[0]
+            outputs = task.items(decoder.predict_outputs(reference_symbols, sizes))[0]
 
             result.symbols_total += symbols.size
             result.symbols_different += int(np.count_nonzero(symbols != reference_symbols))
-            result.streams_identical += int(list(unpack_stream(stream)[1].values()) == [reference_stream])
+            payloads = unpack_stream(stream)[1]
+            payloads.pop(IMAGE_SECTION, None)  # the image sizes, not entropy coded
+            result.streams_identical += int(list(payloads.values()) == [reference_stream])
             result.add(task.compare(reference, outputs))
             result.predictions_agree += int(task.agree(task.predict(reference), task.predict(outputs)))
     return result

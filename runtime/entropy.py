@@ -15,6 +15,7 @@ A new entropy model (a hyperprior: sections "z" then "y", indexes from a side ne
 
 from __future__ import annotations
 
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,7 +24,8 @@ import numpy as np
 
 from sc2edge.errors import BundleError, Sc2edgeError, StreamError
 from sc2edge.runtime.rans import MAX_SYMBOLS, EntropyTables, RansCoder
-from sc2edge.runtime.stream import MAX_SECTIONS, pack_stream, unpack_stream
+from sc2edge.runtime.stream import MAX_SECTIONS, StreamHeader, pack_stream, read_header, unpack_stream
+from sc2edge.tasks.base import ImageSizes
 
 if TYPE_CHECKING:
     from sc2edge.runtime.bundle import Bundle
@@ -63,26 +65,43 @@ def latent_size(size: int, geometry: Sequence[Sequence[int]]) -> int:
     return size
 
 
+def smallest_input_side(geometry: Sequence[Sequence[int]]) -> int:
+    """The smallest input side whose latent has at least one row through the encoder's convolutions."""
+    side = 1
+    while latent_size(side, geometry) < 1:
+        side += 1
+    return side
+
+
 class LatentLimits:
     """The latent shapes a bundle's device graph can produce and its server graph takes.
 
-    The channel count is the model's. Height and width lie between the bundle's exported latent side
-    (``latent.shape``, what an image at the exported input size gives; the server graph is validated there and
-    smaller latents can fail inside the graph runtime, some runtimes for every later request too) and the latent
-    of an image ``MAX_INPUT_SCALE`` times the exported input side (a stream declaring more is refused before its
-    payload is decoded, as no device of this bundle makes it).
+    The channel count is the model's. Height and width lie between ``latent.min_shape`` (the smallest latent both
+    graphs ran on at export, measured on every exported runtime; smaller latents can fail inside the graph runtime,
+    some runtimes for every later request too) and ``latent.max_shape`` (the latent of an image
+    ``MAX_INPUT_SCALE`` times the exported input side: a stream declaring more is refused before its payload is
+    decoded, as no device of this bundle makes it). Bundles written before the minimum was measured use the
+    exported latent (``latent.shape``) as the lower bound. ``dynamic``: the bundle's input follows the image
+    (no crop), so its streams carry the image sizes.
     """
 
     def __init__(self, manifest: Mapping[str, Any]):
         try:
             latent, image = manifest["latent"], manifest["input"]
-            self.channels, self.min_height, self.min_width = (int(n) for n in latent["shape"])
-            geometry = [(int(k), int(s), int(p)) for k, s, p in latent["geometry"]]
-            self.max_height = max(self.min_height, latent_size(MAX_INPUT_SCALE * int(image["height"]), geometry))
-            self.max_width = max(self.min_width, latent_size(MAX_INPUT_SCALE * int(image["width"]), geometry))
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            self.channels, exported_height, exported_width = (int(n) for n in latent["shape"])
+            self.geometry = [(int(k), int(s), int(p)) for k, s, p in latent["geometry"]]
+            _, self.min_height, self.min_width = (int(n) for n in latent.get("min_shape") or latent["shape"])
+            if latent.get("max_shape"):
+                _, self.max_height, self.max_width = (int(n) for n in latent["max_shape"])
+            else:
+                self.max_height = max(exported_height, latent_size(MAX_INPUT_SCALE * int(image["height"]),
+                                                                   self.geometry))
+                self.max_width = max(exported_width, latent_size(MAX_INPUT_SCALE * int(image["width"]), self.geometry))
+            self.dynamic = bool(image.get("dynamic", False))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
             raise BundleError(f"the manifest's latent or input section is malformed ({exc!r})") from None
-        if min(self.channels, self.min_height, self.min_width) < 1 or self.max_height * self.max_width > MAX_SYMBOLS:
+        if (min(self.channels, self.min_height, self.min_width) < 1 or self.min_height > self.max_height
+                or self.min_width > self.max_width or self.max_height * self.max_width > MAX_SYMBOLS):
             raise BundleError(f"the manifest's latent shape {latent['shape']} or input size is out of range")
 
     def check(self, shape: tuple[int, ...], error: type[Sc2edgeError] = StreamError) -> None:
@@ -92,6 +111,27 @@ class LatentLimits:
         if not (self.min_height <= height <= self.max_height and self.min_width <= width <= self.max_width):
             raise error(f"latent of {height} x {width} is outside what this bundle's model takes "
                         f"({self.min_height}..{self.max_height} x {self.min_width}..{self.max_width})")
+
+    def latent_of(self, height: int, width: int) -> tuple[int, int]:
+        """The latent's height and width for an input of ``height`` x ``width`` pixels."""
+        return latent_size(height, self.geometry), latent_size(width, self.geometry)
+
+
+# The image sizes travel in a stream section of their own (never entropy coded): "image", its shape
+# (1, input height, input width), its payload the original height and width (2 x uint16), its "table hash" a
+# fixed tag. Only bundles with a dynamic input write it; every bundle reads streams with or without it.
+IMAGE_SECTION = "image"
+IMAGE_SECTION_TAG = b"imgsize1".hex()
+_ORIGINAL_SIZE = struct.Struct("<2H")
+
+
+def image_section(sizes: ImageSizes) -> tuple[str, str, tuple[int, int, int], bytes]:
+    """The stream section that carries an image's original and input sizes."""
+    (height, width), (input_height, input_width) = sizes.original, sizes.input
+    if not (0 < height <= 0xFFFF and 0 < width <= 0xFFFF):
+        raise StreamError(f"image of {height} x {width} pixels does not fit a stream (sides 1..65535)")
+    return IMAGE_SECTION, IMAGE_SECTION_TAG, (1, int(input_height), int(input_width)), _ORIGINAL_SIZE.pack(height,
+                                                                                                            width)
 
 
 class EntropyCodec(ABC):
@@ -135,16 +175,48 @@ class EntropyCodec(ABC):
         """One item's device outputs -> the int32 symbols each section codes, by section name (what check-quant
         compares between precisions and the bench sizes)."""
 
-    def compress(self, outputs: Mapping[str, np.ndarray]) -> bytes:
-        """One item's device outputs -> a stream."""
-        return pack_stream(self.kind, self.encode_sections(outputs))
+    def compress(self, outputs: Mapping[str, np.ndarray], sizes: ImageSizes | None = None) -> bytes:
+        """One item's device outputs (and, for a dynamic input, the image's sizes) -> a stream."""
+        sections = self.encode_sections(outputs)
+        if self.limits.dynamic:
+            if sizes is None:
+                raise Sc2edgeError("this bundle's input is dynamic: its streams carry the image sizes, give them")
+            sections.append(image_section(sizes))
+        return pack_stream(self.kind, sections)
 
     def decompress(self, stream: bytes) -> dict[str, np.ndarray]:
         """A stream -> one item's server inputs, after checking its container, codec, tables and latent shapes
         against this bundle (before any payload is decoded)."""
-        header, payloads = unpack_stream(stream, codec=self.kind, tables=self.table_hashes)
-        shapes = {section.name: section.shape for section in header.sections}
-        return self.decode_sections(shapes, payloads)
+        return self.decompress_sized(stream)[0]
+
+    def decompress_sized(self, stream: bytes) -> tuple[dict[str, np.ndarray], ImageSizes | None]:
+        """A stream -> one item's server inputs and the image sizes it carries (None when it carries none)."""
+        tables = dict(self.table_hashes)
+        if any(section.name == IMAGE_SECTION for section in read_header(stream).sections):
+            tables[IMAGE_SECTION] = IMAGE_SECTION_TAG
+        header, payloads = unpack_stream(stream, codec=self.kind, tables=tables)
+        sizes = self._image_sizes(header, payloads.pop(IMAGE_SECTION, None))
+        shapes = {section.name: section.shape for section in header.sections if section.name != IMAGE_SECTION}
+        return self.decode_sections(shapes, payloads), sizes
+
+    def _image_sizes(self, header: StreamHeader, payload: bytes | None) -> ImageSizes | None:
+        """The image section's sizes, checked against the latent they must have given."""
+        if payload is None:
+            return None
+        section = next(s for s in header.sections if s.name == IMAGE_SECTION)
+        if len(payload) != _ORIGINAL_SIZE.size or section.shape[0] != 1:
+            raise StreamError("the stream's image section is malformed")
+        original = _ORIGINAL_SIZE.unpack(payload)
+        input_size = section.shape[1:]
+        latent = self.limits.latent_of(*input_size)
+        for other in header.sections:
+            if other.name == "y" and tuple(other.shape[1:]) != latent:
+                raise StreamError(f"the stream's image section says {input_size[0]} x {input_size[1]} pixels, "
+                                  f"which give a {latent[0]} x {latent[1]} latent, not its {other.shape[1]} x "
+                                  f"{other.shape[2]}")
+        if min(original) < 1:
+            raise StreamError("the stream's image section declares an empty image")
+        return ImageSizes((original[0], original[1]), (input_size[0], input_size[1]))
 
 
 class FactorizedCodec(EntropyCodec):

@@ -18,8 +18,8 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.backends import BaseRunner, canonical_backend, create_runner
 from sc2edge.runtime.bundle import Bundle
 from sc2edge.runtime.entropy import EntropyCodec, open_codec
-from sc2edge.runtime.preprocess import ImageLike, preprocess_image
-from sc2edge.tasks import Prediction, Task, bundle_task
+from sc2edge.runtime.preprocess import ImageLike, load_image, preprocess_image
+from sc2edge.tasks import ImageSizes, Prediction, Task, bundle_task
 
 
 def open_bundle(bundle: Bundle | str | Path) -> Bundle:
@@ -98,28 +98,49 @@ class Encoder(_Half):
                                "symbols tensor (use device_outputs and compress_outputs)")
         return self.device_outputs(batch)["symbols"]
 
-    def compress_symbols(self, symbols: np.ndarray) -> bytes:
-        """One item's int32 CHW symbols -> a stream (container + rANS payloads)."""
-        return self.codec.compress({self.codec.device_outputs[0]: symbols})
+    def preprocess_sized(self, image: ImageLike) -> tuple[np.ndarray, ImageSizes]:
+        """An image -> its float32 CHW input and its sizes (original, and as the model sees it): a dynamic input's
+        (whose device graphs take float images)."""
+        picture = load_image(image, self.bundle.spec.preprocess.grayscale)
+        x = preprocess_image(picture, self.bundle.preprocess)
+        return x, ImageSizes((picture.height, picture.width), (x.shape[1], x.shape[2]))
 
-    def compress_outputs(self, outputs: dict[str, np.ndarray]) -> bytes:
-        """One item's device outputs (no batch axis), by name -> a stream (any entropy model)."""
-        return self.codec.compress(outputs)
+    def _sizes(self, batch: np.ndarray, sizes: ImageSizes | None) -> ImageSizes | None:
+        """The sizes a dynamic bundle's streams carry (the batch's own when the caller has no original size)."""
+        if not self.codec.limits.dynamic:
+            return None
+        return sizes or ImageSizes((batch.shape[-2], batch.shape[-1]), (batch.shape[-2], batch.shape[-1]))
+
+    def compress_symbols(self, symbols: np.ndarray, sizes: ImageSizes | None = None) -> bytes:
+        """One item's int32 CHW symbols -> a stream (container + rANS payloads; + ``sizes``, which a bundle with a
+        dynamic input needs)."""
+        return self.compress_outputs({self.codec.device_outputs[0]: symbols}, sizes)
+
+    def compress_outputs(self, outputs: dict[str, np.ndarray], sizes: ImageSizes | None = None) -> bytes:
+        """One item's device outputs (no batch axis), by name -> a stream (any entropy model; + ``sizes``, which a
+        bundle with a dynamic input needs)."""
+        return self.codec.compress(outputs, sizes if self.codec.limits.dynamic else None)
 
     def item_outputs(self, batch: np.ndarray) -> list[dict[str, np.ndarray]]:
-        """float32 NCHW images -> per item, the device outputs the entropy codec consumes (no batch axis)."""
+        """A batch of graph inputs -> per item, the device outputs the entropy codec consumes (no batch axis)."""
         outputs = self.device_outputs(batch)
         return [{name: outputs[name][item] for name in self.codec.device_outputs} for item in range(len(batch))]
 
-    def encode_batch(self, batch: np.ndarray) -> list[bytes]:
+    def encode_batch(self, batch: np.ndarray, sizes: ImageSizes | None = None) -> list[bytes]:
         """A batch of graph inputs (``preprocess`` per item, stacked) -> one stream per item, from the device
-        outputs the entropy codec consumes."""
-        return [self.codec.compress(item) for item in self.item_outputs(batch)]
+        outputs the entropy codec consumes (``sizes``: the items' original and input sizes, for a bundle with a
+        dynamic input)."""
+        sizes = self._sizes(batch, sizes)
+        return [self.codec.compress(item, sizes) for item in self.item_outputs(batch)]
 
     def encode(self, images: Iterable[ImageLike]) -> list[bytes]:
         """Images (paths, PIL images or uint8 H x W x 3 frames) -> streams, one image at a time (batch 1 is the
         device's case)."""
-        return [self.encode_batch(self.preprocess(image)[None])[0] for image in images]
+        streams = []
+        for image in images:  # only a dynamic input needs the original size (and loads the image whole for it)
+            x, sizes = self.preprocess_sized(image) if self.codec.limits.dynamic else (self.preprocess(image), None)
+            streams.append(self.encode_batch(x[None], sizes)[0])
+        return streams
 
 
 class Decoder(_Half):
@@ -138,20 +159,28 @@ class Decoder(_Half):
         any payload is decoded or any graph runs)."""
         return self.codec.decompress(stream)[self.codec.server_inputs[0]]
 
-    def predict_outputs(self, symbols: np.ndarray) -> dict[str, np.ndarray]:
-        """NCHW server input (int32 symbols, or a hyperprior's float32 y_hat) -> the server graph's raw outputs,
-        by name (the task's outputs)."""
-        feed = np.ascontiguousarray(symbols, dtype=self.codec.server_dtype)
-        outputs = self.runner.infer({self.codec.server_inputs[0]: feed})
+    def decode_sized(self, stream: bytes) -> tuple[np.ndarray, ImageSizes | None]:
+        """A stream -> the server graph's CHW input and the image sizes it carries (None if it carries none),
+        checked."""
+        inputs, sizes = self.codec.decompress_sized(stream)
+        return inputs[self.codec.server_inputs[0]], sizes
+
+    def predict_outputs(self, symbols: np.ndarray, sizes: ImageSizes | None = None) -> dict[str, np.ndarray]:
+        """NCHW server input (int32 symbols, or a hyperprior's float32 y_hat) (+ the image sizes, for a task whose
+        server graph needs them) -> the server graph's raw outputs, by name (the task's outputs)."""
+        inputs = {self.codec.server_inputs[0]: np.ascontiguousarray(symbols, dtype=self.codec.server_dtype),
+                  **self.task.server_inputs(sizes)}
+        outputs = self.runner.infer(inputs)
         return {name: outputs[name] for name in self.task.output_names}
 
-    def predict(self, symbols: np.ndarray) -> list[Prediction]:
+    def predict(self, symbols: np.ndarray, sizes: ImageSizes | None = None) -> list[Prediction]:
         """NCHW server input (see ``predict_outputs``) -> one task prediction per item."""
-        return self.task.predictions(self.predict_outputs(symbols))
+        return self.task.predictions(self.predict_outputs(symbols, sizes))
 
     def outputs(self, stream: bytes) -> dict[str, np.ndarray]:
         """One stream -> the server graph's raw named outputs for its item (batch axis removed)."""
-        return self.task.items(self.predict_outputs(self.decode_symbols(stream)[None]))[0]
+        symbols, sizes = self.decode_sized(stream)
+        return self.task.items(self.predict_outputs(symbols[None], sizes))[0]
 
     def decode(self, stream: bytes) -> Prediction:
         """One stream -> the task's prediction (e.g. top-k classes with probabilities)."""

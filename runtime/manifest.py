@@ -114,6 +114,8 @@ def bundle_path(name: Any, key: str) -> str:
 @dataclass(frozen=True)
 class PreprocessSpec:
     """How an image becomes the model's input tensor: resize the shorter side (bilinear), center crop, normalize.
+    Without a crop (``crop`` None: segmentation, detection) the input keeps the resized image's size, so the
+    device graph takes any height and width within the bundle's limits.
 
     The one preprocessing record: the zoo's model specs and the bundle's manifest both use it. ``graph_input`` says
     what the bundle's device graph takes: "float32-nchw" (normalized here; bundles before it was recorded) or
@@ -121,7 +123,7 @@ class PreprocessSpec:
     """
 
     resize: int  # shorter side, bilinear
-    crop: int  # center crop, square
+    crop: int | None  # center crop, square; None: no crop (dynamic input size)
     mean: tuple[float, ...]
     std: tuple[float, ...]
     grayscale: bool = False
@@ -130,6 +132,11 @@ class PreprocessSpec:
     @property
     def channels(self) -> int:
         return 1 if self.grayscale else 3
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether the model's input size follows the image (no crop)."""
+        return self.crop is None
 
     def to_json(self) -> dict[str, Any]:
         record = {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
@@ -140,12 +147,12 @@ class PreprocessSpec:
 
     @classmethod
     def from_json(cls, record: Any, path: str = "preprocess") -> PreprocessSpec:
-        """Checked: crop <= resize <= MAX_IMAGE_SIDE, one mean and one positive std per channel."""
+        """Checked: crop (if any) <= resize <= MAX_IMAGE_SIDE, one mean and one positive std per channel."""
         if not isinstance(record, Mapping):
             raise BundleError(f"manifest {path} must be an object")
         grayscale = bool(_get(record, "grayscale", bool, path, optional=True))
         resize = _bounded_int(record, "resize", path, 1, MAX_IMAGE_SIDE)
-        crop = _bounded_int(record, "crop", path, 1, resize)
+        crop = None if record.get("crop") is None else _bounded_int(record, "crop", path, 1, resize)
         channels = 1 if grayscale else 3
         std = _floats(record, "std", path, channels)
         if not all(s > 0 for s in std):
@@ -185,9 +192,15 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class InputSpec:
+    """The exported input size; a dynamic input (``preprocess.crop`` None) takes any size between ``min`` and
+    ``max`` (height, width), the smallest measured at export on every exported runtime."""
+
     channels: int
     height: int
     width: int
+    dynamic: bool = False
+    min: tuple[int, int] | None = None
+    max: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,8 @@ class LatentSpec:
     channels: int
     geometry: tuple[tuple[int, int, int], ...]  # encoder convs (kernel, stride, padding)
     shape: tuple[int, int, int]
+    min_shape: tuple[int, int, int] | None = None  # the smallest latent the graphs ran on at export (measured)
+    max_shape: tuple[int, int, int] | None = None  # the largest latent a stream may declare
 
 
 @dataclass(frozen=True)
@@ -318,11 +333,33 @@ def _parse_task(task: dict[str, Any]) -> TaskSpec:
                     None if labels is None else bundle_path(labels, "task.labels"), tuple(outputs))
 
 
+def _side_pair(record: Mapping[str, Any], key: str, path: str) -> tuple[int, int] | None:
+    value = _get(record, key, list, path, optional=True)
+    if value is None:
+        return None
+    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE
+                                  for v in value):
+        raise BundleError(f"manifest {_where(path, key)} must be [height, width], sides 1..{MAX_IMAGE_SIDE}")
+    return value[0], value[1]
+
+
+def _latent_shape(latent: Mapping[str, Any], key: str, channels: int, optional: bool = False) -> Any:
+    shape = _get(latent, key, list, "latent", optional=optional)
+    if shape is None:
+        return None
+    if (len(shape) != 3 or shape[0] != channels
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in shape)):
+        raise BundleError(f"manifest latent.{key} must be [{channels}, height, width], sides 1..{MAX_IMAGE_SIDE}")
+    return tuple(shape)
+
+
 def _parse_shapes(manifest: dict[str, Any]) -> tuple[InputSpec, LatentSpec]:
     image, latent = _record(manifest, "input"), _record(manifest, "latent")
     spec = InputSpec(_bounded_int(image, "channels", "input", 1, 4),
                      _bounded_int(image, "height", "input", 1, MAX_IMAGE_SIDE),
-                     _bounded_int(image, "width", "input", 1, MAX_IMAGE_SIDE))
+                     _bounded_int(image, "width", "input", 1, MAX_IMAGE_SIDE),
+                     bool(_get(image, "dynamic", bool, "input", optional=True)),
+                     _side_pair(image, "min", "input"), _side_pair(image, "max", "input"))
     channels = _bounded_int(latent, "channels", "latent", 1, MAX_CHANNELS)
     geometry = _get(latent, "geometry", list, "latent")
     layers = []
@@ -333,11 +370,9 @@ def _parse_shapes(manifest: dict[str, Any]) -> tuple[InputSpec, LatentSpec]:
         layers.append(tuple(layer))
     if not 1 <= len(geometry) <= MAX_GEOMETRY_LAYERS:
         raise BundleError(f"manifest latent.geometry must have 1 to {MAX_GEOMETRY_LAYERS} layers")
-    shape = _get(latent, "shape", list, "latent")
-    if (len(shape) != 3 or shape[0] != channels
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in shape)):
-        raise BundleError(f"manifest latent.shape must be [{channels}, height, width], sides 1..{MAX_IMAGE_SIDE}")
-    return spec, LatentSpec(channels, tuple(layers), tuple(shape))
+    return spec, LatentSpec(channels, tuple(layers), _latent_shape(latent, "shape", channels),
+                            _latent_shape(latent, "min_shape", channels, optional=True),
+                            _latent_shape(latent, "max_shape", channels, optional=True))
 
 
 def _parse_entropy(entropy: dict[str, Any]) -> EntropySpec:

@@ -154,7 +154,8 @@ def _resized_size(size: tuple[int, int], resize: int) -> tuple[int, int]:
 
 
 def crop_image(image: ImageLike, spec: PreprocessSpec | Mapping[str, Any], *, fast: bool = True) -> Image.Image:
-    """The model's view of an image as pixels: resize (shorter side) + center crop, in the model's colour mode.
+    """The model's view of an image as pixels: resize (shorter side) + center crop (none for a dynamic input), in
+    the model's colour mode.
 
     ``fast=False`` gives exactly the pixels of torchvision's Resize + CenterCrop on the full-size image. ``fast``
     (the default) resizes only the crop's source region (``resize(box=...)``: the same pixels up to Pillow's
@@ -170,6 +171,8 @@ def crop_image(image: ImageLike, spec: PreprocessSpec | Mapping[str, Any], *, fa
     if size[0] * size[1] > MAX_RESIZED_PIXELS:
         raise Sc2edgeError(f"resizing a {full[0]}x{full[1]} image to {size[0]}x{size[1]} (preprocess resize {resize}) "
                            f"is over the {MAX_RESIZED_PIXELS:,}-pixel limit")
+    if crop is None:  # dynamic input: the resized image as it is
+        return img if size == img.size else img.resize(size, Image.BILINEAR)
     left, top = int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
     if not fast or size == img.size:
         img = img if size == img.size else img.resize(size, Image.BILINEAR)

@@ -79,6 +79,16 @@ class OutputError:
         return f"{self.name} max |err| {self.max_abs_err:.3g} (bound {self.bound:.3g})"
 
 
+@dataclass(frozen=True)
+class ImageSizes:
+    """An image's size as taken (``original``) and as the model saw it after its resize (``input``), each
+    (height, width): what a server graph needs to map its output back onto the image (streams of bundles with a
+    dynamic input carry both)."""
+
+    original: tuple[int, int]
+    input: tuple[int, int]
+
+
 class Prediction(Protocol):
     """A task's answer for one item: printable for the CLI, JSON for ``--json`` and reports."""
 
@@ -97,6 +107,7 @@ class Task(ABC):
 
     kind: ClassVar[str]
     metric_name: ClassVar[str]
+    extra_inputs: ClassVar[tuple[str, ...]] = ()  # server graph inputs beside the latent, from ``server_inputs``
 
     def __init__(self, outputs: Sequence[OutputSpec], labels: Sequence[str] | None = None):
         self.outputs = tuple(outputs)
@@ -134,6 +145,10 @@ class Task(ABC):
     @abstractmethod
     def metric(self, predictions: Sequence[Prediction], labels: Sequence[Any]) -> float:
         """The task's score (``metric_name``) of ``predictions`` against ground-truth ``labels``."""
+
+    def server_inputs(self, sizes: ImageSizes | None) -> dict[str, np.ndarray]:
+        """The server graph's inputs beside the latent (``extra_inputs``), from the image sizes a stream carries."""
+        return {}
 
     def agree(self, reference: Prediction, test: Prediction) -> bool:
         return next(iter(self.agreement_checks(reference, test).values()))

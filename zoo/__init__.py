@@ -22,6 +22,7 @@ from sc2edge.zoo import (  # noqa: F401  (register builders)
     fashion_mnist,
     hyperprior_student,
     learned_codecs,
+    segmentation_student,
 )
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
 from sc2edge.zoo.entropic_student import SplitClassifier

@@ -53,8 +53,13 @@ class SplitClassifier(CompressionModel):
     def forward_tail(self, z: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def tail_inputs(self, image: Tensor) -> tuple[Tensor, ...]:
+        """What ``forward_tail`` takes after the latent for an input ``image`` (e.g. a segmenter's image size):
+        the server graph's inputs beside the symbols, in the task's ``extra_inputs`` order."""
+        return ()
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_tail(self.bottleneck_layer.quantized(x))
+        return self.forward_tail(self.bottleneck_layer.quantized(x), *self.tail_inputs(x))
 
     @property
     def latent_channels(self) -> int:

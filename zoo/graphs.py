@@ -86,7 +86,8 @@ class PixelInput(nn.Module):
 
 
 class ServerGraph(nn.Module):
-    """int32 symbols -> ``symbols + median`` -> decoder -> task tail: what EntropyBottleneck.decompress feeds on."""
+    """int32 symbols (+ the tail's other inputs, e.g. the image size) -> ``symbols + median`` -> decoder -> task
+    tail: what EntropyBottleneck.decompress feeds on."""
 
     def __init__(self, model: SplitClassifier):
         super().__init__()
@@ -95,5 +96,5 @@ class ServerGraph(nn.Module):
         self.tail.bottleneck_layer = nn.Module()  # drop the duplicated bottleneck weights from the export
         self.register_buffer("medians", _medians(model))
 
-    def forward(self, symbols: Tensor) -> Tensor:
-        return self.tail.forward_tail(self.decoder(symbols.to(torch.float32) + self.medians))
+    def forward(self, symbols: Tensor, *tail_inputs: Tensor) -> Tensor:
+        return self.tail.forward_tail(self.decoder(symbols.to(torch.float32) + self.medians), *tail_inputs)

@@ -62,15 +62,18 @@ class OpenVinoRunner(BaseRunner):
         if self.precision_hint and kind in ("CPU", "GPU"):
             config["INFERENCE_PRECISION_HINT"] = self.precision_hint
         try:
-            self.compiled = core.compile_model(str(self.model_path), device, config)
+            declared = core.read_model(str(self.model_path))
+            self.compiled = core.compile_model(declared, device, config)
         except RuntimeError as exc:
             raise Sc2edgeError(f"openvino cannot load {self.model_path} on {device}: {exc}") from exc
         self._idle: queue.SimpleQueue = queue.SimpleQueue()  # requests not in use by any call
         self._created = 0
         self._pool_lock = threading.Lock()
         self._idle.put(self._new_request())  # one up front, so a broken graph fails at load time
-        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
-        self.output_names = [port.get_any_name() for port in self.compiled.outputs]
+        # The graph's own names: compiling merges an input with the Cast after it (an image size cast for a
+        # Resize), and the compiled port may then answer to the Cast's name first.
+        self.input_names = [port.get_any_name() for port in declared.inputs]
+        self.output_names = [port.get_any_name() for port in declared.outputs]
 
     def _new_request(self):
         self._created += 1
@@ -92,7 +95,8 @@ class OpenVinoRunner(BaseRunner):
         try:
             results = request.infer({name: feed[name] for name in self.input_names}, share_inputs=False,
                                     share_outputs=False)
-            return {port.get_any_name(): np.asarray(value) for port, value in results.items()}
+            return {name: np.asarray(results[port]) for name, port in zip(self.output_names, self.compiled.outputs,
+                                                                          strict=True)}
         finally:
             self._idle.put(request)
 

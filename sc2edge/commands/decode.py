@@ -1,4 +1,9 @@
-"""sc2edge decode BUNDLE STREAM... [--json]"""
+"""sc2edge decode BUNDLE[,BUNDLE...] STREAM... [--task KIND[,KIND]] [--out DIR] [--json]
+
+Several bundles (comma-separated) are tails of one encoder (e.g. a classifier and a segmenter sharing the
+student's encoder): each stream is decoded by each of them, or by those of ``--task``. Segmentation writes its
+class maps as PNG masks (pixel value = class) to ``--out``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from pathlib import Path
 from sc2edge.commands._common import (
     add_json_argument,
     add_runtime_arguments,
+    comma_list,
+    path_list,
     print_json,
     runtime_options,
     untrained_suffix,
@@ -16,23 +23,41 @@ from sc2edge.errors import Sc2edgeError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", type=Path, help="bundle directory")
+    parser.add_argument("bundle", type=path_list,
+                        help="bundle directory, or several (comma-separated) whose models share the encoder")
     parser.add_argument("streams", nargs="+", type=Path, help=".sc2 stream files")
+    parser.add_argument("--task", type=comma_list, default=None,
+                        help="the task(s) to decode (classification, segmentation); default: every bundle's")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory for segmentation masks: <stream stem>.png (8-bit, pixel value = class)")
     add_runtime_arguments(parser)
     add_json_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sc2edge.runtime import Decoder
+    from sc2edge._files import atomic_write_bytes
+    from sc2edge.runtime.tails import TailDecoders
 
-    with Decoder(args.bundle, **runtime_options(args)) as decoder:
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise Sc2edgeError(f"--out {args.out} is a file; give a directory for the masks")
+    with TailDecoders(args.bundle, args.task, **runtime_options(args)) as tails:
+        several = len(tails.decoders) > 1
         for path in args.streams:
             if not path.is_file():
                 raise Sc2edgeError(f"stream not found: {path}")
-            prediction = decoder.decode(path.read_bytes())
-            if args.json:
-                print_json({"stream": str(path), "task": decoder.task.kind,
-                            "trained": decoder.bundle.spec.model.trained, **prediction.to_json()})
-            else:
-                print(f"{path}: {prediction}{untrained_suffix(decoder.bundle)}")
+            for kind, prediction in tails.decode(path.read_bytes()).items():
+                bundle = tails.decoders[kind].bundle
+                record = {"stream": str(path), "task": kind, "trained": bundle.spec.model.trained,
+                          **prediction.to_json()}
+                if args.out is not None and hasattr(prediction, "png"):
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    target = args.out / f"{path.stem}.png"
+                    atomic_write_bytes(target, prediction.png())
+                    record.pop("mask_png", None)
+                    record["mask"] = str(target)
+                if args.json:
+                    print_json(record)
+                else:
+                    print(f"{path}{f' [{kind}]' if several else ''}: {prediction}"
+                          + (f" -> {record['mask']}" if "mask" in record else "") + untrained_suffix(bundle))
     return 0

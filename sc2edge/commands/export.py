@@ -44,6 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-int8-over-budget", action="store_true",
                         help="write INT8 artifacts that are over budget (recorded as failed in the manifest)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    parser.add_argument("--resize", type=int, help="for a model whose input follows the image (segmentation): "
+                        "resize the shorter side to this instead of the registry's (e.g. 513)")
     parser.add_argument("--validation-images", type=Path, help="images for the PyTorch comparison "
                         "(default: offline photos installed on this machine)")
     parser.add_argument("--allow-failed-validation", action="store_true",
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                           int8_check_crops=args.int8_check_crops,
                           int8_budget=budget, int8_accuracy_control=args.max_drop is not None,
                           allow_int8_over_budget=args.allow_int8_over_budget,
-                          reference=args.reference, reference_checkpoint=args.reference_checkpoint)
+                          reference=args.reference, reference_checkpoint=args.reference_checkpoint,
+                          resize=args.resize)
     out = export_bundle(args.model, args.out, checkpoint=args.checkpoint, trust_checkpoint=args.trust_checkpoint,
                         config=config)
     bundle = Bundle.open(out)

@@ -53,8 +53,14 @@ def _describe_stream(path: Path, bundle) -> tuple[list[str], dict]:
     lines = [f"stream {path}: {len(data)} bytes, format v{header.version}, entropy {header.codec}"]
     lines += [f"  section {s.name}: latent {s.shape}, payload {s.length} bytes, tables {s.table_hash}"
               for s in header.sections]
-    codec = open_codec(bundle) if bundle else None
-    unpack_stream(data, codec=codec.kind if codec else None, tables=codec.table_hashes if codec else None)
+    sizes = None
+    if bundle:  # container, codec, tables, latent limits and image sizes, as the bundle's decoder checks them
+        sizes = open_codec(bundle).decompress_sized(data)[1]
+    else:
+        unpack_stream(data)
+    if sizes:
+        lines.append(f"  image      {sizes.original[1]}x{sizes.original[0]} px, model input "
+                     f"{sizes.input[1]}x{sizes.input[0]}")
     lines.append("  CRC ok" + (f", matches bundle {bundle.name}" if bundle else ""))
     record = {"stream": str(path), "bytes": len(data), "format_version": header.version, "codec": header.codec,
               "sections": [{"name": s.name, "latent": list(s.shape), "payload_bytes": s.length,

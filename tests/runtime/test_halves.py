@@ -105,21 +105,26 @@ def test_device_path_does_not_import_torch(bundle_dir, photos):
 
 
 def test_latents_the_bundle_cannot_produce_are_refused_before_any_work(bundle_dir, photos):
-    """A valid-CRC stream with a 1x1 latent (graph runtimes fail on it, OpenVINO for every later request too) or
-    a 300x300 one (seconds of decoding for a 224-px model) is refused from its header, in either format."""
+    """A valid-CRC stream with a latent below the smallest the graphs ran on at export (graph runtimes fail there,
+    OpenVINO for every later request too) or a 300x300 one (seconds of decoding for a 224-px model) is refused
+    from its header, in either format; the measured smallest one decodes."""
     from sc2edge.runtime.rans import RansCoder
     from sc2edge.runtime.stream import pack_stream
 
     bundle = Bundle.open(bundle_dir)
-    channels = bundle.manifest["latent"]["channels"]
+    channels, smallest, _ = bundle.manifest["latent"]["min_shape"]
     coder = RansCoder(bundle.tables)
     tiny = coder.encode(np.zeros((channels, 1, 1), np.int32))
-    v1 = struct.pack("<4sB8s3HI", b"SC2E", 1, bytes.fromhex(bundle.tables.hash), channels, 1, 1, len(tiny))
-    crafted = [pack_stream("factorized", [("y", bundle.tables.hash, (channels, 1, 1), tiny)]),
-               v1 + struct.pack("<I", zlib.crc32(v1 + tiny)) + tiny,
-               pack_stream("factorized", [("y", bundle.tables.hash, (channels, 300, 300), b"\xff" * 4096)]),
+    crafted = [pack_stream("factorized", [("y", bundle.tables.hash, (channels, 300, 300), b"\xff" * 4096)]),
                pack_stream("factorized", [("y", bundle.tables.hash, (channels, 55, 2000), b"\xff" * 4096)])]
+    if smallest > 1:  # below the measured minimum, in both stream formats
+        v1 = struct.pack("<4sB8s3HI", b"SC2E", 1, bytes.fromhex(bundle.tables.hash), channels, 1, 1, len(tiny))
+        crafted += [pack_stream("factorized", [("y", bundle.tables.hash, (channels, 1, 1), tiny)]),
+                    v1 + struct.pack("<I", zlib.crc32(v1 + tiny)) + tiny]
     with Decoder(bundle_dir) as decoder:
+        at_minimum = coder.encode(np.zeros((channels, smallest, smallest), np.int32))
+        minimum = pack_stream("factorized", [("y", bundle.tables.hash, (channels, smallest, smallest), at_minimum)])
+        assert np.isfinite(decoder.outputs(minimum)["logits"]).all()
         for stream in crafted:
             with pytest.raises(StreamError, match="outside what this bundle's model takes"):
                 decoder.decode(stream)

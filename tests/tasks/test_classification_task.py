@@ -79,8 +79,8 @@ def test_manifest_section_round_trips_and_names_the_server_outputs(fp32_bundle_d
 
 
 def test_bad_task_sections_are_one_line_errors():
-    assert task_kinds() == ["classification"]
-    with pytest.raises(BundleError, match='task "detection" is not known.*known: classification'):
+    assert task_kinds() == ["classification", "segmentation"]
+    with pytest.raises(BundleError, match='task "detection" is not known.*known: classification, segmentation'):
         create_task({"kind": "detection"})
     with pytest.raises(BundleError, match="positive number of classes"):
         create_task({"kind": "classification", "num_classes": 0})

@@ -1,0 +1,82 @@
+"""The input and latent sizes a bundle's graphs take, measured at export on every exported runtime.
+
+The smallest input is found by running the FP32 device graph and then the server graph on a blank image of a
+given side, each probe in fresh sessions (a graph runtime that fails on a too-small input can fail for every
+later request in the same session): from the smallest side that gives a one-row latent up to the exported side,
+by bisection where the smallest fails. The largest is declared (``MAX_INPUT_SCALE`` times the exported side),
+not measured: a probe there would cost minutes for the segmentation and detection models.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sc2edge.errors import Sc2edgeError
+from sc2edge.runtime import Bundle, Decoder, Encoder
+from sc2edge.runtime.entropy import MAX_INPUT_SCALE, latent_size, smallest_input_side
+from sc2edge.runtime.manifest import MAX_IMAGE_SIDE
+from sc2edge.tasks import ImageSizes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Smallest and largest input side, square (the same for height and width), and the latents they give."""
+
+    min_side: int
+    max_side: int
+    channels: int
+    geometry: tuple[tuple[int, int, int], ...]
+
+    def latent(self, side: int) -> list[int]:
+        return [self.channels, latent_size(side, self.geometry), latent_size(side, self.geometry)]
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        """Record the limits in the manifest's ``latent`` (min_shape, max_shape) and, for a dynamic input,
+        ``input`` (min, max) sections."""
+        manifest["latent"]["min_shape"] = self.latent(self.min_side)
+        manifest["latent"]["max_shape"] = self.latent(self.max_side)
+        if manifest["input"].get("dynamic"):
+            manifest["input"]["min"] = [self.min_side, self.min_side]
+            manifest["input"]["max"] = [self.max_side, self.max_side]
+
+
+def _runs(bundle: Bundle, backend: str, side: int) -> bool:
+    """Whether the FP32 graphs of ``backend`` take a blank ``side`` x ``side`` image and give finite outputs."""
+    channels = bundle.manifest["input"]["channels"]
+    try:
+        with Encoder(bundle, backend) as encoder, Decoder(bundle, backend) as decoder:
+            symbols = encoder.symbols(np.zeros((1, channels, side, side), np.float32))
+            outputs = decoder.predict_outputs(symbols, ImageSizes((side, side), (side, side)))
+    except Exception as exc:  # noqa: BLE001  (any runtime failure means "not this size"; logged, then searched on)
+        log.debug("%s: a %d px input fails (%s)", backend, side, exc)
+        return False
+    return all(np.isfinite(v).all() for v in outputs.values() if np.issubdtype(v.dtype, np.floating))
+
+
+def measure_input_limits(bundle_dir: Path, backends: Sequence[str]) -> InputLimits:
+    """The smallest square input every backend's FP32 graphs run on, and the declared largest."""
+    bundle = Bundle.open(bundle_dir, verify=False)
+    latent, image = bundle.manifest["latent"], bundle.manifest["input"]
+    geometry = tuple(tuple(int(v) for v in g) for g in latent["geometry"])
+    exported = min(int(image["height"]), int(image["width"]))
+    low = smallest_input_side(geometry)
+    for backend in backends:
+        if _runs(bundle, backend, low):
+            continue
+        if not _runs(bundle, backend, exported):
+            raise Sc2edgeError(f"{backend} does not run the exported graphs at their own input size {exported}")
+        failing, working = low, exported
+        while working - failing > 1:
+            middle = (failing + working) // 2
+            failing, working = (failing, middle) if _runs(bundle, backend, middle) else (middle, working)
+        low = working
+    largest = min(MAX_INPUT_SCALE * max(int(image["height"]), int(image["width"])), MAX_IMAGE_SIDE)
+    return InputLimits(low, largest, int(latent["channels"]), geometry)
