@@ -21,6 +21,7 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime import Bundle, Decoder, Encoder
 from sc2edge.runtime.entropy import MAX_INPUT_SCALE, latent_size, smallest_input_side
 from sc2edge.runtime.manifest import MAX_IMAGE_SIDE
+from sc2edge.runtime.preprocess import graph_input_spec
 from sc2edge.tasks import ImageSizes
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,10 @@ class InputLimits:
 
 def _runs(bundle: Bundle, backend: str, side: int) -> bool:
     """Whether the FP32 graphs of ``backend`` take a blank ``side`` x ``side`` image and give finite outputs."""
-    channels = bundle.manifest["input"]["channels"]
+    shape, dtype = graph_input_spec(bundle.preprocess, side, side)  # uint8 pixels or the float image
     try:
         with Encoder(bundle, backend) as encoder, Decoder(bundle, backend) as decoder:
-            symbols = encoder.symbols(np.zeros((1, channels, side, side), np.float32))
+            symbols = encoder.symbols(np.zeros(shape, dtype))
             outputs = decoder.predict_outputs(symbols, ImageSizes((side, side), (side, side)))
     except Exception as exc:  # noqa: BLE001  (any runtime failure means "not this size"; logged, then searched on)
         log.debug("%s: a %d px input fails (%s)", backend, side, exc)
@@ -61,9 +62,13 @@ def _runs(bundle: Bundle, backend: str, side: int) -> bool:
     return all(np.isfinite(v).all() for v in outputs.values() if np.issubdtype(v.dtype, np.floating))
 
 
-def measure_input_limits(bundle_dir: Path, backends: Sequence[str]) -> InputLimits:
-    """The smallest square input every backend's FP32 graphs run on, and the declared largest."""
+def measure_input_limits(bundle_dir: Path, backends: Sequence[str]) -> InputLimits | None:
+    """The smallest square input every backend's FP32 graphs run on, and the declared largest; None for an entropy
+    model whose server input is not the device's symbols (hyperprior, CR+BQ: their exported latent stays the
+    bound)."""
     bundle = Bundle.open(bundle_dir, verify=False)
+    if bundle.spec.entropy.kind != "factorized":
+        return None
     latent, image = bundle.manifest["latent"], bundle.manifest["input"]
     geometry = tuple(tuple(int(v) for v in g) for g in latent["geometry"])
     exported = min(int(image["height"]), int(image["width"]))

@@ -303,7 +303,9 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
                 progress=config.progress)
 
         builder.write_manifest(manifest)
-        measure_input_limits(builder.staging, config.backends).apply(manifest)
+        limits = measure_input_limits(builder.staging, config.backends)
+        if limits is not None:
+            limits.apply(manifest)
         builder.write_manifest(manifest)
         staged = Bundle.open(builder.staging, verify=False)  # every file was hashed just now
         results = [validate(loaded.model, staged, images, backend=backend, tolerance=config.tolerance)

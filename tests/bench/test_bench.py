@@ -170,7 +170,7 @@ def test_local_rows_run_the_reference_model_in_a_torch_free_worker(reference_bun
     # the teacher's own predictions on the uncompressed input: the reference of the bench's rate-accuracy
     with ReferenceGraph(reference_bundle_dir, "openvino") as teacher:
         assert [p["classes"] for p in result["predictions"]] == [
-            [int(i) for i in np.argsort(-teacher.classify(photo))[:5]] for photo in photos[:2]]
+            [int(i) for i in np.argsort(-teacher.classify(frame))[:5]] for frame in frames]  # what the worker read
 
 
 def test_encoder_flops_agree_between_onnx_graph_and_torch_model(bundle_dir):
