@@ -22,7 +22,7 @@ from sc2edge.runtime.manifest import UNCODED
 from sc2edge.runtime.stream import unpack_stream
 from sc2edge.zoo import LoadedModel
 from sc2edge.zoo.bq import BottleneckQuantizedClassifier
-from sc2edge.zoo.graphs import fold_gdn
+from sc2edge.zoo.graphs import LatentServerGraph, fold_gdn
 
 DEVICE_OUTPUT, SERVER_INPUT = "z", "z_hat"
 DEVICE_IO = (["image"], [DEVICE_OUTPUT])
@@ -43,17 +43,9 @@ class BqDeviceGraph(nn.Module):
         return self.encoder(image)
 
 
-class BqServerGraph(nn.Module):
+def bq_server_graph(model: BottleneckQuantizedClassifier) -> LatentServerGraph:
     """The dequantized latent z_hat -> decoder -> task tail."""
-
-    def __init__(self, model: BottleneckQuantizedClassifier):
-        super().__init__()
-        self.decoder = fold_gdn(model.bottleneck_layer.decoder)
-        self.tail = fold_gdn(model)  # forward_tail only reads the tail modules
-        self.tail.bottleneck_layer = nn.Module()  # drop the duplicated bottleneck weights from the export
-
-    def forward(self, z_hat: Tensor) -> Tensor:
-        return self.tail.forward_tail(self.decoder(z_hat))
+    return LatentServerGraph(model, model.bottleneck_layer.decoder)
 
 
 def write_quantizer(loaded: LoadedModel, staging: Path) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from sc2edge.runtime.hyperprior import HyperpriorCodec, IndexPath, SideLayer
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.runtime.stream import unpack_stream
 from sc2edge.tasks import Task
-from sc2edge.zoo.graphs import fold_gdn
+from sc2edge.zoo.graphs import LatentServerGraph, fold_gdn
 
 SPATIAL_AXES = {0: "batch", 2: "height", 3: "width"}
 
@@ -101,19 +101,6 @@ class HyperpriorDeviceGraph(nn.Module):
         return y, torch.round(z - self.z_medians).to(torch.int32)
 
 
-class HyperpriorServerGraph(nn.Module):
-    """y_hat (y symbols + means, from the index path) -> g_s -> the task tail."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.g_s = fold_gdn(model.bottleneck_layer.g_s)
-        self.tail = fold_gdn(model)  # forward_tail only reads the tail modules
-        self.tail.bottleneck_layer = nn.Module()  # drop the duplicated bottleneck weights from the export
-
-    def forward(self, y_hat: Tensor) -> Tensor:
-        return self.tail.forward_tail(self.g_s(y_hat))
-
-
 GAUSSIAN_FILE, SIDE_FILE = "gaussian.npz", "side.npz"
 
 
@@ -128,7 +115,8 @@ def write_hyperprior_graphs(model: nn.Module, out_dir: Path, example: Tensor, ou
     """Write device.fp32.onnx (image -> y, z symbols), server.fp32.onnx (y_hat -> ``output_names``), the
     Gaussian tables and side.npz (the IndexPath) for a hyperprior model; both graphs take any batch and size."""
     out_dir = Path(out_dir)
-    device, server = HyperpriorDeviceGraph(model).eval(), HyperpriorServerGraph(model).eval()
+    device = HyperpriorDeviceGraph(model).eval()
+    server = LatentServerGraph(model, model.bottleneck_layer.g_s).eval()  # y_hat -> g_s -> the task tail
     with torch.no_grad():
         y, _ = device(example)
     export_onnx(device, example, out_dir / "device.fp32.onnx", (["image"], list(DEVICE_OUTPUTS)), opset=opset,

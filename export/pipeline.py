@@ -20,7 +20,7 @@ from sc2edge.calibrate.config import RECIPES, CalibConfig
 from sc2edge.errors import Sc2edgeError
 from sc2edge.export.bq import DEVICE_IO as BQ_DEVICE_IO
 from sc2edge.export.bq import SERVER_INPUT as BQ_SERVER_INPUT
-from sc2edge.export.bq import BqDeviceGraph, BqServerGraph, is_bq, validate_bq_bundle, write_quantizer
+from sc2edge.export.bq import BqDeviceGraph, bq_server_graph, is_bq, validate_bq_bundle, write_quantizer
 from sc2edge.export.hyperprior import (
     hyperprior_entropy,
     is_hyperprior,
@@ -269,7 +269,7 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
             validate = validate_hyperprior_bundle
         else:
             if bq:
-                device_graph, server_graph = BqDeviceGraph(loaded.model).eval(), BqServerGraph(loaded.model).eval()
+                device_graph, server_graph = BqDeviceGraph(loaded.model).eval(), bq_server_graph(loaded.model).eval()
                 device_io, server_input, validate = BQ_DEVICE_IO, BQ_SERVER_INPUT, validate_bq_bundle
             else:
                 device_graph, server_graph = DeviceGraph(loaded.model).eval(), ServerGraph(loaded.model).eval()

@@ -11,19 +11,23 @@ import functools
 MODEL = "mshp_student_resnet50_beta0.08"
 
 
-@functools.cache
-def spread_mshp_model():
+def spread_side_networks(bottleneck) -> None:
+    """Scale h_a and h_s of a random-weight hyperprior up (in place), so its scale indexes spread."""
     import torch
 
-    from sc2edge.zoo import get_model
-
-    loaded = get_model(MODEL)
-    bottleneck = loaded.model.bottleneck_layer
     with torch.no_grad():
         for p in bottleneck.h_a.parameters():
             p.mul_(8)
         for p in bottleneck.h_s.parameters():
             p.mul_(3)
+
+
+@functools.cache
+def spread_mshp_model():
+    from sc2edge.zoo import get_model
+
+    loaded = get_model(MODEL)
+    spread_side_networks(loaded.model.bottleneck_layer)
     return loaded
 
 

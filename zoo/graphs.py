@@ -85,16 +85,27 @@ class PixelInput(nn.Module):
         return self.graph((image / 255.0 - self.mean) / self.std)
 
 
-class ServerGraph(nn.Module):
+class LatentServerGraph(nn.Module):
+    """A float latent (CR+BQ's dequantized z_hat, a hyperprior's y_hat) (+ the tail's other inputs) -> ``decoder``
+    -> task tail, GDN folded."""
+
+    def __init__(self, model: SplitClassifier, decoder: nn.Module):
+        super().__init__()
+        self.decoder = fold_gdn(decoder)
+        self.tail = fold_gdn(model)  # forward_tail only reads the tail modules
+        self.tail.bottleneck_layer = nn.Module()  # drop the duplicated bottleneck weights from the export
+
+    def forward(self, latent: Tensor, *tail_inputs: Tensor) -> Tensor:
+        return self.tail.forward_tail(self.decoder(latent), *tail_inputs)
+
+
+class ServerGraph(LatentServerGraph):
     """int32 symbols (+ the tail's other inputs, e.g. the image size) -> ``symbols + median`` -> decoder -> task
     tail: what EntropyBottleneck.decompress feeds on."""
 
     def __init__(self, model: SplitClassifier):
-        super().__init__()
-        self.decoder = fold_gdn(model.bottleneck_layer.decoder)
-        self.tail = fold_gdn(model)  # forward_tail only reads the tail modules
-        self.tail.bottleneck_layer = nn.Module()  # drop the duplicated bottleneck weights from the export
+        super().__init__(model, model.bottleneck_layer.decoder)
         self.register_buffer("medians", _medians(model))
 
     def forward(self, symbols: Tensor, *tail_inputs: Tensor) -> Tensor:
-        return self.tail.forward_tail(self.decoder(symbols.to(torch.float32) + self.medians), *tail_inputs)
+        return super().forward(symbols.to(torch.float32) + self.medians, *tail_inputs)

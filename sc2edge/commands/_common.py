@@ -89,6 +89,14 @@ def validation_summary(record: dict) -> str:
 UNTRAINED_MARK = "UNTRAINED (random weights: the output says nothing about the method)"
 
 
+def print_report_problems(report: dict) -> None:
+    """A bench or compare report's warnings and skipped measurements, a line each."""
+    for problem in report["warnings"]:
+        print(f"warning: {problem}")
+    for skipped in report["skipped"]:
+        print(f"skipped: {skipped['what']}: {skipped['reason']}")
+
+
 def untrained_suffix(bundle) -> str:
     """What every line about an untrained bundle's output ends with; empty for a trained one."""
     return "" if bundle.spec.model.trained else f" [{UNTRAINED_MARK}]"

@@ -13,6 +13,7 @@ from sc2edge.commands._common import (
     int_in,
     path_list,
     print_json,
+    print_report_problems,
 )
 
 
@@ -82,9 +83,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"UNTRAINED: {', '.join(untrained)} (random weights: bytes and predictions say nothing about the "
               "method)")
     print(headline_markdown(report))
-    for problem in report["warnings"]:
-        print(f"warning: {problem}")
-    for skipped in report["skipped"]:
-        print(f"skipped: {skipped['what']}: {skipped['reason']}")
+    print_report_problems(report)
     print(f"report: {report['files']['html']} (also report.md, report.json, CSV and PNG files in {args.out})")
     return 0

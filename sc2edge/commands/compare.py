@@ -15,7 +15,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sc2edge.commands._common import add_json_argument, add_threads_argument, comma_list, int_in, path_list, print_json
+from sc2edge.commands._common import (
+    add_json_argument,
+    add_threads_argument,
+    comma_list,
+    int_in,
+    path_list,
+    print_json,
+    print_report_problems,
+)
 from sc2edge.errors import Sc2edgeError
 
 DATASETS = ("fashion-mnist",)
@@ -95,9 +103,6 @@ def run(args: argparse.Namespace) -> int:
         print_json(report)
         return 0
     print(to_markdown(compare_tables(report)[:1], {}, title=None))
-    for problem in report["warnings"]:
-        print(f"warning: {problem}")
-    for skipped in report["skipped"]:
-        print(f"skipped: {skipped['what']}: {skipped['reason']}")
+    print_report_problems(report)
     print(f"report: {report['files']['markdown']} (also compare.json, rate_accuracy.png in {args.out})")
     return 0

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from sc2edge.zoo import build, get_model, get_spec, list_models
-from tests._hyperprior import MODEL
+from tests._hyperprior import MODEL, spread_side_networks
 
 
 def test_mshp_entries_are_registered_and_untrained_without_a_checkpoint():
@@ -59,11 +59,7 @@ def test_scale_hyperprior_student_codes_through_the_index_path_byte_for_byte(pho
     loaded = get_model("shp_student_resnet50")
     assert not loaded.trained and not model_means(loaded.model)
     bottleneck = loaded.model.bottleneck_layer
-    with torch.no_grad():
-        for p in bottleneck.h_a.parameters():
-            p.mul_(8)
-        for p in bottleneck.h_s.parameters():
-            p.mul_(3)
+    spread_side_networks(bottleneck)
     coder = HyperpriorCoder(EntropyTables.from_bottleneck(bottleneck.entropy_bottleneck),
                             gaussian_tables(bottleneck.gaussian_conditional), index_path_of(bottleneck, means=False))
     x = torch.from_numpy(preprocess_image(photos[0], loaded.spec.preprocess.to_json())[None])
