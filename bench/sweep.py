@@ -19,6 +19,7 @@ worst-case bytes per image, and the device-side time per image (median over the 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,14 +72,21 @@ class EvalItems:
     files: list[str] = field(default_factory=list)
 
 
+_RATE_SETTING = re.compile(r"(_beta[0-9.e+-]+|_b[0-9]+ch)$")
+
+
 def family_name(bundle: Bundle) -> str:
-    """A curve's name for a bundle: the model name without its beta (``..._beta0.4`` -> ``...``)."""
-    name = bundle.name
-    beta = bundle.spec.model.beta
-    for suffix in (f"_beta{beta}", f"-beta{beta}"):
-        if beta is not None and name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    """A curve's name for a bundle: the model name without its rate setting (``..._beta0.4``; a CR+BQ width
+    ``..._b2ch``)."""
+    return _RATE_SETTING.sub("", bundle.name)
+
+
+def rate_setting(bundle: Bundle) -> str:
+    """What sets a bundle's rate, as the points name it: its beta, or a CR+BQ model's bottleneck width."""
+    width = _RATE_SETTING.search(bundle.name)
+    if bundle.spec.model.beta is None and width is not None:
+        return width.group(0).lstrip("_")
+    return f"beta {bundle.spec.model.beta}"
 
 
 def parse_methods(specs: Sequence[str | Path]) -> list[Method]:
@@ -199,7 +207,7 @@ def _split_points(method: Method, items: EvalItems, teacher: list[Prediction], b
                 streams, device_s = _timed_map(lambda x, enc=encoder: enc.encode_batch(x)[0], inputs)
                 predictions, server_s = _timed_map(decoder.decode, streams)
             payloads = [sum(len(p) for p in unpack_stream(s)[1].values()) for s in streams]
-            points.append(_point(method, f"beta {bundle.spec.model.beta}", precision, [len(s) for s in streams],
+            points.append(_point(method, rate_setting(bundle), precision, [len(s) for s in streams],
                                  payloads, device_s, server_s, _score(task, predictions, items.labels, teacher), pixels,
                                  beta=bundle.spec.model.beta, bundle=str(bundle.path),
                                  trained=bundle.spec.model.trained, server_precision=server_precision))
