@@ -39,7 +39,7 @@ from sc2edge.runtime import Bundle, Decoder, Encoder, unpack_stream
 from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.cpu import this_cpu
 from sc2edge.runtime.input_codecs import InputCodec, input_codec, list_input_codecs
-from sc2edge.runtime.preprocess import crop_image, normalize_image
+from sc2edge.runtime.preprocess import crop_image, crop_input, normalize_image
 from sc2edge.runtime.reference import ReferenceGraph, decode_input, has_reference
 from sc2edge.tasks import Prediction, Task, bundle_task
 
@@ -193,7 +193,7 @@ def _split_points(method: Method, items: EvalItems, teacher: list[Prediction], b
     for bundle in method.bundles:
         task = bundle_task(bundle)
         pre = bundle.preprocess
-        inputs = [normalize_image(c, pre)[None] for c in items.crops]
+        inputs = [crop_input(c, pre)[None] for c in items.crops]
         pixels = pre["crop"] * pre["crop"]
         for precision in precisions:
             try:
