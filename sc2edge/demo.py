@@ -20,10 +20,6 @@ LABELLED_CALIBRATION, LABELLED_TEST = 300, 1000
 # The default model's INT8 check: each held-out photo's centre crop + 15 seeded random crops (the protocol of
 # its figures in models.yaml): 192 inputs, where one flip is 0.5 points instead of 8.3 on 12 photos.
 HELD_OUT_CROPS = 16
-# ONNX Runtime's ranges for the default model: entropy measured best on those crops (avx2, no VNNI): INT8 accuracy
-# against the teacher 78.1 -> 75.5 % (percentile: 72.4 %, minmax 73.4 %); 194 training images or 4 crops of each
-# calibration photo did not do better (docs/DESIGN.md).
-CALIBRATION_METHOD = "entropy"
 
 
 @dataclass
@@ -111,7 +107,6 @@ def run_demo(out: str | Path, *, model: str | None = None, quick: bool = False, 
     print(f"[1/5] export {model}: ONNX + OpenVINO, FP32 + INT8 calibrated on {len(calibration)} photos", flush=True)
     bundle_dir = export_bundle(model, out / "bundle", config=ExportConfig(  # over budget: written, shown as FAIL
         backends=BACKENDS, int8=True, calib=calib_list, calib_samples=calib_samples, overwrite=True,
-        calib_method=CALIBRATION_METHOD,
         int8_check_images=held_out_list, int8_check_crops=HELD_OUT_CROPS, allow_int8_over_budget=True))
 
     print(f"[2/5] encode/decode {len(held_out)} held-out photos with every backend and precision", flush=True)
