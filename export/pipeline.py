@@ -72,6 +72,8 @@ class ExportConfig:
         int8 (bool): also calibrate INT8 graphs (needs ``calib``). Defaults to False.
         calib (Path | None): calibration images (folder, class-folder tree or file list). Defaults to None.
         calib_samples (int): calibration images to use. Defaults to 300.
+        calib_method (str): ONNX Runtime range estimation: "percentile", "entropy" or "minmax" (NNCF, for
+            OpenVINO, has its own). Defaults to "percentile".
         opset (int): ONNX opset, 13..20. Defaults to 17.
         validation_images (Path | None): images for the PyTorch comparison. Defaults to offline photos.
         tolerance (SymbolTolerance): symbols allowed to differ from PyTorch (the outputs' tolerances are the
@@ -109,6 +111,7 @@ class ExportConfig:
     int8: bool = False
     calib: Path | None = None
     calib_samples: int = 300
+    calib_method: str = "percentile"
     opset: int = DEFAULT_OPSET
     validation_images: Path | None = None
     tolerance: SymbolTolerance = field(default_factory=SymbolTolerance)
@@ -148,6 +151,7 @@ class ExportConfig:
             raise Sc2edgeError(f"--calib-samples must be positive, got {self.calib_samples}")
         if self.int8_recipe not in RECIPES:
             raise Sc2edgeError(f'unknown INT8 recipe "{self.int8_recipe}" (available: {", ".join(RECIPES)})')
+        CalibConfig(method=self.calib_method).validate()  # an unknown method is refused before any work
         if self.int8_check_count < 1:
             raise Sc2edgeError(f"--int8-check-count must be positive, got {self.int8_check_count}")
         if self.int8_check_crops < 1:
@@ -298,7 +302,8 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
             # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph.
             manifest["calibration"] = add_int8_artifacts(
                 builder, manifest["preprocess"], config.calib,
-                config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe),
+                config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe,
+                                   method=config.calib_method),
                 backends=config.backends, roles=("device",) if hyperprior else ("device", "server"),
                 progress=config.progress)
 

@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8", action="store_true", help="also write INT8 graphs calibrated on --calib")
     parser.add_argument("--calib", type=Path, help="calibration images: a folder, class-folder tree or file list")
     parser.add_argument("--calib-samples", type=int, default=300, help="calibration images to use (default: 300)")
+    parser.add_argument("--calib-method", default="percentile", choices=("percentile", "entropy", "minmax"),
+                        help="ONNX Runtime's activation ranges (OpenVINO's NNCF has its own; default: %(default)s)")
     parser.add_argument("--int8-recipe", default="portable", choices=("portable", "vnni"),
                         help="INT8 weights: portable (7-bit, the same integers on every CPU) or vnni (full 8-bit, "
                         "only for a known VNNI/AMX/ARM-dot-product target; saturates on x86 without VNNI) "
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     budget = Int8Budget(args.int8_max_drop if args.max_drop is None else args.max_drop, args.int8_max_bytes)
     config = ExportConfig(backends=tuple(args.backend), progress=show_progress(),
                           int8=args.int8, calib=args.calib, calib_samples=args.calib_samples, opset=args.opset,
+                          calib_method=args.calib_method,
                           validation_images=args.validation_images,
                           allow_failed_validation=args.allow_failed_validation, overwrite=args.force,
                           int8_recipe=args.int8_recipe, int8_check_images=args.int8_check_images,
