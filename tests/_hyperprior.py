@@ -11,15 +11,15 @@ import functools
 MODEL = "mshp_student_resnet50_beta0.08"
 
 
-def spread_side_networks(bottleneck) -> None:
+def spread_side_networks(bottleneck, h_a_gain: float = 8, h_s_gain: float = 3) -> None:
     """Scale h_a and h_s of a random-weight hyperprior up (in place), so its scale indexes spread."""
     import torch
 
     with torch.no_grad():
         for p in bottleneck.h_a.parameters():
-            p.mul_(8)
+            p.mul_(h_a_gain)
         for p in bottleneck.h_s.parameters():
-            p.mul_(3)
+            p.mul_(h_s_gain)
 
 
 @functools.cache
@@ -65,11 +65,7 @@ def tiny_learned_codec(architecture: str, crop: int = 64, spread: bool = True):
     model = LearnedCodecClassifier(architecture, 1, teacher, (0.5,) * 3, (0.25,) * 3, crop)
     bottleneck = model.bottleneck_layer
     if spread and hasattr(bottleneck, "h_s"):
-        with torch.no_grad():
-            for p in bottleneck.h_a.parameters():
-                p.mul_(6)
-            for p in bottleneck.h_s.parameters():
-                p.mul_(4)
+        spread_side_networks(bottleneck, h_a_gain=6, h_s_gain=4)
     model.update(force=True)
     base = get_spec(f"learned_codec_{architecture.replace('-', '_')}_q1")
     spec = dataclasses.replace(base, name=f"tiny-{architecture}", num_classes=10, labels=None,

@@ -5,7 +5,7 @@ import pytest
 
 from sc2edge.runtime.hyperprior import HyperpriorCoder, available_implementations, load_index_path
 from sc2edge.runtime.rans import EntropyTables
-from tests._hyperprior import spread_mshp_model
+from tests._hyperprior import spread_mshp_model, spread_side_networks
 
 pytestmark = pytest.mark.skipif("native" not in available_implementations(),
                                 reason="sc2edge.runtime._hyperprior is not built")
@@ -110,11 +110,7 @@ def test_compressai_image_codecs_code_through_the_index_path_byte_for_byte(archi
     torch.manual_seed(0)
     means = architecture == "mbt2018-mean"
     model = (mbt2018_mean if means else bmshj2018_hyperprior)(quality=1, pretrained=False).eval()
-    with torch.no_grad():
-        for p in model.h_a.parameters():
-            p.mul_(6)
-        for p in model.h_s.parameters():
-            p.mul_(4)
+    spread_side_networks(model, h_a_gain=6, h_s_gain=4)
     model.update(force=True)
     coder = HyperpriorCoder(EntropyTables.from_bottleneck(model.entropy_bottleneck),
                             gaussian_tables(model.gaussian_conditional), index_path_of(model, means=means))
