@@ -119,7 +119,7 @@ class Encoder(_Half):
     def compress_outputs(self, outputs: dict[str, np.ndarray], sizes: ImageSizes | None = None) -> bytes:
         """One item's device outputs (no batch axis), by name -> a stream (any entropy model; + ``sizes``, which a
         bundle with a dynamic input needs)."""
-        return self.codec.compress(outputs, sizes if self.codec.limits.dynamic else None)
+        return self.codec.compress(outputs, sizes)  # the codec adds the sizes only where the input is dynamic
 
     def item_outputs(self, batch: np.ndarray) -> list[dict[str, np.ndarray]]:
         """A batch of graph inputs -> per item, the device outputs the entropy codec consumes (no batch axis)."""
