@@ -38,6 +38,22 @@ def check_shared_encoder(bundles: Sequence[Bundle]) -> None:
                                "hashes or latent geometry differ): a stream of one does not decode with the other")
 
 
+def tail_kinds(bundles: Sequence[Bundle], tasks: Sequence[str] | None = None) -> list[str]:
+    """The task kind of each bundle, after refusing (one line) bundles that do not share one encoder, two bundles
+    of one task, and ``tasks`` no bundle serves."""
+    if not bundles:
+        raise Sc2edgeError("no bundle to decode with")
+    check_shared_encoder(bundles)
+    kinds = [b.manifest["task"]["kind"] for b in bundles]
+    duplicated = sorted({k for k in kinds if kinds.count(k) > 1})
+    if duplicated:
+        raise Sc2edgeError(f"two bundles serve the {duplicated[0]} task: give one bundle per task")
+    unknown = sorted(set(tasks or ()) - set(kinds))
+    if unknown:
+        raise Sc2edgeError(f'no bundle serves the {unknown[0]} task (these serve {", ".join(kinds)})')
+    return kinds
+
+
 class TailDecoders:
     """A ``Decoder`` per bundle (one per task kind), all tails of one encoder; ``decode(stream)`` runs each.
 
@@ -50,16 +66,7 @@ class TailDecoders:
 
     def __init__(self, bundles: Sequence[Bundle | str | Path], tasks: Sequence[str] | None = None, **options: Any):
         opened = [open_bundle(b) for b in bundles]
-        if not opened:
-            raise Sc2edgeError("no bundle to decode with")
-        check_shared_encoder(opened)
-        kinds = [b.manifest["task"]["kind"] for b in opened]
-        duplicated = sorted({k for k in kinds if kinds.count(k) > 1})
-        if duplicated:
-            raise Sc2edgeError(f"two bundles serve the {duplicated[0]} task: give one bundle per task")
-        unknown = sorted(set(tasks or ()) - set(kinds))
-        if unknown:
-            raise Sc2edgeError(f'no bundle serves the {unknown[0]} task (these serve {", ".join(kinds)})')
+        kinds = tail_kinds(opened, tasks)
         self.decoders: dict[str, Decoder] = {}
         try:
             for kind, bundle in zip(kinds, opened, strict=True):

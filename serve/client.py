@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from sc2edge.errors import Sc2edgeError
-from sc2edge.serve.repository import STREAM_INPUT
+from sc2edge.serve.wire import STREAM_INPUT
 
 PROTOCOLS = ("http", "grpc")
 

@@ -46,18 +46,20 @@ class TritonServer:
     """A tritonserver process on loopback serving ``models`` of ``repository`` (a context manager).
 
     Args:
-        repository: the model repository.
+        repository: the model repository, or several (their model names must differ).
         models: the models to load (all must become ready).
         timeout: seconds to wait for readiness before giving up (the process is then killed).
         binary: the tritonserver (launcher) to run. Defaults to ``find_tritonserver()``.
     """
 
-    def __init__(self, repository: str | Path, models: Sequence[str], *, timeout: float = 120,
+    def __init__(self, repository: str | Path | Sequence[str | Path], models: Sequence[str], *, timeout: float = 120,
                  binary: str | Path | None = None):
         self.binary = Path(binary) if binary else find_tritonserver()
         if self.binary is None:
             raise ServerError("no tritonserver found: run scripts/setup-triton.sh (or set SC2EDGE_TRITONSERVER)")
-        self.repository, self.models, self.timeout = Path(repository), list(models), timeout
+        several = not isinstance(repository, (str, Path))
+        self.repositories = [Path(r) for r in repository] if several else [Path(repository)]
+        self.models, self.timeout = list(models), timeout
         self.http_port, self.grpc_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
         self._log = tempfile.TemporaryFile()
@@ -71,7 +73,8 @@ class TritonServer:
         return f"127.0.0.1:{self.grpc_port}"
 
     def command(self) -> list[str]:
-        return [str(self.binary), f"--model-repository={self.repository}", "--model-control-mode=explicit",
+        return [str(self.binary), *(f"--model-repository={r}" for r in self.repositories),
+                "--model-control-mode=explicit",
                 *(f"--load-model={m}" for m in self.models), "--http-address=127.0.0.1",
                 f"--http-port={self.http_port}", "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
                 "--allow-metrics=false", "--exit-timeout-secs=5", "--log-verbose=0"]

@@ -103,7 +103,7 @@ def test_repository_refuses_to_overwrite_a_folder_it_did_not_write(reference_bun
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_served_outputs_are_bit_exact_with_the_in_process_decoder(server, repository, streams, expected, protocol):
     url = server.http_url if protocol == "http" else server.grpc_url
-    with InferenceClient(url, repository.ensembles[VARIANT], ["logits"], protocol=protocol) as client:
+    with InferenceClient(url, repository.ensemble(VARIANT), ["logits"], protocol=protocol) as client:
         one_by_one = [client.infer([s])[0] for s in streams]
         batched = client.infer(streams)
     for want, single, many in zip(expected, one_by_one, batched, strict=True):
@@ -112,7 +112,7 @@ def test_served_outputs_are_bit_exact_with_the_in_process_decoder(server, reposi
 
 
 def test_a_bad_stream_fails_its_request_in_one_line_and_the_server_goes_on(server, repository, streams, expected):
-    with InferenceClient(f"grpc://{server.grpc_url}", repository.ensembles[VARIANT], ["logits"]) as client:
+    with InferenceClient(f"grpc://{server.grpc_url}", repository.ensemble(VARIANT), ["logits"]) as client:
         with pytest.raises(InferenceError, match="not an sc2edge stream") as refused:
             client.infer([b"GIF89a" + bytes(100)])
         assert "\n" not in str(refused.value)
@@ -122,7 +122,7 @@ def test_a_bad_stream_fails_its_request_in_one_line_and_the_server_goes_on(serve
 
 
 def test_load_of_8_clients_has_no_mismatch(server, repository, reference_bundle_dir, streams, capsys):
-    report = load_test(reference_bundle_dir, streams, f"http://{server.http_url}", repository.ensembles[VARIANT],
+    report = load_test(reference_bundle_dir, streams, f"http://{server.http_url}", repository.ensemble(VARIANT),
                        clients=8, requests_per_client=40)
     with capsys.disabled():
         print("\nTriton load test (figures, no assertion on time):", json.dumps(report))
@@ -134,7 +134,7 @@ def test_load_of_8_clients_has_no_mismatch(server, repository, reference_bundle_
 def test_infer_verb_prints_the_same_prediction_as_in_process_decoding(server, repository, reference_bundle_dir,
                                                                        photos, streams):
     result = run_cli("infer", reference_bundle_dir, *photos[:2], "--url", f"http://{server.http_url}",
-                     "--model", repository.ensembles[VARIANT], "--json")
+                     "--model", repository.ensemble(VARIANT), "--json")
     assert result.returncode == 0, result.stderr
     with Decoder(reference_bundle_dir) as decoder:
         want = [decoder.decode(s).to_json() for s in streams[:2]]
