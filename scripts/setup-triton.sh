@@ -24,6 +24,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup-triton: installing nvidia-pytriton and sc2edge[runtime] into $VENV"
   $VENV/bin/python -m pip install -q "nvidia-pytriton>=0.5" "numpy<2" -e ".[runtime]"
 fi
+# The entropy-decode model runs in this interpreter: sc2edge's compiled rANS coder (there is no CompressAI here to
+# fall back on) and the hyperprior's deterministic index path (its numpy fallback gives the same bits, ten times
+# slower) must import.
+if ! $VENV/bin/python -c "import sc2edge.runtime._rans, sc2edge.runtime._hyperprior"; then
+  rm -f "$stamp"
+  echo "setup-triton: sc2edge's C extensions (runtime/_rans.c, runtime/_hyperprior.c) do not import in $VENV:" \
+       "install a C compiler and run this script again" >&2
+  exit 1
+fi
 
 site=$($VENV/bin/python -c "import pytriton, pathlib; print(pathlib.Path(pytriton.__file__).parent)")
 pyver=$($VENV/bin/python -c "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')")

@@ -144,3 +144,30 @@ def reference_bundle_dir(tmp_path_factory, photos) -> Path:
         (images / p.name).symlink_to(p)
     return export_bundle(FASHION_MODEL, tmp_path_factory.mktemp("bundles") / "fashion",
                          config=ExportConfig(backends=("onnxruntime", "openvino"), validation_images=images))
+
+
+SEGMENTATION_MODEL = "entropic_student_deeplabv3_resnet50_beta0.16"
+VOC_IMAGES = Path("/usr/share/doc/labelme-examples/examples/semantic_segmentation/data_dataset_voc/JPEGImages")
+SEGMENTATION_RESIZE = 64  # shorter side: small enough for 2 cores (the dilated tail still sees 8 x 8+ features)
+
+
+def voc_images() -> list[Path]:
+    """labelme-examples' VOC photos (their masks sit beside them), sorted."""
+    images = sorted(VOC_IMAGES.glob("*.jpg"))
+    if len(images) < 2:
+        pytest.fail("labelme-examples' VOC images are missing: run scripts/setup-env.sh")
+    return images
+
+
+@pytest.fixture(scope="session")
+def segmentation_bundle_dir(tmp_path_factory) -> Path:
+    """The DeepLabv3 student (random weights, the ImageNet student's encoder and tables), dynamic input, shorter
+    side 64, ONNX Runtime and OpenVINO: a second tail of ``fp32_bundle_dir``'s encoder."""
+    from sc2edge.export import ExportConfig, export_bundle
+
+    images = tmp_path_factory.mktemp("voc")
+    for path in voc_images()[:2]:
+        (images / path.name).symlink_to(path)
+    return export_bundle(SEGMENTATION_MODEL, tmp_path_factory.mktemp("bundles") / "seg",
+                         config=ExportConfig(backends=("onnxruntime", "openvino"), resize=SEGMENTATION_RESIZE,
+                                             validation_images=images))

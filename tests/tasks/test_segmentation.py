@@ -19,43 +19,25 @@ from sc2edge.runtime import Bundle, Decoder, Encoder, pack_stream, unpack_stream
 from sc2edge.runtime.tails import TailDecoders, check_shared_encoder
 from sc2edge.tasks import ImageSizes, create_task
 from sc2edge.tasks.segmentation import SegmentationPrediction, confusion, mean_iou
-
-SEG_MODEL = "entropic_student_deeplabv3_resnet50_beta0.16"
-VOC = Path("/usr/share/doc/labelme-examples/examples/semantic_segmentation/data_dataset_voc")
-RESIZE = 64  # shorter side: small enough for 2 cores (the dilated tail still sees 8 x 8+ features)
-
-
-def voc_images() -> list[Path]:
-    images = sorted((VOC / "JPEGImages").glob("*.jpg"))
-    if len(images) < 2:
-        pytest.fail("labelme-examples' VOC images are missing: run scripts/setup-env.sh")
-    return images
+from tests.conftest import SEGMENTATION_MODEL, SEGMENTATION_RESIZE, VOC_IMAGES, voc_images
 
 
 @pytest.fixture(scope="module")
-def seg_bundle(tmp_path_factory) -> Bundle:
-    from sc2edge.export import ExportConfig, export_bundle
-
-    images = tmp_path_factory.mktemp("voc")
-    for path in voc_images()[:2]:
-        (images / path.name).symlink_to(path)
-    out = export_bundle(SEG_MODEL, tmp_path_factory.mktemp("bundles") / "seg",
-                        config=ExportConfig(backends=("onnxruntime", "openvino"), resize=RESIZE,
-                                            validation_images=images))
-    return Bundle.open(out)
+def seg_bundle(segmentation_bundle_dir) -> Bundle:
+    return Bundle.open(segmentation_bundle_dir)
 
 
 @pytest.fixture(scope="module")
 def seg_model():
     from sc2edge.zoo import get_model
 
-    return get_model(SEG_MODEL).model
+    return get_model(SEGMENTATION_MODEL).model
 
 
 def test_export_validates_class_maps_on_both_runtimes_at_the_images_own_sizes(seg_bundle):
     manifest = seg_bundle.manifest
     assert manifest["task"]["kind"] == "segmentation" and manifest["input"]["dynamic"] is True
-    assert manifest["preprocess"]["crop"] is None and manifest["preprocess"]["resize"] == RESIZE
+    assert manifest["preprocess"]["crop"] is None and manifest["preprocess"]["resize"] == SEGMENTATION_RESIZE
     assert manifest["model"]["trained"] is False  # no checkpoint here: random weights, said so
     assert {v["backend"] for v in manifest["validation"]} == {"onnxruntime", "openvino"}
     for record in manifest["validation"]:
@@ -89,7 +71,7 @@ def test_manifest_records_the_measured_smallest_input_and_streams_below_it_are_r
 
     latent, image = seg_bundle.manifest["latent"], seg_bundle.manifest["input"]
     assert latent["min_shape"][1] < latent["shape"][1] <= latent["max_shape"][1]
-    assert image["min"][0] < RESIZE < image["max"][0]
+    assert image["min"][0] < SEGMENTATION_RESIZE < image["max"][0]
     side = image["min"][0]
     with Encoder(seg_bundle) as encoder, Decoder(seg_bundle) as decoder:
         stream = encoder.encode_batch(np.zeros((1, 3, side, side), np.float32))[0]
@@ -144,7 +126,7 @@ def test_miou_against_labelme_voc_masks(seg_bundle):
     with Encoder(seg_bundle) as encoder, Decoder(seg_bundle) as decoder:
         for path in voc_images():
             prediction = decoder.decode(encoder.encode([path])[0])
-            label = np.load(VOC / "SegmentationClass" / f"{path.stem}.npy", allow_pickle=False)
+            label = np.load(VOC_IMAGES.parent / "SegmentationClass" / f"{path.stem}.npy", allow_pickle=False)
             resized = Image.fromarray(label.astype(np.int32)).resize(prediction.mask.shape[::-1], Image.NEAREST)
             predictions.append(prediction)
             labels.append(np.asarray(resized))
@@ -215,7 +197,7 @@ def test_sc2bench_checkpoint_layout_loads(tmp_path, seg_model):
         changed = value.is_floating_point() and "entropy_bottleneck" not in key  # differs from the random weights
         state[f"backbone.{key}" if key.startswith("bottleneck_layer.") else key] = value + 1 if changed else value
     torch.save({"model": state}, tmp_path / "ckpt.pt")
-    loaded = get_model(SEG_MODEL, checkpoint=tmp_path / "ckpt.pt")
+    loaded = get_model(SEGMENTATION_MODEL, checkpoint=tmp_path / "ckpt.pt")
     assert loaded.trained
     ours = loaded.model.state_dict()
     for key in ("bottleneck_layer.encoder.0.weight", "backbone.layer4.0.conv2.weight", "classifier.4.weight",
