@@ -10,10 +10,11 @@ import json
 import numpy as np
 import pytest
 
+from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime import Bundle, Decoder, Encoder
 from sc2edge.runtime.stream import pack_stream, unpack_stream
 from sc2edge.runtime.tails import TailDecoders
-from sc2edge.serve import write_triton_repository
+from sc2edge.serve import RepositoryError, write_triton_repository
 from tests.conftest import run_cli, voc_images
 
 pytest.importorskip("tritonclient.grpc", reason='tritonclient is not installed (pip install "sc2edge[serve]")')
@@ -150,6 +151,18 @@ def test_several_tails_share_one_entropy_model_and_only_segmentation_reads_the_s
     assert shared["max_shape"] == [24, max(t["max_shape"][1] for t in each), max(t["max_shape"][2] for t in each)]
     assert shared["min_shape"] == [24, min(t["min_shape"][1] for t in each), min(t["min_shape"][2] for t in each)]
     assert each[0]["max_shape"] != each[1]["max_shape"]
+
+
+def test_tails_of_different_encoders_are_refused_and_a_task_must_be_named(repositories, hyperprior_bundle,
+                                                                        fp32_bundle_dir, tmp_path):
+    with pytest.raises(Sc2edgeError, match="do not share an encoder"):
+        write_triton_repository([fp32_bundle_dir, hyperprior_bundle], tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+    _, tails = repositories
+    with pytest.raises(RepositoryError, match="name the task"):
+        tails.ensemble(VARIANT)
+    with pytest.raises(RepositoryError, match="segmentation tail has no onnxruntime variant"):
+        tails.ensemble("onnxruntime", "segmentation")
 
 
 def test_one_stream_through_each_tail_is_bit_exact_with_in_process_decoding(server, repositories, fp32_bundle_dir,
