@@ -150,11 +150,12 @@ def _spec(spec: PreprocessSpec | Mapping[str, Any]) -> PreprocessSpec:
 
 def _resized_size(size: tuple[int, int], resize: int, max_size: int | None = None) -> tuple[int, int]:
     """torchvision's Resize(int): the shorter side to ``resize``, the other in proportion (truncated). With
-    ``max_size``, GeneralizedRCNNTransform's rule instead: one float32 scale, min(resize / shorter, max_size /
-    longer), and each side floor(side * scale) (what its interpolate with recompute_scale_factor gives)."""
+    ``max_size``, GeneralizedRCNNTransform's rule instead (eager PyTorch): one scale, min(resize / shorter,
+    max_size / longer) in double precision, and each side floor(side * scale) (its interpolate with
+    recompute_scale_factor)."""
     w, h = size
     if max_size is not None:
-        scale = float(min(np.float32(resize) / np.float32(min(w, h)), np.float32(max_size) / np.float32(max(w, h))))
+        scale = min(resize / min(w, h), max_size / max(w, h))
         return max(1, math.floor(w * scale)), max(1, math.floor(h * scale))
     return (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
 

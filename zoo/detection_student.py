@@ -74,12 +74,16 @@ class EntropicStudentDetector(SplitClassifier):
     image; the sizes are int64 [2] (height, width): the padded input, the resized image inside it, the original.
     """
 
-    def __init__(self, detector: nn.Module, fpn_levels: tuple[int, ...], latent_channels: int = 24):
+    def __init__(self, latent_channels: int = 24):
         super().__init__()
-        # Built in the classifier's order, so equal seeds give the classifier's encoder and entropy bottleneck.
+        # Built first and in the classifier's order, so equal seeds give the classifier's encoder and entropy
+        # bottleneck (one stream then decodes with either tail).
         encoder = gdn_encoder([3, 96, 48, latent_channels], kernels=[5, 5, 2], strides=[2, 2, 1])
         decoder = igdn_decoder([latent_channels, 512, 256, 256], kernels=[2, 2, 2], paddings=[1, 0, 1])
         self.bottleneck_layer = BottleneckLayer(encoder, decoder, latent_channels)
+
+    def _attach(self, detector: nn.Module, fpn_levels: tuple[int, ...]) -> None:
+        """Take torchvision ``detector``'s FPN and transform (the subclass takes its heads)."""
         self.backbone = _Backbone(detector.backbone.fpn, fpn_levels)
         self.transform = detector.transform  # parameter-free: its postprocess maps boxes to the original size
         self.min_size, self.max_size = int(detector.transform.min_size[-1]), int(detector.transform.max_size)
@@ -111,9 +115,10 @@ class EntropicStudentFasterRCNN(EntropicStudentDetector):
     def __init__(self, num_classes: int = 91, latent_channels: int = 24, **detector_options):
         from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
+        super().__init__(latent_channels)
         detector = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
                                            **detector_options)
-        super().__init__(detector, (0, 1, 2, 3), latent_channels)
+        self._attach(detector, (0, 1, 2, 3))
         self.rpn, self.roi_heads = detector.rpn, detector.roi_heads
         self.score_threshold = detector.roi_heads.score_thresh
 
@@ -128,9 +133,10 @@ class EntropicStudentRetinaNet(EntropicStudentDetector):
     def __init__(self, num_classes: int = 91, latent_channels: int = 24, **detector_options):
         from torchvision.models.detection import retinanet_resnet50_fpn
 
+        super().__init__(latent_channels)
         detector = retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
                                           **detector_options)
-        super().__init__(detector, (1, 2, 3), latent_channels)
+        self._attach(detector, (1, 2, 3))
         self.head, self.anchor_generator = detector.head, detector.anchor_generator
         self._postprocess = (detector,)  # its thresholds and box coder; a tuple keeps it out of the state dict
         self.score_threshold = detector.score_thresh
