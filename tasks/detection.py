@@ -226,6 +226,16 @@ def coco_evaluate(predictions: Sequence[DetectionPrediction], labels: Sequence[S
     return {"mAP": stats[0], "AP50": stats[1], "AP75": stats[2]}
 
 
+def coco_images(annotations_file: str | Path, labels: Sequence[str]) -> list[tuple[Path, list[dict[str, Any]]]]:
+    """A COCO-format annotation file -> (image path, its annotations in ``labels``' ids) per image, in file order,
+    paths relative to the file's folder (e.g. labelme-examples' ``instance_segmentation/data_dataset_coco``): the
+    images and labels for ``DetectionTask.metric``."""
+    folder = Path(annotations_file).parent
+    files = [image["file_name"] for image in json.loads(Path(annotations_file).read_text())["images"]]
+    truth = coco_ground_truth(annotations_file, labels)
+    return [(folder / name, truth[Path(name).name]) for name in files]
+
+
 def coco_ground_truth(annotations_file: str | Path, labels: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """A COCO-format annotation file -> per image file name, its annotations with category ids translated by name
     into ``labels``' ids (PASCAL VOC names mapped to COCO's, ``VOC_TO_COCO``); categories the model lacks are

@@ -15,7 +15,7 @@ from sc2edge.runtime.entropy import IMAGE_SECTION_TAG, image_section
 from sc2edge.runtime.manifest import PreprocessSpec
 from sc2edge.runtime.preprocess import float_input, resized_size
 from sc2edge.tasks import ImageSizes, create_task
-from sc2edge.tasks.detection import DetectionTask, box_iou, coco_evaluate, coco_ground_truth
+from sc2edge.tasks.detection import DetectionTask, box_iou, coco_evaluate, coco_ground_truth, coco_images
 from tests.tasks._detection import (
     FASTER_RCNN,
     PERSON,
@@ -119,6 +119,8 @@ def test_map_on_labelme_annotations_is_one_for_the_truth_and_falls_for_shifted_b
         return out
 
     labels = list(truth.values())
+    images = coco_images(VOC_DETECTION / "annotations.json", task.labels)
+    assert [path.name for path, _ in images] == list(truth) and all(path.is_file() for path, _ in images)
     assert task.metric(predictions(0.0), labels) == pytest.approx(1.0)
     shifted = coco_evaluate(predictions(25.0), labels)
     assert 0.0 < shifted["mAP"] < 1.0 and shifted["AP50"] >= shifted["AP75"]
