@@ -153,18 +153,20 @@ def test_map_on_labelme_from_decoded_detections_equals_pytorchs(det_bundle, det_
     assert task.agreement(reference, decoded) == 1.0
 
 
-def test_one_stream_decoded_by_the_classification_segmentation_and_detection_tails(det_bundle, fp32_bundle_dir,
-                                                                                   tmp_path_factory):
+def test_one_stream_decoded_by_the_classification_segmentation_and_detection_tails(det_bundle, tmp_path_factory):
     """Students of one seed share the encoder and its tables: a detection stream (padded input) feeds the
     classifier (any latent size), the segmenter (class map at the padded input) and the detector."""
     from sc2edge.export import ExportConfig, export_bundle
+    from tests.conftest import DEFAULT_TEST_MODEL
 
-    images = tmp_path_factory.mktemp("seg-validation")
+    images = tmp_path_factory.mktemp("tails-validation")
     (images / voc_images()[0].name).symlink_to(voc_images()[0])
-    segmenter = Bundle.open(export_bundle("entropic_student_deeplabv3_resnet50_beta0.16",
-                                          tmp_path_factory.mktemp("seg") / "bundle",
+    folder = tmp_path_factory.mktemp("tails")
+    classifier = Bundle.open(export_bundle(DEFAULT_TEST_MODEL, folder / "classifier",
+                                           config=ExportConfig(validation_images=images)))
+    segmenter = Bundle.open(export_bundle("entropic_student_deeplabv3_resnet50_beta0.16", folder / "segmenter",
                                           config=ExportConfig(resize=64, validation_images=images)))
-    bundles = [Bundle.open(fp32_bundle_dir), segmenter, det_bundle]
+    bundles = [classifier, segmenter, det_bundle]
     check_shared_encoder(bundles)
     with Encoder(det_bundle) as encoder:
         stream = encoder.encode([voc_images()[2]])[0]
