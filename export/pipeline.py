@@ -246,6 +246,10 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     """
     config = config.validate()
     images = validation_images(config)  # before the slow steps: a wrong --validation-images fails at once
+    spec = model.spec if isinstance(model, LoadedModel) else get_spec(model)
+    if spec.task == "detection" and config.int8:
+        raise Sc2edgeError(f"{spec.name} is a detection model: its INT8 graphs are not supported yet (calibration at "
+                           "padded dynamic sizes and an INT8 check on boxes are to come); export without --int8")
     loaded = model if isinstance(model, LoadedModel) else get_model(model, checkpoint=checkpoint,
                                                                      trust_checkpoint=trust_checkpoint)
     bq = is_bq(loaded.model)

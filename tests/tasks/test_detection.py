@@ -164,3 +164,11 @@ def test_a_checkpoint_in_the_papers_detection_key_layout_loads(tmp_path, name):
     with torch.no_grad():
         boxes, scores, labels = loaded.model(x)
     assert len(boxes) > 0 and set(labels.tolist()) == {PERSON}  # the raised bias came through the checkpoint
+
+
+def test_int8_export_of_a_detector_is_refused_in_one_line(tmp_path):
+    from sc2edge.errors import Sc2edgeError
+    from sc2edge.export import ExportConfig, export_bundle
+
+    with pytest.raises(Sc2edgeError, match="detection model: its INT8 graphs are not supported"):
+        export_bundle(RETINANET, tmp_path / "b", config=ExportConfig(int8=True, calib=VOC_DETECTION))
