@@ -65,6 +65,9 @@ def pytorch_outputs(model, task, x: np.ndarray, sizes) -> dict[str, np.ndarray]:
 
 
 def test_a_paper_layout_checkpoint_exports_and_validates_on_both_runtimes(det_bundle):
+    from sc2edge.jsonschemas import validate
+
+    validate(json.loads((det_bundle.path / "manifest.json").read_text()), "bundle-manifest")
     manifest = det_bundle.manifest
     assert manifest["task"]["kind"] == "detection" and manifest["input"]["dynamic"] is True
     assert manifest["task"]["inputs"] == ["image_size", "resized_size", "original_size"]
