@@ -53,6 +53,7 @@ from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.bundle_writer import BundleBuilder
 from sc2edge.runtime.entropy import FactorizedCodec
 from sc2edge.runtime.manifest import LABELS_FILE, MAX_IMAGE_SIDE, TABLES_FILE, PreprocessSpec
+from sc2edge.runtime.preprocess import float_input
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.tasks import Task, create_task
 from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get_reference, get_spec, latent_size
@@ -169,7 +170,8 @@ class ExportConfig:
 def model_task(loaded: LoadedModel) -> Task:
     """The zoo spec's task (kind, classes and their names) as the runtime will rebuild it from the manifest."""
     spec = loaded.spec
-    return create_task({"kind": spec.task, "num_classes": spec.num_classes}, class_names(spec))
+    options = getattr(loaded.model, "task_options", {})  # e.g. a detector's score threshold
+    return create_task({"kind": spec.task, "num_classes": spec.num_classes, **options}, class_names(spec))
 
 
 def takes_pixels(config: ExportConfig) -> bool:
@@ -185,7 +187,10 @@ def export_preprocess(loaded: LoadedModel, config: ExportConfig) -> PreprocessSp
     if not preprocess.dynamic:
         raise Sc2edgeError(f"--resize is for models whose input size follows the image; {loaded.spec.name} crops "
                            f"{preprocess.crop} x {preprocess.crop}")
-    return dataclasses.replace(preprocess, resize=config.resize)
+    # A longer-side bound (detection's min 800 / max 1333) keeps its ratio to the shorter side.
+    max_size = None if preprocess.max_size is None else max(config.resize, round(
+        preprocess.max_size * config.resize / preprocess.resize))
+    return dataclasses.replace(preprocess, resize=config.resize, max_size=max_size)
 
 
 def _manifest(loaded: LoadedModel, task: Task, tables: EntropyTables | None, config: ExportConfig,
@@ -241,6 +246,10 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     """
     config = config.validate()
     images = validation_images(config)  # before the slow steps: a wrong --validation-images fails at once
+    spec = model.spec if isinstance(model, LoadedModel) else get_spec(model)
+    if spec.task == "detection" and config.int8:
+        raise Sc2edgeError(f"{spec.name} is a detection model: its INT8 graphs are not supported yet (calibration at "
+                           "padded dynamic sizes and an INT8 check on boxes are to come); export without --int8")
     loaded = model if isinstance(model, LoadedModel) else get_model(model, checkpoint=checkpoint,
                                                                      trust_checkpoint=trust_checkpoint)
     bq = is_bq(loaded.model)
@@ -261,6 +270,8 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     size = manifest["input"]["height"]
     channels = manifest["input"]["channels"]
     example = torch.zeros(1, channels, size, size)
+    if task.kind == "detection":
+        example = detection_example(loaded, manifest["preprocess"], images)
     with BundleBuilder(out, overwrite=config.overwrite) as builder, torch.no_grad():
         if bq:
             manifest["entropy"] = write_quantizer(loaded, builder.staging)
@@ -326,6 +337,18 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
             manifest["calibration"]["int8_validation"] = _validate_int8(builder, config).to_json()
         builder.write_manifest(manifest)
         return builder.commit()
+
+
+@torch.no_grad()
+def detection_example(loaded: LoadedModel, preprocess: dict[str, Any], images: list[Path]) -> torch.Tensor:
+    """The first validation image the detector finds something in, as the input to trace: tracing follows Python
+    branches, and torchvision's NMS takes an early return on zero boxes, which a blank image would bake in."""
+    for path in images:
+        image = torch.from_numpy(float_input(path, preprocess, fast=False))[None]
+        if len(loaded.model(image)[0]):
+            return image
+    raise Sc2edgeError(f"{loaded.spec.name} detects nothing in any validation image, so its NMS cannot be traced "
+                       "(the graph would always return no boxes): pass --validation-images with photos of objects")
 
 
 def _validate_int8(builder: BundleBuilder, config: ExportConfig) -> Int8Validation:

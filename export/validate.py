@@ -90,11 +90,14 @@ def validate_bundle(model: SplitClassifier, bundle: Bundle | str | Path, images:
             x = encoder.preprocess(path, fast=False)[None]  # the graph's input: uint8 pixels or the float image
             # PyTorch's input: the same pixels, normalized
             image = torch.from_numpy(float_input(path, encoder.bundle.preprocess, fast=False))[None]
-            sizes = ImageSizes((image.shape[2], image.shape[3]), (image.shape[2], image.shape[3]))
+            sizes = (encoder.preprocess_sized(path, fast=False)[1] if encoder.codec.limits.dynamic
+                     else ImageSizes((image.shape[2], image.shape[3]), (image.shape[2], image.shape[3])))
+            extra = task.server_inputs(sizes)  # the image sizes a dynamic input's tail takes, as the server gets them
             y = model.bottleneck_layer.encoder(image)
             reference_stream = eb.compress(y)[0]
             reference = task.items(named_outputs(task, model.forward_tail(model.bottleneck_layer.decoder(
-                eb.decompress([reference_stream], y.shape[-2:])), *model.tail_inputs(image))))[0]
+                eb.decompress([reference_stream], y.shape[-2:])), *(torch.from_numpy(extra[name])
+                                                                    for name in task.extra_inputs))))[0]
             reference_symbols = torch.round(y - eb._get_medians().reshape(1, -1, 1, 1)).int().numpy()
 
             symbols = encoder.symbols(x)

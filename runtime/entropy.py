@@ -118,20 +118,24 @@ class LatentLimits:
 
 
 # The image sizes travel in a stream section of their own (never entropy coded): "image", its shape
-# (1, input height, input width), its payload the original height and width (2 x uint16), its "table hash" a
-# fixed tag. Only bundles with a dynamic input write it; every bundle reads streams with or without it.
+# (1, input height, input width), its payload the original height and width (2 x uint16), then, only where the input
+# is padded (detection: to a multiple of 32), the resized image's height and width inside it (2 more uint16), its
+# "table hash" a fixed tag. Only bundles with a dynamic input write it; every bundle reads streams with or without it.
 IMAGE_SECTION = "image"
 IMAGE_SECTION_TAG = b"imgsize1".hex()
 _ORIGINAL_SIZE = struct.Struct("<2H")
+_PADDED_SIZES = struct.Struct("<4H")
 
 
 def image_section(sizes: ImageSizes) -> tuple[str, str, tuple[int, int, int], bytes]:
-    """The stream section that carries an image's original and input sizes."""
+    """The stream section that carries an image's original and input sizes (and its resized size, if padded)."""
     (height, width), (input_height, input_width) = sizes.original, sizes.input
     if not (0 < height <= 0xFFFF and 0 < width <= 0xFFFF):
         raise StreamError(f"image of {height} x {width} pixels does not fit a stream (sides 1..65535)")
-    return IMAGE_SECTION, IMAGE_SECTION_TAG, (1, int(input_height), int(input_width)), _ORIGINAL_SIZE.pack(height,
-                                                                                                            width)
+    payload = _ORIGINAL_SIZE.pack(height, width)
+    if sizes.content is not None and tuple(sizes.content) != tuple(sizes.input):
+        payload = _PADDED_SIZES.pack(height, width, *sizes.content)
+    return IMAGE_SECTION, IMAGE_SECTION_TAG, (1, int(input_height), int(input_width)), payload
 
 
 class EntropyCodec(ABC):
@@ -204,10 +208,14 @@ class EntropyCodec(ABC):
         if payload is None:
             return None
         section = next(s for s in header.sections if s.name == IMAGE_SECTION)
-        if len(payload) != _ORIGINAL_SIZE.size or section.shape[0] != 1:
+        if len(payload) not in (_ORIGINAL_SIZE.size, _PADDED_SIZES.size) or section.shape[0] != 1:
             raise StreamError("the stream's image section is malformed")
-        original = _ORIGINAL_SIZE.unpack(payload)
+        original, content = (_ORIGINAL_SIZE.unpack(payload), None) if len(payload) == _ORIGINAL_SIZE.size else (
+            _PADDED_SIZES.unpack(payload)[:2], _PADDED_SIZES.unpack(payload)[2:])
         input_size = section.shape[1:]
+        if content is not None and not (0 < content[0] <= input_size[0] and 0 < content[1] <= input_size[1]):
+            raise StreamError(f"the stream's image section puts a {content[0]} x {content[1]} image in a "
+                              f"{input_size[0]} x {input_size[1]} input")
         latent = self.limits.latent_of(*input_size)
         for other in header.sections:
             if other.name == "y" and tuple(other.shape[1:]) != latent:
@@ -216,7 +224,8 @@ class EntropyCodec(ABC):
                                   f"{other.shape[2]}")
         if min(original) < 1:
             raise StreamError("the stream's image section declares an empty image")
-        return ImageSizes((original[0], original[1]), (input_size[0], input_size[1]))
+        return ImageSizes((original[0], original[1]), (input_size[0], input_size[1]),
+                          None if content is None else (content[0], content[1]))
 
 
 class FactorizedCodec(EntropyCodec):

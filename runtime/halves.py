@@ -18,7 +18,7 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.backends import BaseRunner, canonical_backend, create_runner
 from sc2edge.runtime.bundle import Bundle
 from sc2edge.runtime.entropy import EntropyCodec, open_codec
-from sc2edge.runtime.preprocess import ImageLike, load_image, preprocess_image
+from sc2edge.runtime.preprocess import ImageLike, load_image, preprocess_image, resized_size
 from sc2edge.tasks import ImageSizes, Prediction, Task, bundle_task
 
 
@@ -98,12 +98,14 @@ class Encoder(_Half):
                                "symbols tensor (use device_outputs and compress_outputs)")
         return self.device_outputs(batch)["symbols"]
 
-    def preprocess_sized(self, image: ImageLike) -> tuple[np.ndarray, ImageSizes]:
+    def preprocess_sized(self, image: ImageLike, *, fast: bool = True) -> tuple[np.ndarray, ImageSizes]:
         """An image -> its float32 CHW input and its sizes (original, and as the model sees it): a dynamic input's
         (whose device graphs take float images)."""
         picture = load_image(image, self.bundle.spec.preprocess.grayscale)
-        x = preprocess_image(picture, self.bundle.preprocess)
-        return x, ImageSizes((picture.height, picture.width), (x.shape[1], x.shape[2]))
+        x = preprocess_image(picture, self.bundle.preprocess, fast=fast)
+        width, height = resized_size(picture.size, self.bundle.preprocess)  # inside the padding, if any
+        content = None if (height, width) == x.shape[1:] else (height, width)
+        return x, ImageSizes((picture.height, picture.width), (x.shape[1], x.shape[2]), content)
 
     def _sizes(self, batch: np.ndarray, sizes: ImageSizes | None) -> ImageSizes | None:
         """The sizes a dynamic bundle's streams carry (the batch's own when the caller has no original size)."""

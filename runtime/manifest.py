@@ -128,6 +128,8 @@ class PreprocessSpec:
     std: tuple[float, ...]
     grayscale: bool = False
     graph_input: GraphInput = "float32-nchw"
+    max_size: int | None = None  # dynamic input: also bound the longer side (GeneralizedRCNNTransform's rule)
+    pad_multiple: int | None = None  # dynamic input: zero-pad the normalized image to a multiple of this
 
     @property
     def channels(self) -> int:
@@ -143,6 +145,9 @@ class PreprocessSpec:
                   "grayscale": self.grayscale}
         if self.graph_input != "float32-nchw":  # the default stays unwritten: older readers know only float
             record["graph_input"] = self.graph_input
+        for key in ("max_size", "pad_multiple"):  # detection only: other records stay as they were
+            if getattr(self, key) is not None:
+                record[key] = getattr(self, key)
         return record
 
     @classmethod
@@ -161,7 +166,14 @@ class PreprocessSpec:
         if graph_input not in GRAPH_INPUTS:
             raise BundleError(f"manifest {path}.graph_input must be one of {', '.join(GRAPH_INPUTS)}, "
                               f"got {graph_input!r}")
-        return cls(resize, crop, _floats(record, "mean", path, channels), std, grayscale, graph_input)
+        max_size = None if record.get("max_size") is None else _bounded_int(record, "max_size", path, resize,
+                                                                            MAX_IMAGE_SIDE)
+        pad_multiple = None if record.get("pad_multiple") is None else _bounded_int(record, "pad_multiple", path, 1,
+                                                                                    256)
+        if crop is not None and (max_size or pad_multiple):
+            raise BundleError(f"manifest {path}: max_size and pad_multiple are for a dynamic input (no crop)")
+        return cls(resize, crop, _floats(record, "mean", path, channels), std, grayscale, graph_input, max_size,
+                   pad_multiple)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ images are scaled to the 8-bit range the model expects instead of being clipped 
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -147,10 +148,23 @@ def _spec(spec: PreprocessSpec | Mapping[str, Any]) -> PreprocessSpec:
     return spec if isinstance(spec, PreprocessSpec) else PreprocessSpec.from_json(spec)  # bounded sizes
 
 
-def _resized_size(size: tuple[int, int], resize: int) -> tuple[int, int]:
-    """torchvision's Resize(int): the shorter side to ``resize``, the other in proportion (truncated)."""
+def _resized_size(size: tuple[int, int], resize: int, max_size: int | None = None) -> tuple[int, int]:
+    """torchvision's Resize(int): the shorter side to ``resize``, the other in proportion (truncated). With
+    ``max_size``, GeneralizedRCNNTransform's rule instead (eager PyTorch): one scale, min(resize / shorter,
+    max_size / longer) in double precision, and each side floor(side * scale) (its interpolate with
+    recompute_scale_factor)."""
     w, h = size
+    if max_size is not None:
+        scale = min(resize / min(w, h), max_size / max(w, h))
+        return max(1, math.floor(w * scale)), max(1, math.floor(h * scale))
     return (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
+
+
+def resized_size(size: tuple[int, int], spec: PreprocessSpec | Mapping[str, Any]) -> tuple[int, int]:
+    """The (width, height) an image of ``size`` (width, height) has after the model's resize, before its crop or
+    padding."""
+    spec = _spec(spec)
+    return _resized_size(size, spec.resize, spec.max_size)
 
 
 def crop_image(image: ImageLike, spec: PreprocessSpec | Mapping[str, Any], *, fast: bool = True) -> Image.Image:
@@ -167,7 +181,7 @@ def crop_image(image: ImageLike, spec: PreprocessSpec | Mapping[str, Any], *, fa
     resize, crop = spec.resize, spec.crop
     img, full = _load(image, spec.grayscale, resize if fast else None)
     # The resize is defined on the full-size image: a draft-decoded JPEG maps to it by the scale it was decoded at.
-    size = _resized_size(full, resize)
+    size = _resized_size(full, resize, spec.max_size)
     if size[0] * size[1] > MAX_RESIZED_PIXELS:
         raise Sc2edgeError(f"resizing a {full[0]}x{full[1]} image to {size[0]}x{size[1]} (preprocess resize {resize}) "
                            f"is over the {MAX_RESIZED_PIXELS:,}-pixel limit")
@@ -194,14 +208,20 @@ def crop_input(crop: Image.Image, spec: PreprocessSpec | Mapping[str, Any]) -> n
 
 
 def normalize_image(image: Image.Image, spec: PreprocessSpec | Mapping[str, Any]) -> np.ndarray:
-    """A crop already at the model's size -> float32 CHW: scale to 0..1, subtract mean, divide by std."""
+    """A crop already at the model's size -> float32 CHW: scale to 0..1, subtract mean, divide by std (then zero
+    padding to ``pad_multiple``, where the record has one)."""
     spec = _spec(spec)
     image = image.convert("L" if spec.grayscale else "RGB")
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = array[:, :, None] if array.ndim == 2 else array
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(((array - mean) / std).transpose(2, 0, 1))
+    chw = ((array - mean) / std).transpose(2, 0, 1)
+    if spec.pad_multiple:  # GeneralizedRCNNTransform's batching: zeros (after normalization) at the bottom and right
+        height, width = chw.shape[1:]
+        multiple = spec.pad_multiple
+        chw = np.pad(chw, ((0, 0), (0, -height % multiple), (0, -width % multiple)))
+    return np.ascontiguousarray(chw)
 
 
 def float_input(image: ImageLike, spec: PreprocessSpec | Mapping[str, Any], *, fast: bool = True) -> np.ndarray:

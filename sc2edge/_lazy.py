@@ -22,6 +22,7 @@ _EXTRAS: dict[str, tuple[str, ...]] = {
     "onnx": ("bench", "full"),
     "onnx_tool": ("bench", "full"),
     "matplotlib": ("bench", "full"),
+    "pycocotools": ("bench", "full"),
     "openvino": ("openvino", "full"),
     "tritonclient": ("serve",),
     "ray": ("serve",),

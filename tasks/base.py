@@ -83,10 +83,16 @@ class OutputError:
 class ImageSizes:
     """An image's size as taken (``original``) and as the model saw it after its resize (``input``), each
     (height, width): what a server graph needs to map its output back onto the image (streams of bundles with a
-    dynamic input carry both)."""
+    dynamic input carry both, and the resized image's own size where the input is padded)."""
 
     original: tuple[int, int]
     input: tuple[int, int]
+    content: tuple[int, int] | None = None  # the resized image at the input's top left when the input is padded
+
+    @property
+    def resized(self) -> tuple[int, int]:
+        """The image's size after the resize, before any padding (detection pads to a multiple of 32)."""
+        return self.content or self.input
 
 
 class Prediction(Protocol):

@@ -13,6 +13,7 @@ from sc2edge.tasks.base import Task
 TASKS: dict[str, str] = {
     "classification": "sc2edge.tasks.classification:ClassificationTask",
     "segmentation": "sc2edge.tasks.segmentation:SegmentationTask",
+    "detection": "sc2edge.tasks.detection:DetectionTask",
 }
 
 

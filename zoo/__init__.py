@@ -17,6 +17,7 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.entropy import latent_size  # one definition, shared with the runtime
 from sc2edge.zoo import (  # noqa: F401  (register builders)
     bq,
+    detection_student,
     efficientnet_student,
     entropic_student,
     fashion_mnist,

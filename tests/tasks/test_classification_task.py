@@ -79,9 +79,9 @@ def test_manifest_section_round_trips_and_names_the_server_outputs(fp32_bundle_d
 
 
 def test_bad_task_sections_are_one_line_errors():
-    assert task_kinds() == ["classification", "segmentation"]
-    with pytest.raises(BundleError, match='task "detection" is not known.*known: classification, segmentation'):
-        create_task({"kind": "detection"})
+    assert task_kinds() == ["classification", "detection", "segmentation"]
+    with pytest.raises(BundleError, match='task "keypoints" is not known.*known: classification, detection, segm'):
+        create_task({"kind": "keypoints"})
     with pytest.raises(BundleError, match="positive number of classes"):
         create_task({"kind": "classification", "num_classes": 0})
     with pytest.raises(BundleError, match="labels name 2 classes, its model has 3"):

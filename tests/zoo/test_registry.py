@@ -65,9 +65,12 @@ def test_every_builder_has_a_reference_model_with_the_students_input_and_classes
         channels = 1 if spec.preprocess.grayscale else 3
         side = spec.preprocess.crop or 64  # a dynamic input (segmentation) takes any size
         with torch.no_grad():
-            output = reference.module(torch.zeros(1, channels, side, side))
-        expected = (1, spec.num_classes) if spec.task == "classification" else (1, side, side)  # logits, class map
-        assert output.shape == expected, builder
+            if spec.task == "detection":  # torchvision's detector as it is: images in, a dict of boxes per image out
+                assert set(reference.module([torch.zeros(channels, side, side)])[0]) == {"boxes", "scores", "labels"}
+            else:
+                output = reference.module(torch.zeros(1, channels, side, side))
+                expected = (1, spec.num_classes) if spec.task == "classification" else (1, side, side)
+                assert output.shape == expected, builder  # logits, class map
         assert reference.trained == (reference.weights is not None) == (reference.weights_sha256 is not None)
     # the ResNet-50 teacher has no shipped weights: untrained, unless a checkpoint is given (and checked)
     resnet = first["entropic_student_resnet50"]

@@ -1,0 +1,185 @@
+"""The detection tail end to end: a RetinaNet student saved in the paper's checkpoint layout, exported with a
+dynamic padded input for ONNX Runtime and OpenVINO (NMS in both graphs), streams carrying the original and resized
+sizes, boxes against PyTorch at two input sizes, COCO results from the CLI, mAP on labelme-examples from decoded
+detections, and one stream decoded by the classification, segmentation and detection tails of one encoder.
+
+All slow: one detection export costs about a minute of CPU (several minutes of wall time on the shared 2-core
+machine); the task, preprocessing and checkpoint tests in test_detection.py run by default."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sc2edge.errors import StreamError
+from sc2edge.runtime import Bundle, Decoder, Encoder, pack_stream, unpack_stream
+from sc2edge.runtime.tails import TailDecoders, check_shared_encoder
+from sc2edge.tasks.detection import coco_evaluate, coco_ground_truth
+from tests.tasks._detection import PERSON, RETINANET, VOC_DETECTION, biased_detector, save_paper_checkpoint
+
+pytestmark = pytest.mark.slow
+RESIZE = 160  # shorter side (the longer bound scales with it: 267); small enough for 2 cores
+
+
+def voc_images() -> list[Path]:
+    images = sorted((VOC_DETECTION / "JPEGImages").glob("*.jpg"))
+    if len(images) < 3:
+        pytest.fail("labelme-examples' COCO images are missing: run scripts/setup-env.sh")
+    return images
+
+
+@pytest.fixture(scope="module")
+def det_model() -> torch.nn.Module:
+    return biased_detector(RETINANET)
+
+
+@pytest.fixture(scope="module")
+def det_bundle(tmp_path_factory, det_model) -> Bundle:
+    from sc2edge.export import ExportConfig, export_bundle
+
+    folder = tmp_path_factory.mktemp("det")
+    checkpoint = save_paper_checkpoint(det_model, folder / "paper-layout.pt")
+    images = folder / "validation"
+    images.mkdir()
+    for path in voc_images()[:2]:
+        (images / path.name).symlink_to(path)
+    out = export_bundle(RETINANET, folder / "bundle", checkpoint=checkpoint,
+                        config=ExportConfig(backends=("onnxruntime", "openvino"), resize=RESIZE,
+                                            validation_images=images))
+    return Bundle.open(out)
+
+
+def pytorch_outputs(model, task, x: np.ndarray, sizes) -> dict[str, np.ndarray]:
+    extra = task.server_inputs(sizes)
+    with torch.no_grad():
+        outputs = model.forward_tail(model.bottleneck_layer.quantized(torch.from_numpy(x[None])),
+                                     *(torch.from_numpy(extra[name]) for name in task.extra_inputs))
+    return {name: value.numpy() for name, value in zip(task.output_names, outputs, strict=True)}
+
+
+def test_a_paper_layout_checkpoint_exports_and_validates_on_both_runtimes(det_bundle):
+    from sc2edge.jsonschemas import validate
+
+    validate(json.loads((det_bundle.path / "manifest.json").read_text()), "bundle-manifest")
+    manifest = det_bundle.manifest
+    assert manifest["task"]["kind"] == "detection" and manifest["input"]["dynamic"] is True
+    assert manifest["task"]["inputs"] == ["image_size", "resized_size", "original_size"]
+    assert manifest["preprocess"] | {"resize": RESIZE, "max_size": 267, "pad_multiple": 32} == manifest["preprocess"]
+    assert manifest["model"]["trained"] is True and manifest["model"]["checkpoint_sha256"]
+    assert {v["backend"] for v in manifest["validation"]} == {"onnxruntime", "openvino"}
+    for record in manifest["validation"]:
+        assert record["passed"] and record["streams_identical"] == record["images"] == 2
+        assert record["symbols_different"] == 0
+        assert record["outputs"]["boxes"]["max_abs_err"] <= 0.1 and record["outputs"]["unmatched"]["max_abs_err"] == 0
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_streams_decode_to_pytorchs_boxes_in_original_pixels_at_two_input_sizes(det_bundle, det_model, backend):
+    inputs_seen = set()
+    with Encoder(det_bundle, backend) as encoder, Decoder(det_bundle, backend) as decoder:
+        task = decoder.task
+        for path in voc_images()[:2]:
+            stream = encoder.encode([path])[0]
+            outputs = decoder.outputs(stream)
+            x, sizes = encoder.preprocess_sized(path)
+            errors = task.compare(pytorch_outputs(det_model, task, x, sizes), outputs)
+            assert all(e.passed for e in errors.values()), errors
+            prediction = task.predict(outputs)
+            assert len(prediction) > 0 and set(prediction.labels.tolist()) == {PERSON}
+            with Image.open(path) as image:
+                assert sizes.original == (image.height, image.width)
+                assert prediction.boxes[:, 2].max() <= image.width and prediction.boxes[:, 3].max() <= image.height
+            assert sizes.input[0] % 32 == sizes.input[1] % 32 == 0 and sizes.resized != sizes.input
+            inputs_seen.add(sizes.input)
+    assert len(inputs_seen) == 2, "the two photos should give two padded input sizes"
+
+
+def test_the_stream_carries_the_resized_size_and_a_lying_one_is_refused(det_bundle):
+    path = voc_images()[0]
+    with Encoder(det_bundle) as encoder, Decoder(det_bundle) as decoder:
+        stream = encoder.encode([path])[0]
+        assert decoder.decode_sized(stream)[1] == encoder.preprocess_sized(path)[1]
+        header, payloads = unpack_stream(stream)
+        original = np.frombuffer(payloads["image"], "<u2")
+        lying = original.copy()
+        lying[2] = header.sections[-1].shape[1] + 1  # a resized height larger than the padded input
+        sections = [(s.name, s.table_hash, s.shape, lying.tobytes() if s.name == "image" else payloads[s.name])
+                    for s in header.sections]
+        with pytest.raises(StreamError, match="puts a"):
+            decoder.decode(pack_stream(header.codec, sections))
+
+
+def test_cli_decode_prints_boxes_and_writes_coco_results(det_bundle, tmp_path):
+    cli = [sys.executable, "-m", "sc2edge.cli"]
+    streams = []
+    with Encoder(det_bundle) as encoder:
+        for image_id, path in enumerate(voc_images()):
+            streams.append(tmp_path / f"{image_id}.sc2")
+            streams[-1].write_bytes(encoder.encode([path])[0])
+    out = subprocess.run([*cli, "decode", str(det_bundle.path), *map(str, streams), "--task", "detection", "--json",
+                          "--out", str(tmp_path / "out")], check=True, capture_output=True, text=True)
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    results = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert [r["results"] for r in records] and sum((r["results"] for r in records), []) == results
+    assert {r["image_id"] for r in results} == {0, 1, 2}
+    assert all(set(r) == {"image_id", "category_id", "bbox", "score"} and r["bbox"][2] >= 0 for r in results)
+    with Decoder(det_bundle) as decoder:
+        first = decoder.decode(streams[0].read_bytes())
+    assert records[0]["results"] == first.coco_results(0)
+    text = subprocess.run([*cli, "decode", str(det_bundle.path), str(streams[0])], check=True, capture_output=True,
+                          text=True).stdout
+    assert f"{len(first)} detections: person" in text and "UNTRAINED" not in text  # a checkpoint was given
+
+
+def test_map_on_labelme_from_decoded_detections_equals_pytorchs(det_bundle, det_model):
+    """Real COCO-format labels; the weights are random (every box says "person"), so the figure is near zero, but
+    it is pycocotools' computation on what the runtime decoded, and PyTorch's detections score the same."""
+    with Encoder(det_bundle) as encoder, Decoder(det_bundle) as decoder:
+        task = decoder.task
+        truth = coco_ground_truth(VOC_DETECTION / "annotations.json", task.labels)
+        decoded, reference, labels = [], [], []
+        for path in voc_images():
+            decoded.append(decoder.decode(encoder.encode([path])[0]))
+            x, sizes = encoder.preprocess_sized(path)
+            reference.append(task.predict(pytorch_outputs(det_model, task, x, sizes)))
+            labels.append(truth[path.name])
+    ours, theirs = coco_evaluate(decoded, labels), coco_evaluate(reference, labels)
+    assert 0.0 <= ours["mAP"] < 0.5
+    assert ours == pytest.approx(theirs, abs=1e-3)
+    assert task.agreement(reference, decoded) == 1.0
+
+
+def test_one_stream_decoded_by_the_classification_segmentation_and_detection_tails(det_bundle, tmp_path_factory):
+    """Students of one seed share the encoder and its tables: a detection stream (padded input) feeds the
+    classifier (any latent size), the segmenter (class map at the padded input) and the detector."""
+    from sc2edge.export import ExportConfig, export_bundle
+    from tests.conftest import DEFAULT_TEST_MODEL
+
+    images = tmp_path_factory.mktemp("tails-validation")
+    (images / voc_images()[0].name).symlink_to(voc_images()[0])
+    folder = tmp_path_factory.mktemp("tails")
+    classifier = Bundle.open(export_bundle(DEFAULT_TEST_MODEL, folder / "classifier",
+                                           config=ExportConfig(validation_images=images)))
+    segmenter = Bundle.open(export_bundle("entropic_student_deeplabv3_resnet50_beta0.16", folder / "segmenter",
+                                          config=ExportConfig(resize=64, validation_images=images)))
+    bundles = [classifier, segmenter, det_bundle]
+    check_shared_encoder(bundles)
+    with Encoder(det_bundle) as encoder:
+        stream = encoder.encode([voc_images()[2]])[0]
+    with TailDecoders(bundles) as tails:
+        predictions = tails.decode(stream)
+    assert set(predictions) == {"classification", "segmentation", "detection"}
+    for bundle in bundles:
+        with Decoder(bundle) as decoder:
+            alone = decoder.decode(stream)
+            assert alone.to_json() == predictions[decoder.task.kind].to_json()
+            if decoder.task.kind == "segmentation":
+                assert alone.mask.shape == decoder.decode_sized(stream)[1].input
+    assert len(predictions["detection"]) > 0
