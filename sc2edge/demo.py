@@ -164,20 +164,21 @@ def _budget_verdicts(bundle_dir: Path, summary: DemoSummary) -> dict[str, str]:
     from sc2edge.runtime import Bundle
 
     bundle = Bundle.open(bundle_dir)
-    verdicts = budget_verdicts(bundle.manifest["calibration"]["int8_validation"], bundle_dir, summary)
-    kept_float = bundle.artifact("device", "onnx", "int8").meta.get("excluded", [])
-    if kept_float and "onnxruntime" in verdicts:
-        verdicts["onnxruntime"] += (f"; {len(kept_float)} device convs kept float by accuracy control "
-                                    f"({', '.join(kept_float)})")
-    return verdicts
+    return budget_verdicts(bundle.manifest["calibration"]["int8_validation"], bundle_dir, summary,
+                           {"onnxruntime": bundle.artifact("device", "onnx", "int8").meta.get("excluded", [])})
 
 
-def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoSummary) -> dict[str, str]:
-    """PASS/FAIL per backend of a manifest's ``calibration.int8_validation``; failures go into the summary."""
+def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoSummary,
+                    kept_float: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """PASS/FAIL per backend of a manifest's ``calibration.int8_validation``; failures go into the summary.
+    ``kept_float``: per backend, the device convs accuracy control kept in float."""
     verdicts = {}
     for result in validation["results"]:
+        convs = (kept_float or {}).get(result["backend"])
         figures = (f"{result['metric']} {100 * result['fp32']:.2f} -> {100 * result['int8']:.2f} %"
-                   + _agreement_beside(result) + f", bytes {result['rate_change_pct']:+.2f} %")
+                   + _agreement_beside(result) + f", bytes {result['rate_change_pct']:+.2f} %"
+                   + (f", {len(convs)} device convs kept float by accuracy control ({', '.join(convs)})"
+                      if convs else ""))
         verdicts[result["backend"]] = f"{'PASS' if result['passed'] else 'FAIL'}: {figures}"
         if not result["passed"]:
             summary.int8_budget.append(
