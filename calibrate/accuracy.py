@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from sc2edge.calibrate.artifacts import ROLE_INPUT, write_qdq_artifact
+from sc2edge.calibrate.artifacts import ROLE_INPUT, stored_bias_shift, write_qdq_artifact
 from sc2edge.calibrate.check import (
     LAYER_IMAGES,
     QuantReport,
@@ -102,13 +102,15 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
         while not report and candidates:
             excluded.append(candidates.pop(0))
-            current = quantize_onnx(fp32, Path(tmp) / f"candidate{len(excluded)}.onnx", ranges,
-                                    replace(config, exclude=tuple(excluded)))
+            candidate = replace(config, exclude=tuple(excluded))
+            current = quantize_onnx(fp32, Path(tmp) / f"candidate{len(excluded)}.onnx", ranges, candidate,
+                                    bias_shift=stored_bias_shift(bundle.path, artifact.meta, candidate))
             report = evaluate(bundle, held, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
                               progress=progress, truth_source=source)
     if excluded != list(config.exclude):
         final = replace(config, exclude=tuple(excluded))
-        meta = {"calibration": artifact.meta.get("calibration", {}), "max_drop": max_drop}
+        meta = {"calibration": artifact.meta.get("calibration", {}), "max_drop": max_drop,
+                **({"bias_correction": artifact.meta["bias_correction"]} if "bias_correction" in artifact.meta else {})}
         with BundleEditor(bundle) as edit:  # both graphs or neither: the bundle stays valid if one fails
             for target in ("onnxruntime", "tensorrt"):
                 write_qdq_artifact(edit, "device", target, ranges, final, meta)

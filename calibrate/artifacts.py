@@ -4,6 +4,7 @@
 ONNX graphs (and, for OpenVINO, the FP32 IR) are staged. Per role (device, then server) it writes:
 
 - ``<role>.int8.onnx``       ONNX Runtime QDQ (uint8 activations, per-channel 7-bit/8-bit weights) [onnxruntime]
+- ``device.int8.bias.json``  its bias correction: per-channel shifts per conv (``bias_correction``) [onnxruntime]
 - ``<role>.int8.trt.onnx``   TensorRT Q/DQ from the same ranges (symmetric int8)              [always]
 - ``<role>.fp16.trt.onnx``   TensorRT FP16 graph (strongly typed)                              [always]
 - ``<role>.int8.xml/.bin``   OpenVINO INT8 by NNCF                                            [openvino]
@@ -14,12 +15,15 @@ names the weight recipe (``CalibConfig.recipe``), why, and the CPU it was made a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sc2edge.calibrate.bias_correction import correct_biases, shifts_from_json, shifts_to_json
 from sc2edge.calibrate.config import RECIPES, CalibConfig
 from sc2edge.calibrate.data import ImageSet, calibration_set
 from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
@@ -31,6 +35,12 @@ from sc2edge.runtime.cpu import this_cpu
 from sc2edge.runtime.manifest import TRT_ONNX_FORMAT
 
 ROLE_INPUT = {"device": "image", "server": "symbols"}
+# ONNX Runtime's INT8 device graph gets sequential bias correction (``bias_correction``): a few small convs, one
+# calibration pass each. The deep server graph would take one pass per conv (minutes); it goes without, as NNCF
+# gives it the fast correction and the device the full one.
+BIAS_CORRECTED_ROLES = ("device",)
+BIAS_CORRECTION = ("ONNX Runtime device graph: per-channel conv biases shifted so that each quantized conv keeps "
+                   "its FP32 output mean on the calibration images (sequential, in graph order)")
 
 
 def _feeds(role: str, images: ImageSet, batch: int, device_graph: Path) -> Iterator[dict[str, np.ndarray]]:
@@ -44,6 +54,16 @@ def _feeds(role: str, images: ImageSet, batch: int, device_graph: Path) -> Itera
             yield {"symbols": runner.infer({"image": x})["symbols"]}
 
 
+def stored_bias_shift(folder: Path, meta: dict[str, Any], config: CalibConfig) -> dict[str, np.ndarray] | None:
+    """The bias correction an artifact's ``meta`` names (a file in ``folder``), without the convs ``config``
+    keeps in float."""
+    corrections = meta.get("bias_correction")
+    if not corrections:
+        return None
+    shifts = shifts_from_json(json.loads((Path(folder) / corrections).read_text()))
+    return {name: value for name, value in shifts.items() if name not in config.exclude}
+
+
 def write_qdq_artifact(builder: Any, role: str, target: str, cache: Path, config: CalibConfig,
                        meta: dict[str, Any]) -> Path:
     """Quantize ``<role>.fp32.onnx`` in the staging directory for ``target`` and record it (TensorRT graphs
@@ -52,10 +72,12 @@ def write_qdq_artifact(builder: Any, role: str, target: str, cache: Path, config
     fp32 = staging / f"{role}.fp32.onnx"
     meta = {**meta, "ranges": cache.name, "config": config.to_json(), "excluded": list(config.exclude)}
     if target == "onnxruntime":
-        out = quantize_onnx(fp32, staging / f"{role}.int8.onnx", cache, config, target=target)
+        out = quantize_onnx(fp32, staging / f"{role}.int8.onnx", cache, config, target=target,
+                            bias_shift=stored_bias_shift(staging, meta, config))
         weights = "7-bit weights" if config.seven_bit_weights else "8-bit weights"
         builder.add_artifact(role, "onnx", "int8", out.name, {**meta, "form": f"QDQ U8S8 per-channel, {weights}"})
         return out
+    meta.pop("bias_correction", None)  # measured for ONNX Runtime's U8S8 arithmetic, not TensorRT's
     out = quantize_onnx(fp32, staging / f"{role}.int8.trt.onnx", cache, config, target=target)
     conformance = check_trt_qdq(out)
     if not conformance:
@@ -96,8 +118,15 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
         # The ranges stay in the bundle (ORT's JSON calibration cache): accuracy control re-quantizes from them.
         cache = collect_ranges(fp32, _feeds(role, images, config.batch, device_graph), config,
                                staging / f"{role}.int8.ranges.json", total=batches)
+        role_meta = dict(meta)
+        if role in BIAS_CORRECTED_ROLES and "onnxruntime" in backends:
+            shifts = correct_biases(fp32, cache, config, partial(_feeds, role, images, config.batch, device_graph))
+            corrections = staging / f"{role}.int8.bias.json"
+            corrections.write_text(json.dumps(shifts_to_json(shifts)))
+            role_meta["bias_correction"] = corrections.name
+            record["bias_correction"] = BIAS_CORRECTION
         for target in (["onnxruntime"] if "onnxruntime" in backends else []) + ["tensorrt"]:
-            write_qdq_artifact(builder, role, target, cache, config, meta)
+            write_qdq_artifact(builder, role, target, cache, config, role_meta)
         fp16 = write_fp16_onnx(fp32, staging / f"{role}.fp16.trt.onnx")
         builder.add_artifact(role, TRT_ONNX_FORMAT, "fp16", fp16.name, {"source": fp32.name})
         if "openvino" in backends:

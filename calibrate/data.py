@@ -26,9 +26,15 @@ from sc2edge.runtime.preprocess import preprocess_image
 def select_images(images: Sequence[Path], count: int, seed: int = 0,
                   exclude_sha256: Iterable[str] = ()) -> tuple[list[Path], int]:
     """A seeded, order-independent choice of ``count`` images, skipping files whose sha256 is excluded;
-    returns the choice and how many images were skipped."""
+    returns the choice and how many images were skipped.
+
+    The pool is sorted by path from the file name up (name, then its folders), not by absolute path: where the
+    same photos are installed (a virtual environment's ``skimage/data`` under /work or /tmp) must not change the
+    order, which decides each image's random crops (``ImageSet``). Sorted by absolute path, two installs gave the
+    default model's FP32 accuracy against the teacher as 78.12 and 76.04 % on the "same" 12 photos x 16 crops.
+    """
     excluded = set(exclude_sha256)
-    pool = sorted(images)
+    pool = sorted(images, key=lambda p: Path(p).parts[::-1])
     random.Random(seed).shuffle(pool)
     kept = [p for p in pool if sha256_file(p) not in excluded] if excluded else pool
     return kept[:count], len(pool) - len(kept)

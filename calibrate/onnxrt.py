@@ -26,6 +26,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.calibrate import save_tensors_data
 from tqdm import tqdm
 
+from sc2edge.calibrate.bias_correction import BiasShift, with_bias_shift
 from sc2edge.calibrate.config import TARGETS, CalibConfig
 from sc2edge.errors import Sc2edgeError
 
@@ -92,7 +93,7 @@ def collect_ranges(model: str | Path, feeds: Iterable[dict[str, np.ndarray]], co
 
 
 def quantize_onnx(model: str | Path, out: str | Path, cache: str | Path, config: CalibConfig,
-                  target: str = "onnxruntime") -> Path:
+                  target: str = "onnxruntime", *, bias_shift: BiasShift | None = None) -> Path:
     """Write the QDQ INT8 graph of ``model`` to ``out`` from the ranges in ``cache``.
 
     Args:
@@ -101,11 +102,23 @@ def quantize_onnx(model: str | Path, out: str | Path, cache: str | Path, config:
         cache (str | Path): ranges from ``collect_ranges`` on ``model``.
         config (CalibConfig): the same settings the ranges were collected with.
         target (str): "onnxruntime" (U8S8) or "tensorrt" (S8S8, symmetric). Defaults to "onnxruntime".
+        bias_shift (BiasShift | None): per-channel shifts added to the named convs' biases before quantizing
+            (``bias_correction.correct_biases``). Defaults to None.
     """
     config = config.validate()
     if target not in TARGETS:
         raise Sc2edgeError(f'unknown INT8 target "{target}" (available: {", ".join(TARGETS)})')
     trt = target == "tensorrt"
+    with tempfile.TemporaryDirectory(prefix="sc2edge-quantize-") as tmp:
+        source = with_bias_shift(model, bias_shift, Path(tmp) / "corrected.onnx") if bias_shift else model
+        _quantize_static(source, out, cache, config, trt)
+    _drop_unused_constants(Path(out))
+    if not trt:
+        _float_symbol_input(Path(out))
+    return Path(out)
+
+
+def _quantize_static(model: str | Path, out: str | Path, cache: str | Path, config: CalibConfig, trt: bool) -> None:
     with _quiet_quantizer():
         quantize_static(
             str(model), str(out), calibration_data_reader=None, calibration_cache_path=str(cache),
@@ -118,8 +131,6 @@ def quantize_onnx(model: str | Path, out: str | Path, cache: str | Path, config:
                            # TensorRT computes conv bias in float; ORT CPU wants int32 bias.
                            "QuantizeBias": not trt},
         )
-    _drop_unused_constants(Path(out))
-    return Path(out)
 
 
 def _drop_unused_constants(path: Path) -> None:
@@ -134,4 +145,48 @@ def _drop_unused_constants(path: Path) -> None:
     if unused:
         for node in unused:
             graph.node.remove(node)
+        onnx.save(model, str(path))
+
+
+# Element-wise ops between the latent conv and the symbol rounding (the entropy model's medians are subtracted).
+_SYMBOL_PATH_OPS = ("Sub", "Add")
+
+
+def _float_symbol_input(path: Path) -> None:
+    """Keep the latent in float up to the rounding that makes the symbols: drop the Q/DQ pair on a tensor that
+    only reaches ``Round`` (through Sub/Add). Re-quantizing it to uint8 first (steps of 0.1 on the EfficientNet
+    student's latent) is a second, coarser rounding before the real one, which NNCF does not do either; the
+    conv that makes it then runs in float, on dequantized INT8 weights and input (one small 1x1 conv)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+
+    def reaches_round(tensor: str) -> bool:
+        nodes = readers.get(tensor, [])
+        return bool(nodes) and tensor not in graph_outputs and all(
+            n.op_type == "Round" or (n.op_type in _SYMBOL_PATH_OPS and reaches_round(n.output[0])) for n in nodes)
+
+    removed = []
+    for quantize in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        dequantizers = readers.get(quantize.output[0], [])
+        if not dequantizers or any(d.op_type != "DequantizeLinear" or not reaches_round(d.output[0])
+                                   for d in dequantizers):
+            continue
+        for dequantize in dequantizers:
+            for reader in readers[dequantize.output[0]]:
+                reader.input[:] = [quantize.input[0] if name == dequantize.output[0] else name
+                                   for name in reader.input]
+        removed += [quantize, *dequantizers]
+    if removed:
+        for node in removed:
+            graph.node.remove(node)
+        used = {name for node in graph.node for name in node.input}
+        for init in [i for i in graph.initializer if i.name not in used]:  # their scales and zero points
+            graph.initializer.remove(init)
         onnx.save(model, str(path))

@@ -105,9 +105,12 @@ def run_demo(out: str | Path, *, model: str | None = None, quick: bool = False, 
     held_out_list = _write_list(out / "data" / "held_out.txt", held_out)
 
     print(f"[1/5] export {model}: ONNX + OpenVINO, FP32 + INT8 calibrated on {len(calibration)} photos", flush=True)
-    bundle_dir = export_bundle(model, out / "bundle", config=ExportConfig(  # over budget: written, shown as FAIL
+    # Over budget, accuracy control keeps the most harmful device convs in float (named in the summary), tuned on
+    # the same held-out crops; still over budget: written, shown as FAIL.
+    bundle_dir = export_bundle(model, out / "bundle", config=ExportConfig(
         backends=BACKENDS, int8=True, calib=calib_list, calib_samples=calib_samples, overwrite=True,
-        int8_check_images=held_out_list, int8_check_crops=HELD_OUT_CROPS, allow_int8_over_budget=True))
+        int8_check_images=held_out_list, int8_check_crops=HELD_OUT_CROPS, int8_accuracy_control=True,
+        allow_int8_over_budget=True))
 
     print(f"[2/5] encode/decode {len(held_out)} held-out photos with every backend and precision", flush=True)
     summary = DemoSummary(model, trained=False, bundle=bundle_dir, held_out=len(held_out),
@@ -160,15 +163,22 @@ def _budget_verdicts(bundle_dir: Path, summary: DemoSummary) -> dict[str, str]:
     """PASS/FAIL per backend from the export's INT8 validation; failures go into ``summary.int8_budget``."""
     from sc2edge.runtime import Bundle
 
-    return budget_verdicts(Bundle.open(bundle_dir).manifest["calibration"]["int8_validation"], bundle_dir, summary)
+    bundle = Bundle.open(bundle_dir)
+    return budget_verdicts(bundle.manifest["calibration"]["int8_validation"], bundle_dir, summary,
+                           {"onnxruntime": bundle.artifact("device", "onnx", "int8").meta.get("excluded", [])})
 
 
-def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoSummary) -> dict[str, str]:
-    """PASS/FAIL per backend of a manifest's ``calibration.int8_validation``; failures go into the summary."""
+def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoSummary,
+                    kept_float: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """PASS/FAIL per backend of a manifest's ``calibration.int8_validation``; failures go into the summary.
+    ``kept_float``: per backend, the device convs accuracy control kept in float."""
     verdicts = {}
     for result in validation["results"]:
+        convs = (kept_float or {}).get(result["backend"])
         figures = (f"{result['metric']} {100 * result['fp32']:.2f} -> {100 * result['int8']:.2f} %"
-                   + _agreement_beside(result) + f", bytes {result['rate_change_pct']:+.2f} %")
+                   + _agreement_beside(result) + f", bytes {result['rate_change_pct']:+.2f} %"
+                   + (f", {len(convs)} device convs kept float by accuracy control ({', '.join(convs)})"
+                      if convs else ""))
         verdicts[result["backend"]] = f"{'PASS' if result['passed'] else 'FAIL'}: {figures}"
         if not result["passed"]:
             summary.int8_budget.append(

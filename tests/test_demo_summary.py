@@ -32,3 +32,13 @@ def test_teacher_pseudo_label_budget_is_named_with_agreement_beside(tmp_path):
     text = str(summary)
     assert "budgeted: top-1 accuracy against pseudo-labels" in text and "top-1 = FP32 84.00 %, not budgeted" in text
     assert "12 photos x 16 crops" in text and not summary.passed
+
+
+def test_convs_kept_float_by_accuracy_control_are_named(tmp_path):
+    ok = {"backend": "onnxruntime", "metric": "agreement", "fp32": 1.0, "int8": 0.995, "rate_change_pct": 0.1,
+          "passed": True}
+    validation = {"images": 12, "budget": {"max_drop": 0.01, "max_bytes_pct": 2.0}, "results": [ok]}
+    summary = DemoSummary("m", True, tmp_path, 12, 59)
+    verdict = budget_verdicts(validation, tmp_path, summary, {"onnxruntime": ["/enc/conv2", "/enc/conv7"]})
+    assert verdict["onnxruntime"].endswith("2 device convs kept float by accuracy control (/enc/conv2, /enc/conv7)")
+    assert "kept float" not in budget_verdicts(validation, tmp_path, summary)["onnxruntime"]

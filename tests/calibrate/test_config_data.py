@@ -113,3 +113,24 @@ def test_held_out_crops_are_seeded_and_start_with_the_centre_crop(tree):
     assert not np.array_equal(cropped.arrays()[1], cropped.arrays()[0])
     with pytest.raises(Sc2edgeError, match="crops per held-out image must be positive"):
         held_out_set(tree, SPEC, 2, 0, (), progress=False, crops=0)
+
+
+def test_held_out_inputs_do_not_depend_on_where_the_photos_are_installed(tmp_path, photos):
+    """The same photos, part of them under another folder (as skimage's under a virtual environment at /work or
+    /tmp): the same inputs, crops included. Sorted by absolute path, the default model's FP32 accuracy against
+    the teacher read 78.12 % in one install and 76.04 % in another."""
+    def install(moved_to: str) -> list:
+        lists = []
+        for i, p in enumerate(photos[:6]):
+            folder = tmp_path / (moved_to if i % 2 else "m_shared") / "data"
+            folder.mkdir(parents=True, exist_ok=True)
+            if not (folder / p.name).exists():
+                (folder / p.name).symlink_to(p)
+            lists.append(folder / p.name)
+        listing = tmp_path / f"{moved_to}.txt"
+        listing.write_text("".join(f"{p}\n" for p in lists))
+        return held_out_set(listing, SPEC, count=10, seed=0, calibration_sha256=(), progress=False, crops=3)
+
+    first, second = install("a_venv"), install("z_venv")
+    assert [p.name for p in first.paths] == [p.name for p in second.paths]
+    assert all(np.array_equal(a, b) for a, b in zip(first.arrays(), second.arrays(), strict=True))

@@ -84,17 +84,17 @@ def _vnni_onnx(bundle: Bundle, out) -> Path:
 
 
 def test_full_8bit_weights_saturate_on_this_cpu(fm_bundle, held, tmp_path):
-    """The per-layer diagnosis runs the real kernels, so it names the conv that saturates: the latent conv."""
+    """The per-layer diagnosis runs the real kernels, so the quantized convs it lists show their saturation (the
+    latent conv runs in float now, ``onnxrt._float_symbol_input``, so it is not among them)."""
     if this_cpu().kernel_path != SATURATING_PATH:
         pytest.skip(f"this CPU's INT8 kernels ({this_cpu().kernel_path}) are exact: saturation cannot show here")
     bundle = Bundle.open(fm_bundle)
     graph = _vnni_onnx(bundle, tmp_path / "vnni.onnx")
     assert kernel_saturation_pct("onnxruntime", graph, held) > 1.0
     fp32 = bundle.path / "device.fp32.onnx"
-    latent_conv = [n.output[0] for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"][-1]
     inputs = [{"image": x[None]} for x in held.arrays()[:8]]
-    worst = kernel_layer_errors(fp32, graph, inputs, worst=1)[0]
-    assert worst.tensor == latent_conv and worst.kernel_mismatch_pct > 10.0
+    layers = kernel_layer_errors(fp32, graph, inputs, worst=10)
+    assert layers and all(layer.kernel_mismatch_pct > 10.0 for layer in layers)
     portable = kernel_layer_errors(fp32, bundle.path / "device.int8.onnx", inputs, worst=10)
     assert portable and all(layer.kernel_mismatch_pct == 0.0 for layer in portable)
 

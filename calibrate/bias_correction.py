@@ -1,0 +1,117 @@
+"""Bias correction for ONNX Runtime's Q/DQ graphs: each quantized conv's output keeps the FP32 mean per channel.
+
+Rounding 7-bit weights and uint8 activations shifts a conv's output mean a little per channel; through the
+encoder's convs the shifts add up, and the latent is then rounded to integer symbols, so a shift of a tenth of a
+step moves many symbols one way. ORT's quantizer has no bias correction (NNCF's ``BiasCorrection`` does this for
+OpenVINO). Measured on the default EfficientNet-Lite0 student (12 held-out photos x 16 crops, AVX2 without VNNI,
+portable recipe): accuracy against the teacher 78.12 -> 72.92 % without, 77.60 % with it (symbols changed
+22.7 -> 9.6 %).
+
+The correction is sequential, like NNCF's full ``BiasCorrection``: convs in graph order, each measured on the
+calibration images with every conv before it already quantized and corrected, so a correction also absorbs the
+error that reaches it. Measuring all convs once on the uncorrected graph instead counts each upstream shift
+twice (downstream convs get corrected for an error the upstream correction removes): 78.12 -> 56.25 %.
+Means come from the emulated Q/DQ graph (graph optimizations off): the exact integer result every CPU computes
+for the portable recipe. The shifts are added to the FP32 graph's float biases before quantizing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from sc2edge.calibrate.config import CalibConfig
+
+Feeds = Callable[[], Iterable[dict[str, np.ndarray]]]
+BiasShift = Mapping[str, np.ndarray]  # conv node name -> per-output-channel shift added to its bias
+
+
+def conv_channel_means(graph: str | Path | onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]],
+                       convs: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Mean output per channel of the named convs (all by default) over ``feeds``, the graph run as written."""
+    import onnxruntime as ort
+
+    model = graph if isinstance(graph, onnx.ModelProto) else onnx.load(str(graph))
+    wanted = None if convs is None else set(convs)
+    nodes = [n for n in model.graph.node if n.op_type == "Conv" and (wanted is None or n.name in wanted)]
+    outputs = [n.output[0] for n in nodes]
+    existing = {o.name for o in model.graph.output}
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # a copy: the caller's graph keeps its outputs
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(o) for o in outputs if o not in existing)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # exact Q/DQ arithmetic
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    sums: list[np.ndarray | float] = [0.0] * len(nodes)
+    counts = [0] * len(nodes)
+    for feed in feeds:
+        for i, value in enumerate(session.run(outputs, feed)):
+            sums[i] = sums[i] + value.astype(np.float64).sum(axis=(0, *range(2, value.ndim)))
+            counts[i] += value.size // value.shape[1]
+    return {n.name: np.asarray(s) / max(c, 1) for n, s, c in zip(nodes, sums, counts, strict=True)}
+
+
+def with_bias_shift(model: str | Path, shift: BiasShift, out: str | Path) -> Path:
+    """A copy of the FP32 graph ``model`` whose named convs have ``shift`` added to their bias (a conv without
+    one gets it as a new initializer)."""
+    graph = onnx.load(str(model))
+    initializers = {init.name: init for init in graph.graph.initializer}
+    for node in graph.graph.node:
+        if node.name not in shift:
+            continue
+        delta = np.asarray(shift[node.name], dtype=np.float64)
+        if len(node.input) > 2 and node.input[2]:
+            bias = initializers[node.input[2]]
+            bias.CopyFrom(numpy_helper.from_array(
+                (numpy_helper.to_array(bias).astype(np.float64) + delta).astype(np.float32), bias.name))
+        else:
+            name = f"{node.name}.corrected_bias"
+            graph.graph.initializer.append(numpy_helper.from_array(delta.astype(np.float32), name))
+            if len(node.input) == 2:
+                node.input.append(name)
+            else:
+                node.input[2] = name
+    onnx.save(graph, str(out))
+    return Path(out)
+
+
+def correctable_convs(model: str | Path, config: CalibConfig) -> list[str]:
+    """Convs the correction adjusts, in graph order: the quantized ones whose bias is absent or a constant."""
+    graph = onnx.load(str(model)).graph
+    initializers = {init.name for init in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "Conv" and n.name not in config.exclude
+            and (len(n.input) < 3 or not n.input[2] or n.input[2] in initializers)]
+
+
+def correct_biases(model: str | Path, cache: str | Path, config: CalibConfig, feeds: Feeds) -> dict[str, np.ndarray]:
+    """Per-channel bias shifts that give each quantized conv of ``model`` its FP32 output mean on ``feeds``
+    (the calibration inputs), one conv at a time in graph order (see the module doc).
+
+    Args:
+        model (str | Path): the FP32 ONNX graph; ``cache`` holds its ranges (``collect_ranges``).
+        cache (str | Path): ORT's calibration cache for ``model``.
+        config (CalibConfig): the quantization settings (``exclude``d convs stay float and are not corrected).
+        feeds (Feeds): returns a fresh iterable of calibration input dicts each time it is called.
+    """
+    from sc2edge.calibrate.onnxrt import quantize_onnx
+
+    reference = conv_channel_means(model, feeds())
+    shifts: dict[str, np.ndarray] = {}
+    with tempfile.TemporaryDirectory(prefix="sc2edge-bias-") as tmp:
+        for name in correctable_convs(model, config):
+            candidate = quantize_onnx(model, Path(tmp) / "candidate.onnx", cache, config, bias_shift=shifts)
+            measured = conv_channel_means(candidate, feeds(), [name])[name]
+            shifts[name] = reference[name] - measured
+    return shifts
+
+
+def shifts_to_json(shifts: BiasShift) -> dict[str, list[float]]:
+    return {name: [float(v) for v in np.asarray(value).ravel()] for name, value in shifts.items()}
+
+
+def shifts_from_json(record: Mapping[str, list[float]]) -> dict[str, np.ndarray]:
+    return {name: np.asarray(values, dtype=np.float64) for name, values in record.items()}
