@@ -5,9 +5,11 @@
 
 Targets (issue 14): device tensor -> bytes (encoder graph + entropy encode, batch 1, 224x224) at least 10x faster
 than the paper's PyTorch eager path (encoder + EntropyBottleneck.compress) on ES ResNet-50, 5x on the default
-model; the encoder graph within 1.3x of the roofline (its FLOPs at the peak FLOP/s the same runtime reaches on a
-large convolution); the device process at most 100 MB peak RSS with ONNX Runtime and 130 MB with OpenVINO, and a
-cold start (process start -> first stream) under 1 s. Every stage also reports CPU ms (user + system) per image.
+model; the encoder graph within 1.3x of the roofline (its convolution FLOPs at the peak FLOP/s the same runtime,
+threads and FP32 reach on a large 3x3 convolution); the device process at most 100 MB peak RSS with ONNX Runtime
+and 130 MB with OpenVINO, and a cold start (process start -> first stream) under 1 s, printed for a first start
+(empty compiled-graph cache) and a later one (``Encoder(cache_dir=)`` filled by the first). Every stage also
+reports CPU ms (user + system) per image.
 ``--camera``: preprocessing of camera-size JPEGs (640x480 to 4000x3000, the photos upscaled) against the
 encoder's time.
 """
