@@ -1,32 +1,47 @@
 """The bench's encoder figures against OpenVINO's own ``benchmark_app`` on the same IR, threads and hint.
 
-    python -m sc2edge.bench.benchmark_app_check BUNDLE [--precision fp32] [--threads 1] [--time 10]
+    python -m sc2edge.bench.benchmark_app_check BUNDLE [--precision fp32] [--threads 2] [--time 5] [--rounds 5]
 
-Runs, one after the other, (1) the bench's measurement: ``OpenVinoRunner`` (LATENCY hint, ``--threads``) timed
-by ``bench.timing.measure`` on a real photo's graph input, and (2) ``benchmark_app -m IR -d CPU -hint none
--nstreams 1 -nthreads N -nireq 1 -api sync`` with the input shape of one 224x224 image, then prints both medians
-and their ratio (they should agree within 10 %), and CPU ms per inference beside them: ours from the measured
-loop, benchmark_app's from two runs (``--time`` and 3x that) as (CPU of the long run - CPU of the short run) /
-(iterations of the long - of the short), which cancels its start-up. On a shared CPU the medians drift with
-the load; the CPU times stay comparable.
-benchmark_app refuses ``-nthreads`` beside ``-hint latency`` ("fine tune options ... set -hint option to none",
-its UI rule): one stream, one request and N threads is what the latency hint configures.
+Both sides run the same compiled model with the same properties: the device IR as the runtime's ``OpenVinoRunner``
+loads it (PERFORMANCE_HINT LATENCY, INFERENCE_NUM_THREADS N, INFERENCE_PRECISION_HINT f32 for float graphs; the
+input's dynamic shape kept) and benchmark_app with ``-hint latency -load_config`` of those properties
+(its command line refuses ``-nthreads`` beside a hint), the input as ``-data_shape`` (``-shape`` would reshape
+the model to a static shape, a different compiled graph), ``-inference_only`` (its data filled once, as ours),
+one synchronous request. Three figures, in rounds that alternate (on a shared CPU the load drifts between
+sequential runs; a round of each keeps both under the same load):
+
+- ``bench``: the bench's encoder figure, ``OpenVinoRunner.infer`` timed by ``bench.timing.measure`` on a real
+  photo's graph input (dict in, input copied, outputs copied to numpy: what a caller gets);
+- ``request``: the same compiled model's ``InferRequest.infer`` on a tensor set once, in this process (what
+  benchmark_app times, without Python's share of the call), so the Python wrapper's cost is shown apart;
+- ``benchmark_app``: its median, and its CPU ms per inference as (CPU of a 3x run - CPU of a 1x run) /
+  (iterations of the 3x - of the 1x), which cancels its start-up.
+
+The medians of the rounds' medians and the median of the per-round ratios are printed; they should agree within
+10 %. Load average and CPU time go beside them: on a loaded machine the CPU times stay comparable.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import resource
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from sc2edge._lazy import lazy_import
 from sc2edge.bench.timing import TimingConfig, measure
 from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import system_photos
 from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import create_runner
+from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT
 from sc2edge.runtime.preprocess import preprocess_image
 
 AGREEMENT = 0.10
@@ -35,18 +50,29 @@ _MIN = re.compile(r"Min:\s+([0-9.]+)\s*ms")
 _COUNT = re.compile(r"Count:\s+([0-9]+)\s*iterations")
 
 
-def bench_encoder(bundle: Bundle, precision: str, threads: int, seconds: float) -> dict[str, float]:
+def _timing(seconds: float) -> TimingConfig:
+    return TimingConfig(warmup_s=0.5, min_time_s=seconds, min_count=50)
+
+
+def bench_encoder(runner, x: np.ndarray, seconds: float) -> dict[str, float]:
     """The bench's figure: the device IR through the runtime's runner, on a photo's graph input."""
-    x = preprocess_image(system_photos()[0], bundle.preprocess)[None]
-    with create_runner("openvino", bundle, "device", precision, threads=threads) as runner:
-        stats = measure(runner.infer, [{"image": x}], TimingConfig(warmup_s=1.0, min_time_s=seconds, min_count=50))
+    stats = measure(runner.infer, [{"image": x}], _timing(seconds))
+    return {"median_ms": stats.p50, "min_ms": stats.min, "cpu_ms": stats.cpu or 0.0, "runs": stats.n}
+
+
+def bare_request(runner, x: np.ndarray, seconds: float) -> dict[str, float]:
+    """The runner's compiled model through one InferRequest with its input tensor set once: benchmark_app's loop."""
+    ov = lazy_import("openvino")
+    request = runner.compiled.create_infer_request()
+    request.set_input_tensor(ov.Tensor(x))
+    stats = measure(lambda _: request.infer(), [None], _timing(seconds))
     return {"median_ms": stats.p50, "min_ms": stats.min, "cpu_ms": stats.cpu or 0.0, "runs": stats.n}
 
 
 def _run_benchmark_app(command: list[str], seconds: float) -> tuple[dict[str, float], float]:
     """One benchmark_app run: its figures and the CPU seconds (user + system) its process used."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([*command, "-t", str(int(seconds))], capture_output=True, text=True,
+    proc = subprocess.run([*command, "-t", str(max(1, round(seconds)))], capture_output=True, text=True,
                           timeout=seconds * 4 + 120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     found = [pattern.search(proc.stdout) for pattern in (_MEDIAN, _MIN, _COUNT)]
@@ -58,46 +84,77 @@ def _run_benchmark_app(command: list[str], seconds: float) -> tuple[dict[str, fl
     return {"median_ms": median, "min_ms": fastest, "count": count}, cpu
 
 
-def benchmark_app(bundle: Bundle, precision: str, threads: int, seconds: float) -> dict[str, float]:
-    """OpenVINO's ``benchmark_app`` on the same IR (its own process), one stream, one request, synchronous."""
+def benchmark_app_command(bundle: Bundle, precision: str, threads: int, config_file: Path) -> list[str]:
+    """benchmark_app on the bundle's device IR with the runner's properties (written to ``config_file``)."""
     artifact = bundle.artifact("device", "openvino", precision)
     pre = bundle.spec.preprocess
     side = pre.crop
-    shape = (f"[1,{side},{side},{pre.channels}]" if pre.graph_input == "uint8-nhwc"
+    shape = (f"[1,{side},{side},{pre.channels}]" if pre.graph_input == PIXEL_GRAPH_INPUT
              else f"[1,{pre.channels},{side},{side}]")
-    precision_hint = [] if precision == "int8" else ["-infer_precision", "f32"]
-    command = [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; sys.exit(main())",
-               "-m", str(bundle.path / artifact.path), "-d", "CPU", "-hint", "none", "-nstreams", "1",
-               "-nireq", "1", "-api", "sync", "-nthreads", str(threads), "-shape", f"image{shape}", *precision_hint]
+    properties = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads)}
+    if precision != "int8":
+        properties["INFERENCE_PRECISION_HINT"] = "f32"  # the runner's default precision_hint
+    config_file.write_text(json.dumps({"CPU": properties}))
+    return [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; sys.exit(main())",
+            "-m", str(bundle.path / artifact.path), "-d", "CPU", "-hint", "latency", "-load_config", str(config_file),
+            "-nireq", "1", "-api", "sync", "-data_shape", f"image{shape}", "-inference_only", "true"]
+
+
+def benchmark_app(command: list[str], seconds: float) -> dict[str, float]:
+    """OpenVINO's ``benchmark_app`` (its own process): a run of ``seconds`` and one of 3x that, for its CPU ms."""
     short, short_cpu = _run_benchmark_app(command, seconds)
     long, long_cpu = _run_benchmark_app(command, 3 * seconds)
     extra = long["count"] - short["count"]
     return {**long, "cpu_ms": (long_cpu - short_cpu) * 1e3 / extra if extra > 0 else float("nan")}
 
 
+def compare(bundle: Bundle, precision: str, threads: int, seconds: float, rounds: int) -> dict[str, list[dict]]:
+    """``rounds`` rounds of the three measurements, alternating, on the same graph input."""
+    x = preprocess_image(system_photos()[0], bundle.preprocess)[None]
+    figures: dict[str, list[dict]] = {"bench": [], "request": [], "benchmark_app": [], "load": []}
+    with tempfile.TemporaryDirectory(prefix="sc2edge-benchmark-app-") as tmp, \
+            create_runner("openvino", bundle, "device", precision, threads=threads) as runner:
+        command = benchmark_app_command(bundle, precision, threads, Path(tmp) / "config.json")
+        for _ in range(rounds):
+            figures["load"].append({"load1": os.getloadavg()[0]})
+            figures["bench"].append(bench_encoder(runner, x, seconds))
+            figures["request"].append(bare_request(runner, x, seconds))
+            figures["benchmark_app"].append(benchmark_app(command, seconds))
+    return figures
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return float(np.median([r[key] for r in rows]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--time", type=float, default=10.0, help="seconds each tool measures")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--time", type=float, default=5.0, help="seconds each measurement of a round takes")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     try:
         bundle = Bundle.open(args.bundle)
-        ours = bench_encoder(bundle, args.precision, args.threads, args.time)
-        theirs = benchmark_app(bundle, args.precision, args.threads, args.time)
+        figures = compare(bundle, args.precision, args.threads, args.time, args.rounds)
     except Sc2edgeError as exc:
         print(f"benchmark_app_check: error: {exc}", file=sys.stderr)
         return 1
-    ratio = ours["median_ms"] / theirs["median_ms"]
-    print(f"{bundle.name} device IR {args.precision}, {args.threads} thread(s), latency hint:")
-    print(f"  sc2edge bench : median {ours['median_ms']:.3f} ms, min {ours['min_ms']:.3f} ms "
-          f"({ours['runs']} runs, CPU {ours['cpu_ms']:.3f} ms/run)")
-    print(f"  benchmark_app : median {theirs['median_ms']:.3f} ms, min {theirs['min_ms']:.3f} ms "
-          f"({theirs['count']:.0f} runs, CPU {theirs['cpu_ms']:.3f} ms/run)")
-    print(f"  bench / benchmark_app: median {ratio:.3f}, min {ours['min_ms'] / theirs['min_ms']:.3f}, CPU "
-          f"{ours['cpu_ms'] / theirs['cpu_ms']:.3f} (median {'within' if abs(ratio - 1) <= AGREEMENT else 'outside'} "
-          f"{AGREEMENT:.0%})")
+    loads = [r["load1"] for r in figures["load"]]
+    print(f"{bundle.name} device IR {args.precision}, {args.threads} thread(s), latency hint, {args.rounds} rounds "
+          f"(load average {min(loads):.1f}-{max(loads):.1f}):")
+    for name in ("bench", "request", "benchmark_app"):
+        rows = figures[name]
+        print(f"  {name:13s}: median {_median(rows, 'median_ms'):.3f} ms, min {min(r['min_ms'] for r in rows):.3f} ms, "
+              f"CPU {_median(rows, 'cpu_ms'):.3f} ms/run (medians of the rounds)")
+    for name in ("bench", "request"):
+        ratios = [a["median_ms"] / b["median_ms"] for a, b in zip(figures[name], figures["benchmark_app"], strict=True)]
+        ratio = float(np.median(ratios))
+        cpu = _median(figures[name], "cpu_ms") / _median(figures["benchmark_app"], "cpu_ms")
+        print(f"  {name} / benchmark_app: median of round ratios {ratio:.3f} (rounds {min(ratios):.2f}-"
+              f"{max(ratios):.2f}), CPU {cpu:.3f} ({'within' if abs(ratio - 1) <= AGREEMENT else 'outside'} "
+              f"{AGREEMENT:.0%})")
     return 0
 
 

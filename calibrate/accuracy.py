@@ -34,6 +34,7 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime import Bundle, create_runner
 from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.bundle_writer import BundleEditor
+from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT
 from sc2edge.tasks import bundle_task
 
 CONTROL_BACKENDS = ("onnxruntime", "openvino")
@@ -139,12 +140,13 @@ def _control_openvino(bundle: Bundle, held, truth, source: str | None, max_drop:
             return task.metric(predictions, expected) if truth is not None else task.agreement(expected, predictions)
 
         validation = ([(x[None], t) for x, t in zip(held.arrays(), targets, strict=True)], metric)
-        source = bundle.path / bundle.artifact("device", "openvino", "fp32").path
+        pixels = bundle.preprocess.get("graph_input") == PIXEL_GRAPH_INPUT  # quantized from the ONNX graph's float part
+        source = bundle.path / bundle.artifact("device", "onnx" if pixels else "openvino", "fp32").path
         with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
             feeds = [{"image": x[None]} for x in images.arrays()]
             out = quantize_openvino(source, Path(tmp) / "device.int8.xml", feeds,
                                     replace(config, samples=len(images)), max_drop=max_drop, validation=validation,
-                                    full_bias_correction=True)
+                                    full_bias_correction=True, preprocess=bundle.preprocess)
             with BundleEditor(bundle) as edit:
                 for suffix in (".xml", ".bin"):
                     shutil.copy(out.with_suffix(suffix), (edit.staging / artifact.path).with_suffix(suffix))

@@ -32,7 +32,7 @@ from sc2edge.calibrate.trt_onnx import check_trt_qdq, write_fp16_onnx
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.backends.onnxrt import OnnxRuntimeRunner
 from sc2edge.runtime.cpu import this_cpu
-from sc2edge.runtime.manifest import TRT_ONNX_FORMAT
+from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT, TRT_ONNX_FORMAT
 
 ROLE_INPUT = {"device": "image", "server": "symbols"}
 # ONNX Runtime's INT8 device graph gets sequential bias correction (``bias_correction``): a few small convs, one
@@ -134,8 +134,10 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
                      for f in _feeds(role, images, config.batch, device_graph)
                      for i in range(len(f[ROLE_INPUT[role]]))]
             source = staging / f"{role}.fp32.xml"
-            xml = quantize_openvino(source if source.is_file() else fp32, staging / f"{role}.int8.xml", feeds, config,
-                                    full_bias_correction=role == "device")
+            pixels = role == "device" and preprocess.get("graph_input") == PIXEL_GRAPH_INPUT  # cut from the ONNX graph
+            xml = quantize_openvino(source if source.is_file() and not pixels else fp32, staging / f"{role}.int8.xml",
+                                    feeds, config, full_bias_correction=role == "device",
+                                    preprocess=preprocess if role == "device" else None)
             builder.add_artifact(role, "openvino", "int8", xml.name,
                                  {**meta, "weights": xml.with_suffix(".bin").name, "tool": "nncf",
                                   "preset": config.nncf_preset, "float_op_types": list(FLOAT_OP_TYPES),

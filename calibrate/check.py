@@ -35,6 +35,7 @@ from sc2edge.runtime import Bundle, create_runner
 from sc2edge.runtime.backends import backend_info, canonical_backend, runner_class
 from sc2edge.runtime.cpu import this_cpu
 from sc2edge.runtime.entropy import open_codec
+from sc2edge.runtime.preprocess import float_item
 from sc2edge.runtime.reference import REFERENCE_INPUT, REFERENCE_OUTPUT, REFERENCE_ROLE, has_reference
 from sc2edge.runtime.stream import unpack_stream
 from sc2edge.tasks import bundle_task
@@ -318,8 +319,8 @@ def truth_source(bundle: Bundle, labels: str | Path | None) -> str | None:
 def teacher_labels(bundle: Bundle, held: ImageSet) -> np.ndarray:
     """The reference graph's FP32 top-1 (ONNX Runtime) on every held-out input: one pseudo-label each."""
     with create_runner("onnxruntime", bundle, REFERENCE_ROLE, "fp32") as reference:
-        return np.array([int(np.argmax(reference.infer({REFERENCE_INPUT: x[None]})[REFERENCE_OUTPUT][0]))
-                         for x in held.arrays()])
+        return np.array([int(np.argmax(reference.infer({REFERENCE_INPUT: float_item(x[None], bundle.preprocess)})[
+            REFERENCE_OUTPUT][0])) for x in held.arrays()])
 
 
 def check_max_drop(max_drop: float | None) -> None:

@@ -52,7 +52,7 @@ from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import canonical_backend
 from sc2edge.runtime.bundle_writer import BundleBuilder
 from sc2edge.runtime.entropy import FactorizedCodec
-from sc2edge.runtime.manifest import LABELS_FILE, MAX_IMAGE_SIDE, TABLES_FILE, PreprocessSpec
+from sc2edge.runtime.manifest import LABELS_FILE, MAX_IMAGE_SIDE, PIXEL_GRAPH_INPUT, TABLES_FILE, PreprocessSpec
 from sc2edge.runtime.preprocess import float_input
 from sc2edge.runtime.rans import PRECISION, EntropyTables, coder_label
 from sc2edge.tasks import Task, create_task
@@ -60,7 +60,6 @@ from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get
 from sc2edge.zoo.graphs import DeviceGraph, PixelInput, ServerGraph
 
 VALIDATION_IMAGES = 4
-PIXEL_GRAPH_INPUT = "uint8-nhwc"  # a device graph that takes the crop's pixels and normalizes (zoo.graphs.PixelInput)
 _VERSIONED_PACKAGES = ("torch", "torchvision", "compressai", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
 
 
@@ -101,9 +100,9 @@ class ExportConfig:
             the input-codec baselines; None exports it when it has trained weights. Defaults to None.
         reference_checkpoint (Path | None): the reference's weights instead of its builder's. Defaults to None.
         pixel_input (bool | None): the device graph takes uint8 NHWC pixels and normalizes in-graph
-            (``zoo.graphs.PixelInput``) instead of a float32 NCHW image. None: pixels unless ``int8`` (calibrated
-            on the pixel graph, the Fashion-MNIST student's OpenVINO INT8 dropped 1.10 points, over its 1-point
-            budget: NNCF's quantizer placement after the in-graph normalization is not settled). Defaults to None.
+            (``zoo.graphs.PixelInput``) instead of a float32 NCHW image, INT8 graphs included (OpenVINO's is
+            quantized on the float part and gets the front back: ``calibrate.nncf_int8``). None: pixels where the
+            model supports them. Defaults to None.
         resize (int | None): for a model with a dynamic input (no crop: segmentation), the shorter side images are
             resized to instead of the registry's (smaller is faster; the bundle records it). Defaults to None.
     """
@@ -175,8 +174,8 @@ def model_task(loaded: LoadedModel) -> Task:
 
 
 def takes_pixels(config: ExportConfig) -> bool:
-    """Whether the device graph takes uint8 pixels (``ExportConfig.pixel_input``; None: unless INT8)."""
-    return not config.int8 if config.pixel_input is None else config.pixel_input
+    """Whether the device graph takes uint8 pixels (``ExportConfig.pixel_input``; None: yes)."""
+    return True if config.pixel_input is None else config.pixel_input
 
 
 def export_preprocess(loaded: LoadedModel, config: ExportConfig) -> PreprocessSpec:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,15 @@ class Bundle:
     def preprocess(self) -> dict[str, Any]:
         return self.manifest["preprocess"]
 
+    def graph_files(self, artifact: Artifact) -> list[str]:
+        """The files a runtime running ``artifact`` opens: the graph and its companions, the entropy tables and the
+        labels (``verify_files`` checks just these: a device need not hash the server's graphs to start)."""
+        return [artifact.path, *artifact.companions, *self.spec.shared_files()]
+
+    def verify_files(self, names: Iterable[str]) -> None:
+        """Check these files' sha256 against the manifest (``open(verify=False)`` checks none)."""
+        _verify(self.path, self.spec, names)
+
     def artifact(self, role: str, fmt: str, precision: str = "fp32") -> Artifact:
         for artifact in self.artifacts:
             if (artifact.role, artifact.format, artifact.precision) == (role, fmt, precision):
@@ -171,6 +181,11 @@ def _check_files(path: Path, spec: ManifestSpec, verify: bool) -> None:
     if unlisted:
         raise BundleError(f"{path}: {unlisted[0][:80]} is not listed in the manifest's files (added or left over)")
     if verify:
-        for name, expected in spec.files.items():
-            if sha256_file(path / name) != expected:
-                raise BundleError(f"{path}: {name} does not match its sha256 in the manifest (modified or corrupt)")
+        _verify(path, spec, spec.files)
+
+
+def _verify(path: Path, spec: ManifestSpec, names: Iterable[str]) -> None:
+    """The sha256 of each of ``names`` (files the manifest lists) against the manifest."""
+    for name in names:
+        if sha256_file(path / name) != spec.files[name]:
+            raise BundleError(f"{path}: {name} does not match its sha256 in the manifest (modified or corrupt)")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sc2edge.errors import Sc2edgeError
-from sc2edge.runtime.backends import BaseRunner, canonical_backend, create_runner
+from sc2edge.runtime.backends import BaseRunner, backend_info, canonical_backend, create_runner
 from sc2edge.runtime.bundle import Bundle
 from sc2edge.runtime.entropy import EntropyCodec, open_codec
 from sc2edge.runtime.preprocess import ImageLike, load_image, preprocess_image, resized_size
@@ -34,9 +34,15 @@ class BundleGraph:
     def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", precision: str = "fp32", *,
                  threads: int | None = None, device: str | None = None, spin: bool = False,
                  cache_dir: str | Path | None = None):
-        self.bundle = open_bundle(bundle)
+        # A path is opened without hashing every file: only the files this graph's runtime reads are checked, so a
+        # device does not hash the server's (and the reference's) graphs to start: 0.6 s of the default model's cold
+        # start, 2.6 s of ES ResNet-50's (server graph 106 MB), on the shared 2-core machine.
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle, verify=False)
         self.backend = canonical_backend(backend)
         self.precision = precision
+        if not isinstance(bundle, Bundle):
+            artifact = self.bundle.artifact(self.role, backend_info(self.backend).artifact_format, precision)
+            self.bundle.verify_files(self.bundle.graph_files(artifact))
         self._before_runner()
         self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision, threads=threads,
                                                 device=device, spin=spin, cache_dir=cache_dir).activate()

@@ -29,6 +29,7 @@ Format = Literal["onnx", "openvino", "onnx-trt", "trt-engine"]
 Precision = Literal["fp32", "fp16", "int8"]
 GraphInput = Literal["float32-nchw", "uint8-nhwc"]  # what a device graph takes (PreprocessSpec.graph_input)
 GRAPH_INPUTS: tuple[str, ...] = get_args(GraphInput)
+PIXEL_GRAPH_INPUT = "uint8-nhwc"  # the crop's pixels; the graph normalizes (zoo.graphs.PixelInput)
 # Task and entropy-model kinds are registry names (sc2edge.tasks, runtime.entropy.CODECS): a new kind is a new file
 # and a registry entry, so the manifest checks only their form and the registries say which they know.
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -276,9 +277,13 @@ class ManifestSpec:
     artifacts: tuple[Artifact, ...]
     files: dict[str, str]
 
+    def shared_files(self) -> list[str]:
+        """The files every graph's runtime opens: entropy tables, labels."""
+        return [s.tables for s in self.entropy.sections] + ([self.task.labels] if self.task.labels else [])
+
     def referenced_files(self) -> list[str]:
         """Every file the runtime opens: graphs (and their companions), entropy tables, labels."""
-        names = [s.tables for s in self.entropy.sections] + ([self.task.labels] if self.task.labels else [])
+        names = self.shared_files()
         for artifact in self.artifacts:
             names += [artifact.path, *artifact.companions]
         return names

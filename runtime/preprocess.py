@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sc2edge.errors import Sc2edgeError
-from sc2edge.runtime.manifest import PreprocessSpec
+from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT, PreprocessSpec
 
 ImageLike = str | Path | Image.Image | np.ndarray
 
@@ -200,7 +200,7 @@ def crop_input(crop: Image.Image, spec: PreprocessSpec | Mapping[str, Any]) -> n
     """A crop already at the model's size -> the device graph's input for it, per ``graph_input``: uint8 H x W x C
     pixels (C = 1 for grayscale) or the normalized float32 CHW image."""
     spec = _spec(spec)
-    if spec.graph_input != "uint8-nhwc":
+    if spec.graph_input != PIXEL_GRAPH_INPUT:
         return normalize_image(crop, spec)
     mode = "L" if spec.grayscale else "RGB"
     array = np.asarray(crop if crop.mode == mode else crop.convert(mode))
@@ -211,17 +211,30 @@ def normalize_image(image: Image.Image, spec: PreprocessSpec | Mapping[str, Any]
     """A crop already at the model's size -> float32 CHW: scale to 0..1, subtract mean, divide by std (then zero
     padding to ``pad_multiple``, where the record has one)."""
     spec = _spec(spec)
-    image = image.convert("L" if spec.grayscale else "RGB")
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    array = array[:, :, None] if array.ndim == 2 else array
+    array = np.asarray(image.convert("L" if spec.grayscale else "RGB"))
+    return normalize_pixels(array[:, :, None] if array.ndim == 2 else array, spec)
+
+
+def normalize_pixels(pixels: np.ndarray, spec: PreprocessSpec | Mapping[str, Any]) -> np.ndarray:
+    """uint8 pixels, H x W x C (or a batch, N x H x W x C) -> the normalized float32 image, C x H x W (N x C x H x
+    W): the host's arithmetic, which a uint8 device graph repeats in its front."""
+    spec = _spec(spec)
+    array = pixels.astype(np.float32) / 255.0
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
-    chw = ((array - mean) / std).transpose(2, 0, 1)
+    chw = np.moveaxis((array - mean) / std, -1, -3)
     if spec.pad_multiple:  # GeneralizedRCNNTransform's batching: zeros (after normalization) at the bottom and right
-        height, width = chw.shape[1:]
+        height, width = chw.shape[-2:]
         multiple = spec.pad_multiple
-        chw = np.pad(chw, ((0, 0), (0, -height % multiple), (0, -width % multiple)))
+        chw = np.pad(chw, [(0, 0)] * (chw.ndim - 2) + [(0, -height % multiple), (0, -width % multiple)])
     return np.ascontiguousarray(chw)
+
+
+def float_item(item: np.ndarray, spec: PreprocessSpec | Mapping[str, Any]) -> np.ndarray:
+    """One device-graph input (``preprocess_image``'s result, or a batch of them) -> the normalized float32 image
+    that PyTorch and the reference graph read: uint8 pixels are normalized, a float image is returned as it is."""
+    spec = _spec(spec)
+    return normalize_pixels(item, spec) if spec.graph_input == PIXEL_GRAPH_INPUT else item
 
 
 def float_input(image: ImageLike, spec: PreprocessSpec | Mapping[str, Any], *, fast: bool = True) -> np.ndarray:
@@ -247,6 +260,6 @@ def graph_input_spec(spec: PreprocessSpec | Mapping[str, Any], height: int, widt
                      batch: int = 1) -> tuple[tuple[int, ...], np.dtype]:
     """The device graph's input (shape, dtype) for ``batch`` images of ``height`` x ``width``, per ``graph_input``."""
     spec = _spec(spec)
-    if spec.graph_input == "uint8-nhwc":
+    if spec.graph_input == PIXEL_GRAPH_INPUT:
         return (batch, height, width, spec.channels), np.dtype(np.uint8)
     return (batch, spec.channels, height, width), np.dtype(np.float32)

@@ -8,7 +8,6 @@ import platform
 import stat
 import tempfile
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 
 
@@ -23,6 +22,8 @@ def sha256_file(path: str | Path) -> str:
 
 def package_versions(names: Iterable[str]) -> dict[str, str | None]:
     """Python, sc2edge and the installed version of each package in ``names`` (None where absent)."""
+    from importlib import metadata  # here: 20-170 ms of a device's cold start otherwise (issue 14)
+
     from sc2edge import __version__
 
     found: dict[str, str | None] = {"python": platform.python_version(), "sc2edge": __version__}

@@ -135,7 +135,7 @@ def run_demo(out: str | Path, *, model: str | None = None, quick: bool = False, 
                     sizes.append(len(stream))
                     predictions.append(decoder.decode(stream))
             reference = reference or predictions
-            pixels = batch.shape[-1] * batch.shape[-2]
+            pixels = encoder.bundle.manifest["input"]["height"] * encoder.bundle.manifest["input"]["width"]
             summary.rows.append({"backend": backend, "precision": precision, "bytes": float(np.mean(sizes)),
                                  "bpp": float(np.mean(sizes)) * 8 / pixels,
                                  "agreement": decoder.task.agreement(reference, predictions),

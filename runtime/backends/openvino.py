@@ -15,7 +15,9 @@ _DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 
 
 class OpenVinoRunner(BaseRunner):
-    """Runs a graph with OpenVINO. Inputs are copied (``share_inputs=False``), so the caller may reuse its arrays.
+    """Runs a graph with OpenVINO. Inputs are read in place (``share_inputs=True``: the call is synchronous, so the
+    caller's arrays are free again when it returns; copying them cost 4 % of the default model's encoder CPU time),
+    outputs are copied (the request is reused by the next call).
 
     Safe to share between threads: an ``InferRequest`` serves one call at a time (a shared one raises "Infer
     Request is busy" or hands one caller another's outputs), so each call borrows a request from a pool that grows
@@ -93,7 +95,7 @@ class OpenVinoRunner(BaseRunner):
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = self._borrow()
         try:
-            results = request.infer({name: feed[name] for name in self.input_names}, share_inputs=False,
+            results = request.infer({name: feed[name] for name in self.input_names}, share_inputs=True,
                                     share_outputs=False)
             return {name: np.asarray(results[port]) for name, port in zip(self.output_names, self.compiled.outputs,
                                                                           strict=True)}

@@ -16,12 +16,15 @@ from PIL import Image
 
 from sc2edge.calibrate import CalibConfig, held_out_set
 from sc2edge.calibrate.check import kernel_layer_errors, kernel_saturation_pct
+from sc2edge.calibrate.nncf_int8 import float_input_onnx
 from sc2edge.calibrate.onnxrt import quantize_onnx
 from sc2edge.errors import Sc2edgeError
 from sc2edge.export import ExportConfig, export_bundle
 from sc2edge.runtime import Bundle
 from sc2edge.runtime.backends import backend_info
+from sc2edge.runtime.backends.onnxrt import OnnxRuntimeRunner
 from sc2edge.runtime.cpu import SATURATING_PATH, this_cpu
+from sc2edge.runtime.preprocess import normalize_pixels
 
 MODEL = "entropic_student_fashion_mnist_beta0.1"
 BACKENDS = ("onnxruntime", "openvino")
@@ -74,6 +77,27 @@ def test_portable_int8_equals_exact_emulation(fm_bundle, held, backend):
         assert saturated == 0.0  # x64 high-precision mode: the same integer sums, without int16 saturation
     else:
         assert saturated < 0.01  # OpenVINO's emulation runs in float: a rare .5 rounding, never saturation
+
+
+def test_int8_device_graphs_take_pixels_and_quantize_the_normalized_image(fm_bundle, held, tmp_path):
+    """Both INT8 device graphs take uint8 NHWC pixels like the FP32 one; OpenVINO's first quantizer is ranged on
+    the normalized image (NNCF ran on the float part): with the front in place it saw x / 255 - mean only (1 / std
+    folded into the conv), +-0.72 instead of -2.04..2.02. The cut float graph gives the pixel graph's symbols."""
+    bundle = Bundle.open(fm_bundle)
+    pre = bundle.spec.preprocess
+    assert pre.graph_input == "uint8-nhwc"
+    for fmt in ("onnx", "openvino"):
+        graph = ov.Core().read_model(str(bundle.path / bundle.artifact("device", fmt, "int8").path))
+        assert graph.input(0).get_element_type() == ov.Type.u8 and graph.input(0).get_partial_shape()[3] == 1
+    xml = bundle.path / bundle.artifact("device", "openvino", "int8").path
+    first = next(op for op in ov.Core().read_model(str(xml)).get_ordered_ops() if op.get_type_name() == "FakeQuantize")
+    high = float(first.input_value(2).get_node().get_data().max())
+    assert high >= 0.95 * (1 - pre.mean[0]) / pre.std[0]
+    cut = float_input_onnx(bundle.path / "device.fp32.onnx", tmp_path / "float.onnx")
+    with OnnxRuntimeRunner(bundle.path / "device.fp32.onnx") as pixels, OnnxRuntimeRunner(cut) as floats:
+        for x in held.arrays()[:16]:
+            expected = pixels.infer({"image": x[None]})["symbols"]
+            assert np.array_equal(floats.infer({"image": normalize_pixels(x[None], pre)})["symbols"], expected)
 
 
 def _vnni_onnx(bundle: Bundle, out) -> Path:

@@ -35,7 +35,9 @@ def test_missing_artifact_names_what_the_bundle_has(bundle_dir):
 def test_graphs_have_dynamic_batch_and_size_and_integer_symbols(bundle_dir):
     device = onnx.load(str(bundle_dir / "device.fp32.onnx"))
     dims = [d.dim_param or d.dim_value for d in device.graph.input[0].type.tensor_type.shape.dim]
-    assert dims[0] == "batch" and dims[2] == "height" and dims[3] == "width"
+    # uint8 NHWC pixels: the default of every export, INT8 ones (this bundle) included
+    assert dims == ["batch", "height", "width", 3]
+    assert device.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert device.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
     ops = {n.op_type for n in device.graph.node}
     assert {"Round", "Abs", "Conv"} <= ops and "Pow" not in ops  # GDN folded: no reparametrization left

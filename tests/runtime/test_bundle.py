@@ -154,6 +154,25 @@ def test_unlisted_file_is_refused(work):
         Bundle.open(work)
 
 
+def test_a_graph_hashes_only_the_files_it_reads(work, photos):
+    """Encoder/Decoder from a path check the sha256 of their own graph, tables and labels, not the other role's
+    graphs (a device starts without hashing the server graph); a changed file they read is still refused."""
+    from sc2edge.runtime import Decoder, Encoder
+
+    server = work / "server.fp32.onnx"
+    server.write_bytes(server.read_bytes() + b"\0")  # still a loadable protobuf? irrelevant: never read
+    with Encoder(work) as encoder:
+        stream = encoder.encode(photos[:1])[0]
+    with pytest.raises(BundleError, match="server.fp32.onnx does not match its sha256"):
+        Decoder(work)
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        Bundle.open(work)  # a whole-bundle open still hashes everything
+    (work / "tables.npz").write_bytes((work / "tables.npz").read_bytes() + b"\0")
+    with pytest.raises(BundleError, match="tables.npz does not match its sha256"):
+        Encoder(work)
+    assert stream
+
+
 def test_fifo_as_labels_does_not_hang(work, tmp_path):
     (work / "labels.json").unlink()
     os.mkfifo(work / "labels.json")
