@@ -19,30 +19,7 @@ from sc2edge.runtime import Bundle, Decoder, Encoder, pack_stream, unpack_stream
 from sc2edge.runtime.tails import TailDecoders, check_shared_encoder
 from sc2edge.tasks import ImageSizes, create_task
 from sc2edge.tasks.segmentation import SegmentationPrediction, confusion, mean_iou
-
-SEG_MODEL = "entropic_student_deeplabv3_resnet50_beta0.16"
-VOC = Path("/usr/share/doc/labelme-examples/examples/semantic_segmentation/data_dataset_voc")
-RESIZE = 64  # shorter side: small enough for 2 cores (the dilated tail still sees 8 x 8+ features)
-
-
-def voc_images() -> list[Path]:
-    images = sorted((VOC / "JPEGImages").glob("*.jpg"))
-    if len(images) < 2:
-        pytest.fail("labelme-examples' VOC images are missing: run scripts/setup-env.sh")
-    return images
-
-
-@pytest.fixture(scope="module")
-def seg_bundle(tmp_path_factory) -> Bundle:
-    from sc2edge.export import ExportConfig, export_bundle
-
-    images = tmp_path_factory.mktemp("voc")
-    for path in voc_images()[:2]:
-        (images / path.name).symlink_to(path)
-    out = export_bundle(SEG_MODEL, tmp_path_factory.mktemp("bundles") / "seg",
-                        config=ExportConfig(backends=("onnxruntime", "openvino"), resize=RESIZE,
-                                            validation_images=images))
-    return Bundle.open(out)
+from tests.tasks._voc import RESIZE, SEG_MODEL, VOC, voc_images
 
 
 @pytest.fixture(scope="module")
