@@ -36,7 +36,7 @@ from sc2edge.runtime import Bundle, create_runner
 from sc2edge.runtime.backends import backend_info, canonical_backend, runner_class
 from sc2edge.runtime.cpu import this_cpu
 from sc2edge.runtime.entropy import open_codec
-from sc2edge.runtime.preprocess import load_image
+from sc2edge.runtime.halves import preprocess_sized
 from sc2edge.runtime.reference import REFERENCE_INPUT, REFERENCE_OUTPUT, REFERENCE_ROLE, has_reference
 from sc2edge.runtime.stream import unpack_stream
 from sc2edge.tasks import ImageSizes, bundle_task
@@ -342,15 +342,13 @@ def check_max_drop(max_drop: float | None) -> None:
         raise Sc2edgeError(f"max_drop is a fraction in [0, 1], got {max_drop}")
 
 
-def input_sizes(bundle: Bundle, held: ImageSet) -> list[ImageSizes | None]:
-    """Per held-out input, the image sizes a dynamic-input bundle's streams carry (None for a fixed input)."""
+def model_inputs(bundle: Bundle, held: ImageSet) -> list[tuple[np.ndarray, ImageSizes | None]]:
+    """Per held-out input, the device graph's input and the image sizes a dynamic-input bundle's streams carry
+    (None for a fixed input). A dynamic input is preprocessed from the whole decoded image, as ``Encoder.encode``
+    does (no reduced-scale JPEG decoding), so its figures are the deployed encoder's."""
     if not bundle.spec.preprocess.dynamic:
-        return [None] * len(held)
-    sizes = []
-    for path, x in zip(held.paths, held.arrays(), strict=True):
-        picture = load_image(path, bundle.spec.preprocess.grayscale)
-        sizes.append(ImageSizes((picture.height, picture.width), (x.shape[1], x.shape[2])))
-    return sizes
+        return [(x, None) for x in held.arrays()]
+    return [preprocess_sized(path, bundle) for path in held.paths]
 
 
 def evaluate(bundle: Bundle, held: ImageSet, truth: list | np.ndarray | None, backend: str, int8_graph: Path, *,
@@ -368,9 +366,8 @@ def evaluate(bundle: Bundle, held: ImageSet, truth: list | np.ndarray | None, ba
     with create_runner(backend, bundle, "device", "fp32", threads=threads) as fp32, \
             runner_class(backend)(int8_graph, threads=threads) as int8, \
             create_runner(backend, bundle, "server", "fp32", threads=threads) as server:
-        inputs = zip(held.arrays(), input_sizes(bundle, held), strict=True)
-        for x, sizes in tqdm(inputs, total=len(held), desc="FP32 vs INT8", unit="img", disable=None if progress else
-                             True, leave=False):
+        for x, sizes in tqdm(model_inputs(bundle, held), desc="FP32 vs INT8", unit="img",
+                             disable=None if progress else True, leave=False):
             for precision, runner in (("fp32", fp32), ("int8", int8)):
                 outputs = runner.infer({"image": x[None]})
                 item = {name: outputs[name][0] for name in codec.device_outputs}
