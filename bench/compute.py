@@ -69,13 +69,14 @@ def onnx_available() -> bool:
     return _load_onnx_tool() is not None
 
 
-def count_onnx(path: str | Path, inputs: dict[str, tuple[tuple[int, ...], np.dtype]],
+def count_onnx(path: str | Path, inputs: dict[str, tuple[tuple[int, ...], np.dtype] | np.ndarray],
                split: tuple[str, str, str] | None = None) -> dict[str, StageCount]:
     """Count every node of an ONNX graph at the given input shapes.
 
     Args:
         path (str | Path): the ONNX file.
-        inputs (dict): input name -> (shape, dtype).
+        inputs (dict): input name -> (shape, dtype) of a zero input, or an example value (an input whose values
+            fix shapes, such as a segmenter's image size).
         split (tuple[str, str, str] | None): (marker, first, second): divide the graph after the last node whose
             name contains ``marker`` (for example the server graph into "decoder" and "tail"); when no node name
             contains it, only "all" is returned. Defaults to None (only "all").
@@ -89,7 +90,8 @@ def count_onnx(path: str | Path, inputs: dict[str, tuple[tuple[int, ...], np.dty
     with contextlib.redirect_stdout(io.StringIO()):
         model = onnx_tool.Model(str(path))
         graph = model.graph
-        graph.shape_infer({name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in inputs.items()})
+        graph.shape_infer({name: value if isinstance(value, np.ndarray) else np.zeros(*value)
+                           for name, value in inputs.items()})
         graph.profile()
     nodes = list(graph.nodemap.values())
     stage_of = ["all"] * len(nodes)
@@ -238,7 +240,7 @@ def count_torch(model_name: str, channels: int, height: int, width: int) -> dict
         "device": (device, (image,), sum(p.numel() for p in bottleneck.encoder.parameters())),
         "decoder": (lambda s: server.decoder(s.to(torch.float32) + server.medians), (symbols,),
                     sum(p.numel() for p in bottleneck.decoder.parameters())),
-        "tail": (server.tail.forward_tail, (features,), tail_params),
+        "tail": (server.tail.forward_tail, (features, *model.tail_inputs(image)), tail_params),
     }
     counts = {}
     for stage, (fn, inputs, params) in stages.items():

@@ -30,7 +30,7 @@ from sc2edge.runtime.backends import backend_info, canonical_backend
 from sc2edge.runtime.entropy import open_codec
 from sc2edge.runtime.input_codecs import input_codec
 from sc2edge.runtime.preprocess import graph_input_spec
-from sc2edge.tasks import Task, bundle_task
+from sc2edge.tasks import ImageSizes, Task, bundle_task
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_CODECS = (("jpeg", 75), ("webp", 80))  # Pillow's default qualities
@@ -209,8 +209,9 @@ def compute_section(bundle: Bundle, warnings: list[str]) -> dict[str, Any]:
             server = bundle.artifact("server", "onnx", "fp32")
             d = compute.count_onnx(bundle.path / device.path, {"image": graph_input_spec(bundle.preprocess, h, w)})
             codec = open_codec(bundle)
+            extra = bundle_task(bundle).server_inputs(ImageSizes((h, w), (h, w)))  # e.g. a segmenter's image size
             s = compute.count_onnx(bundle.path / server.path,
-                                   {codec.server_inputs[0]: ((1, *latent), codec.server_dtype)},
+                                   {codec.server_inputs[0]: ((1, *latent), codec.server_dtype), **extra},
                                    split=("decoder", "decoder", "tail"))
         except Exception as exc:  # noqa: BLE001 - a third-party profiler; its failure must not stop the bench
             notes.append(f"ONNX-side counts n/a: {type(exc).__name__}: {exc}")

@@ -66,6 +66,9 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
     with Encoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as encoder:
         batches = [encoder.preprocess(im)[None] for im in images]
         items = [encoder.item_outputs(b)[0] for b in batches]
+        # a dynamic input's streams carry the image sizes (the segmentation and detection tails take them)
+        sized = [(item, encoder.preprocess_sized(im)[1] if encoder.codec.limits.dynamic else None)
+                 for item, im in zip(items, images, strict=True)]
         # the latent's symbols: section "y" (factorized, hyperprior) or the one section a codec sends (CR+BQ's "z")
         symbols = [sections.get("y", next(iter(sections.values())))
                    for sections in map(encoder.codec.section_symbols, items)]
@@ -78,7 +81,8 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
         if index_path is not None:  # a hyperprior's side network + index selection, its own stage
             stages["index_path"] = measure(index_path, items, timing)
         stages.update({
-            "entropy_encode": measure(encoder.compress_outputs, items, timing),  # (a hyperprior's: with the index path)
+            # (a hyperprior's: with the index path)
+            "entropy_encode": measure(lambda item: encoder.compress_outputs(*item), sized, timing),
             "device_total": measure(lambda im: encoder.encode([im]), images, timing),
         })
         streams = encoder.encode(images)
@@ -93,10 +97,10 @@ def run_server(spec: dict[str, Any]) -> dict[str, Any]:
     timing = _timing(spec)
     streams, _ = load_streams(Path(spec["streams"]))
     with Decoder(spec["bundle"], spec["backend"], spec["precision"], threads=spec["threads"]) as decoder:
-        symbols = [decoder.decode_symbols(s)[None] for s in streams]
+        received = [decoder.decode_sized(s) for s in streams]  # server inputs and image sizes (dynamic input)
         stages = {
-            "entropy_decode": measure(decoder.decode_symbols, streams, timing),
-            "server_graph": measure(decoder.predict_outputs, symbols, timing),
+            "entropy_decode": measure(decoder.decode_sized, streams, timing),
+            "server_graph": measure(lambda item: decoder.predict_outputs(item[0][None], item[1]), received, timing),
             "server_total": measure(decoder.decode, streams, timing),
         }
         predictions = [decoder.decode(s).to_json() for s in streams]
@@ -124,15 +128,18 @@ def _whole_model(spec: dict[str, Any], bundle, stack: ExitStack) -> tuple[
     encoder = stack.enter_context(Encoder(bundle, spec["backend"], spec["precision"], threads=spec["threads"]))
     decoder = stack.enter_context(Decoder(bundle, spec["backend"], spec["server_precision"],
                                           threads=spec["threads"]))
-    if encoder.codec.device_outputs != ("symbols",):  # a hyperprior's server input comes out of its index path
+    # a hyperprior's server input comes out of its index path; a dynamic input's server graph takes the image sizes
+    # its streams carry
+    if encoder.codec.device_outputs != ("symbols",) or encoder.codec.limits.dynamic:
         def through_stream(batch: np.ndarray) -> dict[str, np.ndarray]:
-            return decoder.predict_outputs(np.stack([decoder.decode_symbols(s) for s in encoder.encode_batch(batch)]))
+            (received, sizes), = [decoder.decode_sized(s) for s in encoder.encode_batch(batch)]  # batch 1
+            return decoder.predict_outputs(received[None], sizes)
 
         return ((lambda image: through_stream(encoder.preprocess(image)[None])),
                 (lambda crop: through_stream(crop_input(crop, pre)[None])), {
             "model": "student", "reference": None, "precision": spec["precision"],
-            "full_model_method": "no reference in the bundle: the student's device graph, entropy coding and "
-                                 "index path, then server graph, in one process"})
+            "full_model_method": "no reference in the bundle: the student's device graph, entropy coding (and a "
+                                 "hyperprior's index path), then server graph, in one process"})
     return ((lambda image: decoder.predict_outputs(encoder.symbols(encoder.preprocess(image)[None]))),
             (lambda crop: decoder.predict_outputs(encoder.symbols(crop_input(crop, pre)[None]))), {
         "model": "student", "reference": None, "precision": spec["precision"],

@@ -25,7 +25,7 @@ import numpy as np
 
 from sc2edge.calibrate.bias_correction import correct_biases, shifts_from_json, shifts_to_json
 from sc2edge.calibrate.config import RECIPES, CalibConfig
-from sc2edge.calibrate.data import ImageSet, calibration_set
+from sc2edge.calibrate.data import ImageSet, at_export_size, calibration_set
 from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
 from sc2edge.calibrate.onnxrt import collect_ranges, quantize_onnx
 from sc2edge.calibrate.trt_onnx import check_trt_qdq, write_fp16_onnx
@@ -105,7 +105,7 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
     """
     config = (config or CalibConfig()).validate()
     staging = Path(builder.staging)
-    images = calibration_set(calib, preprocess, config.samples, config.seed, progress)
+    images = calibration_set(calib, at_export_size(preprocess), config.samples, config.seed, progress)
     device_graph = staging / "device.fp32.onnx"
     record = {**images.describe(calib, config.seed), "config": config.to_json(), "recipe": config.recipe,
               "recipe_reason": RECIPES[config.recipe], "validated_on": this_cpu().to_json()}

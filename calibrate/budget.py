@@ -130,7 +130,7 @@ class Int8Validation:
     def to_json(self) -> dict[str, Any]:
         metrics = {c.metric for c in self.checks}
         truth = TRUTH_TEXT[TRUTH_TEACHER] if TEACHER_METRIC in metrics else ("labels" if "accuracy" in metrics else
-                                                                           "top-1 agreement with FP32")
+                                                                           "the task's agreement with FP32")
         return {"budget": asdict(self.budget), "budgeted_on": truth, "source": self.source, "images": self.images,
                 "crops": self.crops,
                 "calibration_images_excluded": self.calibration_images_excluded, "cpu": this_cpu().to_json(),
@@ -158,7 +158,7 @@ def validate_int8(bundle: Bundle | str | Path, data: str | Path, labels: str | P
         metric = ("accuracy" if source != TRUTH_TEACHER else TEACHER_METRIC) if labelled else "agreement"
         checks.append(Int8Check(
             backend, metric,
-            report.accuracy_fp32 if labelled else 1.0, report.accuracy_int8 if labelled else report.top1_agreement,
+            report.accuracy_fp32 if labelled else 1.0, report.accuracy_int8 if labelled else report.agreement,
             report.symbols_changed_pct, report.bytes_fp32, report.bytes_int8,
-            kernel_saturation_pct(backend, graph, held, threads), budget, report.top1_agreement))
+            kernel_saturation_pct(backend, graph, held, threads), budget, report.agreement))
     return Int8Validation(budget, str(data), len(held), held.excluded, checks, held.crops)

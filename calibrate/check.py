@@ -1,9 +1,11 @@
 """``check_quant``: what INT8 did to a bundle's encoder, measured on held-out images through the runtime.
 
 FP32 and INT8 device graphs run on the same images (never the calibration ones); both symbol sets are coded
-with the bundle's rANS coder and classified by the same server graph, so every difference in the report is
-the encoder's quantization: task accuracy (with labels) or top-1/top-5 agreement with FP32, latent SQNR,
-symbols changed, bytes per image. Without labels, a classification bundle that carries its reference model (the
+with the bundle's rANS coder and decoded by the same server graph, so every difference in the report is
+the encoder's quantization: the task's metric (with labels: top-1 accuracy, mean IoU, ...) and its agreement
+measures with FP32 (``Task.agreement_scores``: top-1/top-5, pixels/mean IoU, ...), latent SQNR, symbols changed,
+bytes per image. A dynamic-input bundle (segmentation) runs each image at its own size, its streams carrying the
+image sizes its server graph takes. Without labels, a classification bundle that carries its reference model (the
 teacher) is scored against pseudo-labels: the reference graph's FP32 top-1 on the same inputs (the metric the
 models' figures report, "agreement with the teacher"); agreement with FP32 is reported beside it.
 
@@ -30,15 +32,15 @@ from tqdm import tqdm
 from sc2edge._lazy import lazy_import
 from sc2edge.calibrate.data import ImageSet, held_out_set
 from sc2edge.errors import Sc2edgeError
-from sc2edge.photos import load_labels
 from sc2edge.runtime import Bundle, create_runner
 from sc2edge.runtime.backends import backend_info, canonical_backend, runner_class
 from sc2edge.runtime.cpu import this_cpu
 from sc2edge.runtime.entropy import open_codec
+from sc2edge.runtime.halves import preprocess_sized
 from sc2edge.runtime.preprocess import float_item
 from sc2edge.runtime.reference import REFERENCE_INPUT, REFERENCE_OUTPUT, REFERENCE_ROLE, has_reference
 from sc2edge.runtime.stream import unpack_stream
-from sc2edge.tasks import bundle_task
+from sc2edge.tasks import ImageSizes, bundle_task
 
 DEFAULT_IMAGES = 100
 LAYER_IMAGES = 4  # per-layer SQNR holds every intermediate tensor in memory: a few images are enough
@@ -75,8 +77,8 @@ class LayerError:
 class QuantReport:
     """FP32 vs INT8 encoder on held-out images. Truthy when the drop is within ``max_drop`` (or none was set).
 
-    The drop is the accuracy drop with labels (``truth``: "labels", or "teacher" for the reference model's
-    pseudo-labels), else ``1 - top1_agreement``.
+    The drop is the drop of the task's metric (``metric_name``) with labels (``truth``: "labels", or "teacher"
+    for the reference model's pseudo-labels), else ``1 - agreement`` (the first of ``agreements``).
     """
 
     bundle: str
@@ -86,8 +88,7 @@ class QuantReport:
     labelled: bool
     accuracy_fp32: float | None
     accuracy_int8: float | None
-    top1_agreement: float
-    top5_agreement: float
+    agreements: dict[str, float]  # the task's agreement measures of INT8 with FP32 (``Task.agreement_scores``)
     latent_sqnr_db: float
     symbols_changed_pct: float
     bytes_fp32: float
@@ -100,12 +101,19 @@ class QuantReport:
     recipe: str | None = None
     crops: int = 1  # inputs per held-out image (``images`` counts inputs)
     truth: str | None = None  # TRUTH_LABELS, TRUTH_TEACHER or None (agreement with FP32)
+    task: str = "classification"
+    metric_name: str = "top-1 accuracy"
+
+    @property
+    def agreement(self) -> float:
+        """The task's agreement of INT8 with FP32 (top-1 for classification, pixels for segmentation)."""
+        return next(iter(self.agreements.values()), 0.0)
 
     @property
     def drop(self) -> float:
         if self.labelled and self.accuracy_fp32 is not None and self.accuracy_int8 is not None:
             return self.accuracy_fp32 - self.accuracy_int8
-        return 1.0 - self.top1_agreement
+        return 1.0 - self.agreement
 
     @property
     def rate_change_pct(self) -> float:
@@ -120,17 +128,16 @@ class QuantReport:
         rows = [("images (held out)", f"{inputs} ({self.calibration_images_excluded} calibration images excluded)"),
                 ("backend", self.backend)]
         if self.labelled:
-            rows += [("top-1 accuracy FP32", f"{100 * self.accuracy_fp32:.2f} %"),
-                     ("top-1 accuracy INT8", f"{100 * self.accuracy_int8:.2f} %"),
-                     ("accuracy against", TRUTH_TEXT.get(self.truth or TRUTH_LABELS, self.truth))]
-        rows += [("top-1 agreement with FP32", f"{100 * self.top1_agreement:.2f} %"),
-                 ("top-5 agreement (FP32 top-1 in INT8 top-5)", f"{100 * self.top5_agreement:.2f} %"),
-                 ("latent SQNR (symbols + median)", f"{self.latent_sqnr_db:.2f} dB"),
+            rows += [(f"{self.metric_name} FP32", f"{100 * self.accuracy_fp32:.2f} %"),
+                     (f"{self.metric_name} INT8", f"{100 * self.accuracy_int8:.2f} %"),
+                     (f"{self.metric_name} against", TRUTH_TEXT.get(self.truth or TRUTH_LABELS, self.truth))]
+        rows += [(f"agreement with FP32 ({name})", f"{100 * value:.2f} %") for name, value in self.agreements.items()]
+        rows += [("latent SQNR (symbols + median)", f"{self.latent_sqnr_db:.2f} dB"),
                  ("symbols changed", f"{self.symbols_changed_pct:.3f} %"),
                  ("rANS bytes/image FP32", f"{self.bytes_fp32:.1f}"),
                  ("rANS bytes/image INT8", f"{self.bytes_int8:.1f} ({self.rate_change_pct:+.2f} %)")]
         if self.max_drop is not None:
-            budgeted = "accuracy" if self.labelled else "top-1 agreement with FP32"
+            budgeted = self.metric_name if self.labelled else f"agreement with FP32 ({next(iter(self.agreements))})"
             rows.append((f"drop / max drop ({budgeted})", f"{100 * self.drop:.2f} % / {100 * self.max_drop:.2f} % "
                                                           f"-> {'PASS' if self else 'FAIL'}"))
         if self.cpu:
@@ -151,7 +158,7 @@ class QuantReport:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)  # plain str/float/bool/list fields already
-        data.update(drop=self.drop, rate_change_pct=self.rate_change_pct, passed=bool(self))
+        data.update(agreement=self.agreement, drop=self.drop, rate_change_pct=self.rate_change_pct, passed=bool(self))
         return data
 
 
@@ -236,8 +243,10 @@ def kernel_layer_errors(fp32_onnx: str | Path, int8_onnx: str | Path, inputs: Se
     for i, (name, _, scale, zero_point) in enumerate(layers):
         got = [r[0][i] for r in runs]
         mismatch = sum(int(np.count_nonzero(r[0][i] != r[1][i])) for r in runs) / sum(g.size for g in got)
-        dequantized = np.concatenate([(g.astype(np.float32) - zero_point.astype(np.float32)) * scale for g in got])
-        errors.append(LayerError(name, sqnr_db(np.concatenate([r[2][i] for r in runs]), dequantized),
+        # raveled: the inputs of a dynamic-input bundle differ in size
+        dequantized = np.concatenate([((g.astype(np.float32) - zero_point.astype(np.float32)) * scale).ravel()
+                                      for g in got])
+        errors.append(LayerError(name, sqnr_db(np.concatenate([r[2][i].ravel() for r in runs]), dequantized),
                                  100.0 * mismatch))
     return sorted(errors, key=lambda layer: layer.sqnr_db)[:worst]
 
@@ -251,7 +260,8 @@ def check_quant(bundle: Bundle | str | Path, data: str | Path, labels: str | Pat
     Args:
         bundle (Bundle | str | Path): a bundle exported with ``--int8``.
         data (str | Path): images (folder, class-folder tree or file list); calibration images are skipped.
-        labels (str | Path | None): integer labels ("path label" lines or JSON). Defaults to None: pseudo-labels
+        labels (str | Path | None): the task's labels (``Task.load_labels``: integer labels as "path label"
+            lines or JSON for classification, a folder of masks for segmentation). Defaults to None: pseudo-labels
             from the bundle's reference model (classification), else agreement with FP32.
         backend (str): runtime of both graphs ("onnxruntime" or "openvino"). Defaults to "onnxruntime".
         images (int): held-out images to use. Defaults to 100.
@@ -292,9 +302,13 @@ def kernel_saturation_pct(backend: str, int8_graph: Path, held: ImageSet, thread
 
 
 def held_out(bundle: Bundle, data: str | Path, labels: str | Path | None, images: int, seed: int,
-             progress: bool = True, crops: int = 1) -> tuple[ImageSet, np.ndarray | None]:
+             progress: bool = True, crops: int = 1) -> tuple[ImageSet, list | np.ndarray | None]:
     """Held-out images of ``data`` (never the bundle's calibration images), ``crops`` inputs each, and their
-    labels (one per input): ``labels`` if given, else the reference model's pseudo-labels (``truth_source``)."""
+    labels (one per input): ``labels`` if given (read by the bundle's task), else the reference model's
+    pseudo-labels (``truth_source``)."""
+    if crops > 1 and bundle.spec.preprocess.dynamic:
+        raise Sc2edgeError("crops are for a cropped (fixed-size) input: this bundle's input follows the image, "
+                           "use --crops 1 and more images")
     calibration = bundle.manifest.get("calibration", {}).get("sha256", [])
     held = held_out_set(data, bundle.preprocess, images, seed, calibration, progress, crops)
     source = truth_source(bundle, labels)
@@ -302,8 +316,8 @@ def held_out(bundle: Bundle, data: str | Path, labels: str | Path | None, images
         return held, teacher_labels(bundle, held)
     if source is None:
         return held, None
-    found = load_labels(labels, held.paths, data)
-    return held, np.repeat([found[p] for p in held.paths], crops)
+    found = bundle_task(bundle).load_labels(labels, held.paths, data)
+    return held, found if crops == 1 else np.repeat(found, crops)
 
 
 def truth_source(bundle: Bundle, labels: str | Path | None) -> str | None:
@@ -329,7 +343,16 @@ def check_max_drop(max_drop: float | None) -> None:
         raise Sc2edgeError(f"max_drop is a fraction in [0, 1], got {max_drop}")
 
 
-def evaluate(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, backend: str, int8_graph: Path, *,
+def model_inputs(bundle: Bundle, held: ImageSet) -> list[tuple[np.ndarray, ImageSizes | None]]:
+    """Per held-out input, the device graph's input and the image sizes a dynamic-input bundle's streams carry
+    (None for a fixed input). A dynamic input is preprocessed from the whole decoded image, as ``Encoder.encode``
+    does (no reduced-scale JPEG decoding), so its figures are the deployed encoder's."""
+    if not bundle.spec.preprocess.dynamic:
+        return [(x, None) for x in held.arrays()]
+    return [preprocess_sized(path, bundle) for path in held.paths]
+
+
+def evaluate(bundle: Bundle, held: ImageSet, truth: list | np.ndarray | None, backend: str, int8_graph: Path, *,
              threads: int | None = None, max_drop: float | None = None, progress: bool = True,
              truth_source: str | None = TRUTH_LABELS) -> QuantReport:
     """FP32 vs the INT8 device graph ``int8_graph`` (a bundle file or a candidate), both with the FP32 server;
@@ -344,31 +367,31 @@ def evaluate(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, backend: 
     with create_runner(backend, bundle, "device", "fp32", threads=threads) as fp32, \
             runner_class(backend)(int8_graph, threads=threads) as int8, \
             create_runner(backend, bundle, "server", "fp32", threads=threads) as server:
-        for x in tqdm(held.arrays(), desc="FP32 vs INT8", unit="img", disable=None if progress else True, leave=False):
+        for x, sizes in tqdm(model_inputs(bundle, held), desc="FP32 vs INT8", unit="img",
+                             disable=None if progress else True, leave=False):
             for precision, runner in (("fp32", fp32), ("int8", int8)):
                 outputs = runner.infer({"image": x[None]})
                 item = {name: outputs[name][0] for name in codec.device_outputs}
                 sections = codec.section_symbols(item)
                 out[f"symbols_{precision}"].append(np.concatenate([v.ravel() for v in sections.values()]))
-                stream = codec.compress(item)
+                stream = codec.compress(item, sizes)
                 payloads = unpack_stream(stream)[1]
                 out[f"bytes_{precision}"].append(sum(len(payloads[n]) for n in sections))  # raw rANS payloads
                 received = codec.decompress(stream)[server_input][None]
-                out[f"predictions_{precision}"] += task.predictions(server.infer({server_input: received}))
+                feed = {server_input: received, **task.server_inputs(sizes)}
+                out[f"predictions_{precision}"] += task.predictions(server.infer(feed))
                 out[f"latent_{precision}"].append(received[0] + medians)
     fp32_predictions, int8_predictions = out["predictions_fp32"], out["predictions_int8"]
-    checks = [task.agreement_checks(f, i) for f, i in zip(fp32_predictions, int8_predictions, strict=True)]
     changed = sum(int(np.count_nonzero(a != b)) for a, b in zip(out["symbols_fp32"], out["symbols_int8"], strict=True))
     return QuantReport(
         bundle=str(bundle.path), backend=backend, images=len(held), calibration_images_excluded=held.excluded,
         labelled=truth is not None,
         accuracy_fp32=task.metric(fp32_predictions, truth) if truth is not None else None,
         accuracy_int8=task.metric(int8_predictions, truth) if truth is not None else None,
-        top1_agreement=float(np.mean([c["top1"] for c in checks])),
-        top5_agreement=float(np.mean([c["top5"] for c in checks])),
-        latent_sqnr_db=sqnr_db(np.stack(out["latent_fp32"]), np.stack(out["latent_int8"])),
+        agreements=task.agreement_scores(fp32_predictions, int8_predictions),
+        latent_sqnr_db=sqnr_db(*(np.concatenate([v.ravel() for v in out[f"latent_{p}"]]) for p in ("fp32", "int8"))),
         symbols_changed_pct=100.0 * changed / sum(s.size for s in out["symbols_fp32"]),
         bytes_fp32=float(np.mean(out["bytes_fp32"])), bytes_int8=float(np.mean(out["bytes_int8"])),
         max_drop=max_drop, trained=bool(bundle.manifest["model"].get("trained", True)), cpu=this_cpu().to_json(),
         recipe=(bundle.manifest.get("calibration") or {}).get("recipe"), crops=held.crops,
-        truth=truth_source if truth is not None else None)
+        truth=truth_source if truth is not None else None, task=task.kind, metric_name=task.metric_name)

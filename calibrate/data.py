@@ -89,6 +89,13 @@ class ImageSet:
         return {"source": str(source), "seed": seed, "count": len(self), "sha256": self.sha256()}
 
 
+def at_export_size(preprocess: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The preprocessing of calibration inputs. A dynamic input (no crop: its size follows the image) is calibrated
+    at the export's size, on the centre square of the resized image: calibration batches need one size, and that
+    is the size the graphs were traced and validated at."""
+    return preprocess if preprocess.get("crop") is not None else {**preprocess, "crop": preprocess["resize"]}
+
+
 def calibration_set(source: str | Path, preprocess: Mapping[str, Any], samples: int, seed: int = 0,
                     progress: bool = True) -> ImageSet:
     """``samples`` seeded images from ``source``; fewer (with a warning on stderr) when the source is smaller."""

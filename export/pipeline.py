@@ -309,12 +309,14 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
             add_openvino_artifacts(builder, ("device", "server", "reference") if reference else ("device", "server"))
         if config.int8:
             # A hyperprior quantizes its device graph (g_a, h_a) only: the server graph reads a float y_hat, and the
-            # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph.
+            # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph. A
+            # dynamic-input model (segmentation) quantizes its device graph only too: INT8 streams, FP32 server.
             manifest["calibration"] = add_int8_artifacts(
                 builder, manifest["preprocess"], config.calib,
                 config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe,
                                    method=config.calib_method),
-                backends=config.backends, roles=("device",) if hyperprior else ("device", "server"),
+                backends=config.backends,
+                roles=("device",) if hyperprior or loaded.spec.preprocess.dynamic else ("device", "server"),
                 progress=config.progress)
 
         builder.write_manifest(manifest)

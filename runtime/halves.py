@@ -26,6 +26,17 @@ def open_bundle(bundle: Bundle | str | Path) -> Bundle:
     return bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
 
 
+def preprocess_sized(image: ImageLike, bundle: Bundle, *, fast: bool = True) -> tuple[np.ndarray, ImageSizes]:
+    """An image -> a dynamic-input bundle's float32 CHW input for it and its sizes (original, as the model sees it,
+    and the content inside any padding), from the whole decoded image: what ``Encoder.encode`` sends, and what
+    check-quant evaluates."""
+    picture = load_image(image, bundle.spec.preprocess.grayscale)
+    x = preprocess_image(picture, bundle.preprocess, fast=fast)
+    width, height = resized_size(picture.size, bundle.preprocess)  # inside the padding, if any
+    content = None if (height, width) == x.shape[1:] else (height, width)
+    return x, ImageSizes((picture.height, picture.width), (x.shape[1], x.shape[2]), content)
+
+
 class BundleGraph:
     """One of a bundle's graphs (its ``role``) on a named backend, closed with this object (a context manager)."""
 
@@ -107,11 +118,7 @@ class Encoder(_Half):
     def preprocess_sized(self, image: ImageLike, *, fast: bool = True) -> tuple[np.ndarray, ImageSizes]:
         """An image -> its float32 CHW input and its sizes (original, and as the model sees it): a dynamic input's
         (whose device graphs take float images)."""
-        picture = load_image(image, self.bundle.spec.preprocess.grayscale)
-        x = preprocess_image(picture, self.bundle.preprocess, fast=fast)
-        width, height = resized_size(picture.size, self.bundle.preprocess)  # inside the padding, if any
-        content = None if (height, width) == x.shape[1:] else (height, width)
-        return x, ImageSizes((picture.height, picture.width), (x.shape[1], x.shape[2]), content)
+        return preprocess_sized(image, self.bundle, fast=fast)
 
     def _sizes(self, batch: np.ndarray, sizes: ImageSizes | None) -> ImageSizes | None:
         """The sizes a dynamic bundle's streams carry (the batch's own when the caller has no original size)."""

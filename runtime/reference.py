@@ -44,8 +44,15 @@ def encode_input(codec: InputCodec, image: ImageLike, preprocess: Mapping[str, A
 
 
 def decode_crop(codec: InputCodec, data: bytes, preprocess: Mapping[str, Any]) -> Image.Image:
-    """Server side: the codec's bytes -> the crop the device sent (checked to be the model's crop size)."""
+    """Server side: the codec's bytes -> the crop the device sent (checked to be the model's crop size; for a
+    dynamic input, the resized image, checked by its shorter side)."""
     image = codec.decode(data)
+    if preprocess.get("crop") is None:
+        side = int(preprocess["resize"])
+        if min(image.size) != side:
+            raise InputCodecError(f"{codec.name}: decoded a {image.width} x {image.height} image; this model's input "
+                                  f"is the image resized to a shorter side of {side}, as its device sends it")
+        return image
     crop = int(preprocess["crop"])
     if image.size != (crop, crop):
         raise InputCodecError(f"{codec.name}: decoded a {image.width} x {image.height} image; this model's "

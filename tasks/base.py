@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -152,6 +153,23 @@ class Task(ABC):
     def metric(self, predictions: Sequence[Prediction], labels: Sequence[Any]) -> float:
         """The task's score (``metric_name``) of ``predictions`` against ground-truth ``labels``."""
 
+    def load_labels(self, source: str | Path, images: Sequence[Path], root: str | Path) -> list[Any]:
+        """Ground truth for ``images`` (found under ``root``) from ``source``, one item each, as ``metric`` takes it.
+        Default: integer class labels ("path label" lines or a JSON object, ``sc2edge.photos.load_labels``)."""
+        from sc2edge.photos import load_labels
+
+        found = load_labels(source, images, root)
+        return [found[image] for image in images]
+
+    def agreement_scores(self, reference: Sequence[Prediction], test: Sequence[Prediction]) -> dict[str, float]:
+        """How close ``test`` predictions are to ``reference`` ones of the same items (INT8 vs FP32, a runtime vs
+        PyTorch), as named fractions (1: identical); the first is the task's agreement (``agreement``), which an
+        INT8 budget without labels holds. Default: the share of items passing each of ``agreement_checks``."""
+        if len(reference) != len(test):
+            raise ValueError(f"{len(reference)} reference predictions vs {len(test)} to compare")
+        checks = [self.agreement_checks(r, t) for r, t in zip(reference, test, strict=True)]
+        return {name: float(np.mean([c[name] for c in checks])) for name in (checks[0] if checks else {})}
+
     def server_inputs(self, sizes: ImageSizes | None) -> dict[str, np.ndarray]:
         """The server graph's inputs beside the latent (``extra_inputs``), from the image sizes a stream carries."""
         return {}
@@ -160,11 +178,8 @@ class Task(ABC):
         return next(iter(self.agreement_checks(reference, test).values()))
 
     def agreement(self, reference: Sequence[Prediction], test: Sequence[Prediction]) -> float:
-        """Fraction of items whose predictions agree (``agree``)."""
-        if len(reference) != len(test):
-            raise ValueError(f"{len(reference)} reference predictions vs {len(test)} to compare")
-        agreed = [self.agree(r, t) for r, t in zip(reference, test, strict=True)]
-        return float(np.mean(agreed)) if agreed else 0.0
+        """The task's agreement of ``test`` with ``reference`` (the first of ``agreement_scores``; 0 for none)."""
+        return next(iter(self.agreement_scores(reference, test).values()), 0.0)
 
     def items(self, outputs: Outputs) -> list[dict[str, np.ndarray]]:
         """A batch's raw outputs -> one dict per item (batched outputs indexed, the others shared)."""

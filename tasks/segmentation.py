@@ -1,6 +1,9 @@
 """Semantic segmentation: the server graph outputs a class map at the model's input size (the image after its
 resize); agreement and validation are pixel agreement, the metric mean IoU (classes absent from both the
-labels and the predictions are left out of the mean; label 255, or any negative label, is ignored, as in VOC)."""
+labels and the predictions are left out of the mean; label 255, or any negative label, is ignored, as in VOC).
+Labels are VOC-style masks, one per image, found by the image's name: index PNGs (``SegmentationClass``, or
+labelme's ``SegmentationClassPNG``) or ``.npy`` arrays; the metric resizes them (nearest) to the class map's size,
+like the VOC evaluation's resize of image and target."""
 
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sc2edge.errors import BundleError, StreamError
+from sc2edge.errors import BundleError, Sc2edgeError, StreamError
 from sc2edge.tasks.base import BATCH_AXIS, ImageSizes, OutputError, Outputs, OutputSpec, Task, Tolerance
 
 CLASSES = "classes"
 IMAGE_SIZE = "image_size"
 IGNORE_LABEL = 255
+MASK_SUFFIXES = (".png", ".npy")
 MAX_PIXEL_DISAGREEMENT = 1e-3  # validation: share of pixels whose class may differ from PyTorch's (float ties)
 AGREEMENT = 0.99  # two class maps agree when at least this share of their pixels has the same class
 
@@ -77,6 +81,31 @@ def confusion(predictions: Sequence[np.ndarray], labels: Sequence[np.ndarray], n
         matrix += np.bincount(num_classes * label[keep] + prediction[keep].astype(np.int64),
                               minlength=num_classes ** 2).reshape(num_classes, num_classes)
     return matrix
+
+
+def load_mask(path: Path) -> np.ndarray:
+    """A label mask: an index (palette or greyscale) PNG, or a 2-D integer ``.npy`` (never unpickled)."""
+    try:
+        if path.suffix.lower() == ".npy":
+            mask = np.load(path, allow_pickle=False)
+        else:
+            with Image.open(path) as image:
+                if image.mode not in ("P", "L", "I", "I;16"):
+                    raise Sc2edgeError(f"{path}: a label mask is an index PNG (palette or greyscale), not {image.mode}")
+                mask = np.asarray(image)
+    except (OSError, ValueError) as exc:
+        raise Sc2edgeError(f"{path}: not a readable label mask ({exc})") from exc
+    if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer):
+        raise Sc2edgeError(f"{path}: a label mask is a 2-D integer array, got {mask.dtype} {mask.shape}")
+    return mask.astype(np.int64)
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A label mask resized (nearest, so classes stay classes) to ``shape`` (height, width)."""
+    if mask.shape == shape:
+        return mask
+    resized = Image.fromarray(mask.astype(np.int32)).resize((shape[1], shape[0]), Image.NEAREST)
+    return np.asarray(resized).astype(np.int64)
 
 
 def mean_iou(matrix: np.ndarray) -> float:
@@ -146,7 +175,38 @@ class SegmentationTask(Task):
         share = pixel_agreement(reference.mask, test.mask)
         return {"pixels99": share >= AGREEMENT, "pixels90": share >= 0.9}
 
+    def agreement_scores(self, reference: Sequence[SegmentationPrediction],
+                         test: Sequence[SegmentationPrediction]) -> dict[str, float]:
+        """"pixels": the share of all pixels whose class is the reference's (a map of another size counts as
+        all different); "mean IoU": the test maps' mean IoU with the reference maps as labels."""
+        if len(reference) != len(test):
+            raise ValueError(f"{len(reference)} reference predictions vs {len(test)} to compare")
+        same = sum(int(np.count_nonzero(r.mask == t.mask)) if r.mask.shape == t.mask.shape else 0
+                   for r, t in zip(reference, test, strict=True))
+        total = sum(r.mask.size for r in reference)
+        sized = [(r.mask, t.mask) for r, t in zip(reference, test, strict=True) if r.mask.shape == t.mask.shape]
+        matrix = confusion([t for _, t in sized], [r for r, _ in sized], self.num_classes)
+        return {"pixels": same / total if total else 0.0, "mean IoU": mean_iou(matrix)}
+
+    def load_labels(self, source: str | Path, images: Sequence[Path], root: str | Path) -> list[np.ndarray]:
+        """Each image's mask in the folder ``source``: the file of the image's name with a ``MASK_SUFFIXES``
+        suffix (PNG first)."""
+        folder = Path(source)
+        if not folder.is_dir():
+            raise Sc2edgeError(f"segmentation labels are a folder of masks named like the images, got {folder}")
+        masks = []
+        for image in images:
+            found = next((folder / f"{image.stem}{suffix}" for suffix in MASK_SUFFIXES
+                          if (folder / f"{image.stem}{suffix}").is_file()), None)
+            if found is None:
+                raise Sc2edgeError(f"no mask for {image.name} in {folder} (expected {image.stem}.png or .npy)")
+            masks.append(load_mask(found))
+        return masks
+
     def metric(self, predictions: Sequence[SegmentationPrediction], labels: Sequence[Any]) -> float:
+        """Mean IoU over all pixels of all items, each label resized (nearest) to its class map's size."""
         if len(predictions) != len(labels):
             raise ValueError(f"{len(predictions)} predictions vs {len(labels)} labels")
-        return mean_iou(confusion([p.mask for p in predictions], labels, self.num_classes))
+        masks = [p.mask for p in predictions]
+        resized = [resize_mask(np.asarray(t), m.shape) for t, m in zip(labels, masks, strict=True)]
+        return mean_iou(confusion(masks, resized, self.num_classes))

@@ -147,7 +147,9 @@ def reference_bundle_dir(tmp_path_factory, photos) -> Path:
 
 
 SEGMENTATION_MODEL = "entropic_student_deeplabv3_resnet50_beta0.16"
-VOC_IMAGES = Path("/usr/share/doc/labelme-examples/examples/semantic_segmentation/data_dataset_voc/JPEGImages")
+VOC = Path("/usr/share/doc/labelme-examples/examples/semantic_segmentation/data_dataset_voc")
+VOC_IMAGES = VOC / "JPEGImages"
+VOC_MASKS = VOC / "SegmentationClassPNG"  # index PNGs, 255 = ignore
 SEGMENTATION_RESIZE = 64  # shorter side: small enough for 2 cores (the dilated tail still sees 8 x 8+ features)
 
 
@@ -160,14 +162,23 @@ def voc_images() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def segmentation_bundle_dir(tmp_path_factory) -> Path:
-    """The DeepLabv3 student (random weights, the ImageNet student's encoder and tables), dynamic input, shorter
-    side 64, ONNX Runtime and OpenVINO: a second tail of ``fp32_bundle_dir``'s encoder."""
-    from sc2edge.export import ExportConfig, export_bundle
-
+def seg_voc_dir(tmp_path_factory) -> Path:
+    """Two VOC photos (held out: the INT8 calibration uses offline photos)."""
     images = tmp_path_factory.mktemp("voc")
     for path in voc_images()[:2]:
         (images / path.name).symlink_to(path)
+    return images
+
+
+@pytest.fixture(scope="session")
+def segmentation_bundle_dir(tmp_path_factory, seg_voc_dir, calib_dir) -> Path:
+    """The DeepLabv3 student (random weights, the ImageNet student's encoder and tables), dynamic input, shorter
+    side 64, ONNX Runtime and OpenVINO, FP32 and an INT8 encoder (calibrated on two offline photos at the export's
+    size, validated on the two VOC photos): a second tail of ``fp32_bundle_dir``'s encoder."""
+    from sc2edge.export import ExportConfig, export_bundle
+
     return export_bundle(SEGMENTATION_MODEL, tmp_path_factory.mktemp("bundles") / "seg",
                          config=ExportConfig(backends=("onnxruntime", "openvino"), resize=SEGMENTATION_RESIZE,
-                                             validation_images=images))
+                                             validation_images=seg_voc_dir, int8=True, calib=calib_dir,
+                                             calib_samples=2, int8_check_count=2, allow_int8_over_budget=True,
+                                             progress=False))

@@ -14,9 +14,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, help="a bundle exported with --int8")
     parser.add_argument("--data", required=True, type=Path,
                         help="held-out images: folder, class-folder tree or file list (calibration images are skipped)")
-    parser.add_argument("--labels", type=Path, help="integer labels ('path label' lines or JSON); without them, "
-                        "accuracy is against the teacher's FP32 top-1 (pseudo-labels) when the bundle carries the "
-                        "reference model, and INT8 is compared with FP32 (top-1/top-5 agreement) in any case")
+    parser.add_argument("--labels", type=Path, help="the task's labels: integer labels ('path label' lines or JSON) "
+                        "for classification, a folder of masks named like the images (index PNG or .npy) for "
+                        "segmentation; without them, accuracy is against the teacher's FP32 top-1 (pseudo-labels) "
+                        "when the bundle carries the reference model, and INT8 is compared with FP32 (the task's "
+                        "agreement: top-1/top-5, pixels/mean IoU) in any case")
     parser.add_argument("--backend", default="onnxruntime", help="onnxruntime | openvino (default: %(default)s)")
     parser.add_argument("--max-images", type=int_in(1, 1_000_000), default=100,
                         help="held-out images to use at most (default: %(default)s)")
@@ -24,8 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crops", type=int_in(1, 1000), default=1,
                         help="inputs per image: its centre crop, then seeded random crops of 25-100 %% of it "
                         "(default: %(default)s)")
-    parser.add_argument("--max-drop", type=float, help="fail (exit 1) when the accuracy drop (against labels or the "
-                        "teacher's pseudo-labels; else 1 - top-1 agreement) exceeds this fraction, e.g. 0.01")
+    parser.add_argument("--max-drop", type=float, help="fail (exit 1) when the drop of the task's metric (against "
+                        "labels or the teacher's pseudo-labels; else 1 - the task's agreement with FP32) exceeds this "
+                        "fraction, e.g. 0.01")
     parser.add_argument("--apply", action="store_true", help="with --max-drop: keep the most harmful layers in float "
                         "until the drop is within it, and rewrite the bundle's INT8 device graphs (accuracy control)")
     parser.add_argument("--calib", type=Path, help="the calibration images (needed by --apply with --backend openvino)")

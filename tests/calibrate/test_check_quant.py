@@ -33,7 +33,8 @@ def report(int8_bundle_dir, data) -> QuantReport:
 def test_report_figures(report, data):
     folder, overlap = data
     assert report.images == 6 and report.calibration_images_excluded == len(overlap)
-    assert 0.0 <= report.top1_agreement <= report.top5_agreement <= 1.0
+    assert list(report.agreements) == ["top1", "top5"] and report.task == "classification"
+    assert 0.0 <= report.agreement == report.agreements["top1"] <= report.agreements["top5"] <= 1.0
     assert 0.0 < report.symbols_changed_pct < 5.0  # INT8 changes some symbols, not most
     assert 0.0 < report.latent_sqnr_db < math.inf
     assert report.bytes_fp32 > 0 and report.bytes_int8 > 0
@@ -61,9 +62,10 @@ def test_labels_give_accuracy(int8_bundle_dir, data, tmp_path):
 
 
 def test_max_drop_decides_truth(report):
-    strict = QuantReport(**{**report.__dict__, "max_drop": 0.0, "top1_agreement": 0.9})
-    assert not strict and "FAIL" in str(strict)
-    assert QuantReport(**{**report.__dict__, "max_drop": 0.2, "top1_agreement": 0.9})
+    agreements = {"top1": 0.9, "top5": 1.0}
+    strict = QuantReport(**{**report.__dict__, "max_drop": 0.0, "agreements": agreements})
+    assert not strict and "FAIL" in str(strict) and "agreement with FP32 (top1)" in str(strict)
+    assert QuantReport(**{**report.__dict__, "max_drop": 0.2, "agreements": agreements})
 
 
 def test_bundle_without_int8_is_a_clear_error(fp32_bundle_dir, data):

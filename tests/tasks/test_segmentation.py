@@ -23,11 +23,6 @@ from tests.conftest import SEGMENTATION_MODEL, SEGMENTATION_RESIZE, VOC_IMAGES, 
 
 
 @pytest.fixture(scope="module")
-def seg_bundle(segmentation_bundle_dir) -> Bundle:
-    return Bundle.open(segmentation_bundle_dir)
-
-
-@pytest.fixture(scope="module")
 def seg_model():
     from sc2edge.zoo import get_model
 
