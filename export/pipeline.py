@@ -244,9 +244,6 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     loaded = model if isinstance(model, LoadedModel) else get_model(model, checkpoint=checkpoint,
                                                                      trust_checkpoint=trust_checkpoint)
     bq = is_bq(loaded.model)
-    if bq and config.int8:
-        raise Sc2edgeError(f"{loaded.spec.name} is a CR+BQ model: its INT8 graphs are not supported yet (export "
-                           "without --int8)")
     tables = None if bq else EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
     task = model_task(loaded)
     hyperprior = is_hyperprior(loaded.model)  # its z is the factorized prior of TABLES_FILE
@@ -299,12 +296,14 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
             add_openvino_artifacts(builder, ("device", "server", "reference") if reference else ("device", "server"))
         if config.int8:
             # A hyperprior quantizes its device graph (g_a, h_a) only: the server graph reads a float y_hat, and the
-            # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph.
+            # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph. The
+            # reference (the teacher) gets INT8 graphs too: the input-codec baselines' INT8 points run it.
+            roles = ("device",) if hyperprior else ("device", "server")
             manifest["calibration"] = add_int8_artifacts(
                 builder, manifest["preprocess"], config.calib,
                 config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe,
                                    method=config.calib_method),
-                backends=config.backends, roles=("device",) if hyperprior else ("device", "server"),
+                backends=config.backends, roles=(*roles, "reference") if reference is not None else roles,
                 progress=config.progress)
 
         builder.write_manifest(manifest)
