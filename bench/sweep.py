@@ -22,6 +22,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -216,21 +217,27 @@ def _split_points(method: Method, items: EvalItems, teacher: list[Prediction], b
 
 def _codec_points(method: Method, reference: Bundle, items: EvalItems, teacher: list[Prediction], backend: str,
                   precisions: Sequence[str], threads: int | None, skipped: list[dict[str, str]]) -> list[dict]:
+    """Each quality's bytes, encoded once, through the reference graph (the teacher) at each precision that the
+    bundle carries for ``backend`` (INT8: the teacher quantized, as the split models' INT8 halves are)."""
     task = bundle_task(reference)
     pre = reference.preprocess
     pixels = pre["crop"] * pre["crop"]
-    points = []
+    available = []
     for precision in precisions:
-        if not has_reference(reference, backend, precision):
+        if has_reference(reference, backend, precision):
+            available.append(precision)
+        else:
             skipped.append({"what": f"{method.name} {precision}",
                             "reason": f"{reference.path} has no {precision} reference graph for {backend}"})
-            continue
-        with ReferenceGraph(reference, backend, precision, threads=threads) as graph:
-            for quality in method.qualities:
-                codec: InputCodec = input_codec(method.codec, quality)
-                encoded, device_s = _timed_map(codec.encode, items.crops)
-
-                def server(data: bytes, codec=codec) -> Prediction:
+    points = []
+    with ExitStack() as stack:
+        graphs = {precision: stack.enter_context(ReferenceGraph(reference, backend, precision, threads=threads))
+                  for precision in available}
+        for quality in method.qualities:
+            codec: InputCodec = input_codec(method.codec, quality)
+            encoded, device_s = _timed_map(codec.encode, items.crops)
+            for precision, graph in graphs.items():
+                def server(data: bytes, codec=codec, graph=graph) -> Prediction:
                     return task.predictions({"logits": graph.predict(decode_input(codec, data, pre)[None])})[0]
 
                 predictions, server_s = _timed_map(server, encoded)
