@@ -150,3 +150,18 @@ def test_photo_protocol_is_the_registry_s_evaluation_crops():
     assert len(items.crops) == 8 and items.labels is None
     ours = np.stack([normalize_image(c, preprocess) for c in items.crops])
     np.testing.assert_array_equal(ours, evaluation_crops(photos, 4, preprocess, seed=0))
+
+
+def test_compare_calibrates_int8_exports_on_training_images_only(tmp_path):
+    """Without --calib, INT8 exports calibrate on the evaluation data's training images: never a held-out one."""
+    from argparse import Namespace
+
+    from sc2edge.bench.evaluation import held_out_photos
+    from sc2edge.commands.compare import DEFAULT_CALIBRATION_IMAGES, _default_calibration
+
+    listing = _default_calibration(Namespace(out=tmp_path / "photos", dataset=None))
+    paths, _ = read_file_list(listing)
+    assert paths and not {p.name for p in paths} & {p.name for p in held_out_photos()}
+    fashion = _default_calibration(Namespace(out=tmp_path / "fm", dataset="fashion-mnist"))
+    names = sorted(p.name for p in fashion.glob("*.png"))
+    assert len(names) == DEFAULT_CALIBRATION_IMAGES and all(n.startswith("train-") for n in names)
