@@ -35,6 +35,8 @@ from sc2edge.errors import Sc2edgeError
 DATASETS = ("fashion-mnist",)
 DEFAULT_DATASET_IMAGES = 1000
 DEFAULT_CALIBRATION_IMAGES = 300  # Fashion-MNIST training images for models exported here with INT8
+CALIBRATION_SAMPLES = 100  # INT8 calibration samples per export
+INT8_CHECK_IMAGES = 16  # the export's own INT8 budget check: a sanity check, compare measures INT8 on every item
 EXPORT_BACKENDS = ("onnxruntime", "openvino")  # one export serves a compare on either CPU runtime
 
 
@@ -60,6 +62,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="calibration images for models exported here with INT8 (with --precision int8; "
                              f"default: {DEFAULT_CALIBRATION_IMAGES} Fashion-MNIST training images with --dataset "
                              "fashion-mnist, else the offline training photos)")
+    parser.add_argument("--export-backends", type=comma_list, default=list(EXPORT_BACKENDS),
+                        help="runtimes registered models are exported for (default: %(default)s)")
+    parser.add_argument("--calib-samples", type=int_in(1, 100_000), default=CALIBRATION_SAMPLES,
+                        help="INT8 calibration samples of models exported here (default: %(default)s)")
     parser.add_argument("--bundles", type=Path, default=None,
                         help="where registered models are exported, or reused when already there (default: "
                              "OUT/bundles); share it between runs on different backends")
@@ -71,7 +77,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_json_argument(parser)
 
 
-def _export_models(methods: list[str], where: Path, int8: bool, calib: Path | None) -> list[str]:
+def _export_models(methods: list[str], where: Path, int8: bool, calib: Path | None, backends: list[str],
+                   calib_samples: int) -> list[str]:
     """Registered model names -> bundles exported into ``where`` (reused when already there)."""
     from sc2edge.runtime.input_codecs import list_input_codecs
 
@@ -91,8 +98,9 @@ def _export_models(methods: list[str], where: Path, int8: bool, calib: Path | No
 
             if int8 and calib is None:
                 raise Sc2edgeError(f"exporting {method} with INT8 for --data needs calibration images: pass --calib")
-            export_bundle(method, target, config=ExportConfig(backends=EXPORT_BACKENDS, int8=int8, calib=calib,
-                                                              allow_int8_over_budget=True, reference=True))
+            export_bundle(method, target, config=ExportConfig(
+                backends=tuple(backends), int8=int8, calib=calib, calib_samples=calib_samples,
+                int8_check_count=INT8_CHECK_IMAGES, allow_int8_over_budget=True, reference=True))
         resolved.append(str(target))
     return resolved
 
@@ -126,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         data = [write_fashion_mnist_images("test", args.out / "data", args.max_images or DEFAULT_DATASET_IMAGES)]
     int8 = "int8" in args.precision
     calib = args.calib or (_default_calibration(args) if int8 and args.data is None else None)
-    methods = _export_models(args.methods, args.bundles or args.out / "bundles", int8, calib)
+    methods = _export_models(args.methods, args.bundles or args.out / "bundles", int8, calib, args.export_backends,
+                             args.calib_samples)
     report = run_compare(methods, images=data, labels_file=labels, backend=args.backend,
                          precisions=tuple(args.precision), threads=args.threads or 1, max_images=args.max_images,
                          allow_calibration_images=args.allow_calibration_images, out_dir=args.out)
