@@ -323,7 +323,9 @@ def run_compare(methods: Sequence[str | Path], *, images: Sequence[Path] = (), l
     backend = canonical_backend(backend)
     bundles = [b for m in parsed for b in m.bundles]
     preprocess = _preprocess_of(parsed)
-    reference = next((b for b in bundles if has_reference(b, backend)), None)
+    # the teacher of the bundle that has it at the most of the asked precisions (INT8 too, for the codecs' INT8 rows)
+    reference = max((b for b in bundles if has_reference(b, backend)), default=None,
+                    key=lambda b: sum(has_reference(b, backend, p) for p in precisions))
     if reference is None:
         raise Sc2edgeError("no bundle carries a reference model (the teacher) for this backend: export one "
                            "with --reference")
