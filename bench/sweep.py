@@ -200,7 +200,7 @@ def _split_points(method: Method, items: EvalItems, teacher: list[Prediction], b
             try:
                 encoder = Encoder(bundle, backend, precision, threads=threads)
             except Sc2edgeError as exc:
-                skipped.append({"what": f"{method.name} beta {bundle.spec.model.beta} {precision}",
+                skipped.append({"what": f"{method.name} {rate_setting(bundle)} {precision}",
                                 "reason": str(exc)})
                 continue
             server_precision = _server_precision(bundle, backend, precision)
