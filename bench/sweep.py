@@ -22,6 +22,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -199,7 +200,7 @@ def _split_points(method: Method, items: EvalItems, teacher: list[Prediction], b
             try:
                 encoder = Encoder(bundle, backend, precision, threads=threads)
             except Sc2edgeError as exc:
-                skipped.append({"what": f"{method.name} beta {bundle.spec.model.beta} {precision}",
+                skipped.append({"what": f"{method.name} {rate_setting(bundle)} {precision}",
                                 "reason": str(exc)})
                 continue
             server_precision = _server_precision(bundle, backend, precision)
@@ -216,21 +217,27 @@ def _split_points(method: Method, items: EvalItems, teacher: list[Prediction], b
 
 def _codec_points(method: Method, reference: Bundle, items: EvalItems, teacher: list[Prediction], backend: str,
                   precisions: Sequence[str], threads: int | None, skipped: list[dict[str, str]]) -> list[dict]:
+    """Each quality's bytes, encoded once, through the reference graph (the teacher) at each precision that the
+    bundle carries for ``backend`` (INT8: the teacher quantized, as the split models' INT8 halves are)."""
     task = bundle_task(reference)
     pre = reference.preprocess
     pixels = pre["crop"] * pre["crop"]
-    points = []
+    available = []
     for precision in precisions:
-        if not has_reference(reference, backend, precision):
+        if has_reference(reference, backend, precision):
+            available.append(precision)
+        else:
             skipped.append({"what": f"{method.name} {precision}",
                             "reason": f"{reference.path} has no {precision} reference graph for {backend}"})
-            continue
-        with ReferenceGraph(reference, backend, precision, threads=threads) as graph:
-            for quality in method.qualities:
-                codec: InputCodec = input_codec(method.codec, quality)
-                encoded, device_s = _timed_map(codec.encode, items.crops)
-
-                def server(data: bytes, codec=codec) -> Prediction:
+    points = []
+    with ExitStack() as stack:
+        graphs = {precision: stack.enter_context(ReferenceGraph(reference, backend, precision, threads=threads))
+                  for precision in available}
+        for quality in method.qualities:
+            codec: InputCodec = input_codec(method.codec, quality)
+            encoded, device_s = _timed_map(codec.encode, items.crops)
+            for precision, graph in graphs.items():
+                def server(data: bytes, codec=codec, graph=graph) -> Prediction:
                     return task.predictions({"logits": graph.predict(decode_input(codec, data, pre)[None])})[0]
 
                 predictions, server_s = _timed_map(server, encoded)
@@ -316,7 +323,9 @@ def run_compare(methods: Sequence[str | Path], *, images: Sequence[Path] = (), l
     backend = canonical_backend(backend)
     bundles = [b for m in parsed for b in m.bundles]
     preprocess = _preprocess_of(parsed)
-    reference = next((b for b in bundles if has_reference(b, backend)), None)
+    # the teacher of the bundle that has it at the most of the asked precisions (INT8 too, for the codecs' INT8 rows)
+    reference = max((b for b in bundles if has_reference(b, backend)), default=None,
+                    key=lambda b: sum(has_reference(b, backend, p) for p in precisions))
     if reference is None:
         raise Sc2edgeError("no bundle carries a reference model (the teacher) for this backend: export one "
                            "with --reference")

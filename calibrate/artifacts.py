@@ -1,7 +1,8 @@
 """The INT8 part of an export: one calibration image set, every INT8 graph a bundle carries.
 
 ``add_int8_artifacts`` is called by ``sc2edge.export.export_bundle`` (``--int8 --calib DIR``) after the FP32
-ONNX graphs (and, for OpenVINO, the FP32 IR) are staged. Per role (device, then server) it writes:
+ONNX graphs (and, for OpenVINO, the FP32 IR) are staged. Per role (device, server, and the reference model when
+the bundle carries one) it writes:
 
 - ``<role>.int8.onnx``       ONNX Runtime QDQ (uint8 activations, per-channel 7-bit/8-bit weights) [onnxruntime]
 - ``device.int8.bias.json``  its bias correction: per-channel shifts per conv (``bias_correction``) [onnxruntime]
@@ -33,8 +34,10 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.backends.onnxrt import OnnxRuntimeRunner
 from sc2edge.runtime.cpu import this_cpu
 from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT, TRT_ONNX_FORMAT
+from sc2edge.runtime.preprocess import float_item
 
-ROLE_INPUT = {"device": "image", "server": "symbols"}
+ROLE_INPUT = {"device": "image", "server": "symbols"}  # a factorized-prior bundle's graph inputs
+IMAGE_ROLES = ("device", "reference")  # graphs that read the image; the server reads the device graph's output
 # ONNX Runtime's INT8 device graph gets sequential bias correction (``bias_correction``): a few small convs, one
 # calibration pass each. The deep server graph would take one pass per conv (minutes); it goes without, as NNCF
 # gives it the fast correction and the device the full one.
@@ -43,15 +46,24 @@ BIAS_CORRECTION = ("ONNX Runtime device graph: per-channel conv biases shifted s
                    "its FP32 output mean on the calibration images (sequential, in graph order)")
 
 
-def _feeds(role: str, images: ImageSet, batch: int, device_graph: Path) -> Iterator[dict[str, np.ndarray]]:
-    """Calibration inputs of a role: image batches, or the FP32 device graph's symbols for them."""
-    if role == "device":
+def _graph_input(graph: Path) -> str:
+    """The (first) input name of an ONNX graph: ``symbols``, or a CR+BQ server's ``z_hat``."""
+    with OnnxRuntimeRunner(graph) as runner:
+        return runner.activate().input_names[0]
+
+
+def _feeds(role: str, images: ImageSet, batch: int, device_graph: Path,
+           input_name: str = "image") -> Iterator[dict[str, np.ndarray]]:
+    """Calibration inputs of a role: image batches, or the FP32 device graph's output for them (its symbols; a
+    CR+BQ device graph's float latent z, a fine range proxy for the 8-bit z_hat the server reads)."""
+    if role in IMAGE_ROLES:  # the reference reads the float image even where the device graph takes uint8 pixels
         for x in images.batches(batch):
-            yield {"image": x}
+            yield {input_name: float_item(x, images.preprocess) if role == "reference" else x}
         return
     with OnnxRuntimeRunner(device_graph) as runner:
         for x in images.batches(batch):
-            yield {"symbols": runner.infer({"image": x})["symbols"]}
+            outputs = runner.infer({"image": x})
+            yield {input_name: outputs[input_name] if input_name in outputs else next(iter(outputs.values()))}
 
 
 def stored_bias_shift(folder: Path, meta: dict[str, Any], config: CalibConfig) -> dict[str, np.ndarray] | None:
@@ -116,7 +128,8 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
             raise Sc2edgeError(f"{fp32.name} must be exported before its INT8 graphs")
         batches = -(-len(images) // config.batch)
         # The ranges stay in the bundle (ORT's JSON calibration cache): accuracy control re-quantizes from them.
-        cache = collect_ranges(fp32, _feeds(role, images, config.batch, device_graph), config,
+        name = _graph_input(fp32)
+        cache = collect_ranges(fp32, _feeds(role, images, config.batch, device_graph, name), config,
                                staging / f"{role}.int8.ranges.json", total=batches)
         role_meta = dict(meta)
         if role in BIAS_CORRECTED_ROLES and "onnxruntime" in backends:
@@ -130,9 +143,8 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
         fp16 = write_fp16_onnx(fp32, staging / f"{role}.fp16.trt.onnx")
         builder.add_artifact(role, TRT_ONNX_FORMAT, "fp16", fp16.name, {"source": fp32.name})
         if "openvino" in backends:
-            feeds = [{ROLE_INPUT[role]: f[ROLE_INPUT[role]][i:i + 1]}
-                     for f in _feeds(role, images, config.batch, device_graph)
-                     for i in range(len(f[ROLE_INPUT[role]]))]
+            feeds = [{name: f[name][i:i + 1]} for f in _feeds(role, images, config.batch, device_graph, name)
+                     for i in range(len(f[name]))]
             source = staging / f"{role}.fp32.xml"
             pixels = role == "device" and preprocess.get("graph_input") == PIXEL_GRAPH_INPUT  # cut from the ONNX graph
             xml = quantize_openvino(source if source.is_file() and not pixels else fp32, staging / f"{role}.int8.xml",

@@ -99,6 +99,8 @@ class ExportConfig:
         reference (bool | None): also export the reference model (the unmodified teacher, image -> logits) for
             the input-codec baselines; None exports it when it has trained weights. Defaults to None.
         reference_checkpoint (Path | None): the reference's weights instead of its builder's. Defaults to None.
+        int8_reference (bool): with ``int8``, also quantize the reference graph (what the input-codec baselines'
+            INT8 points run; it costs a calibration of the whole teacher). Defaults to False.
         pixel_input (bool | None): the device graph takes uint8 NHWC pixels and normalizes in-graph
             (``zoo.graphs.PixelInput``) instead of a float32 NCHW image, INT8 graphs included (OpenVINO's is
             quantized on the float part and gets the front back: ``calibrate.nncf_int8``). None: pixels where the
@@ -129,6 +131,7 @@ class ExportConfig:
     allow_int8_over_budget: bool = False
     reference: bool | None = None
     reference_checkpoint: Path | None = None
+    int8_reference: bool = False
     resize: int | None = None
 
     def validate(self) -> ExportConfig:
@@ -252,9 +255,6 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     loaded = model if isinstance(model, LoadedModel) else get_model(model, checkpoint=checkpoint,
                                                                      trust_checkpoint=trust_checkpoint)
     bq = is_bq(loaded.model)
-    if bq and config.int8:
-        raise Sc2edgeError(f"{loaded.spec.name} is a CR+BQ model: its INT8 graphs are not supported yet (export "
-                           "without --int8)")
     tables = None if bq else EntropyTables.from_bottleneck(loaded.model.bottleneck_layer.entropy_bottleneck)
     task = model_task(loaded)
     hyperprior = is_hyperprior(loaded.model)  # its z is the factorized prior of TABLES_FILE
@@ -311,12 +311,14 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
             # A hyperprior quantizes its device graph (g_a, h_a) only: the server graph reads a float y_hat, and the
             # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph. A
             # dynamic-input model (segmentation) quantizes its device graph only too: INT8 streams, FP32 server.
+            # The reference (the teacher) gets INT8 graphs when asked: the input-codec baselines' INT8 points run it.
+            roles = ("device",) if hyperprior or loaded.spec.preprocess.dynamic else ("device", "server")
             manifest["calibration"] = add_int8_artifacts(
                 builder, manifest["preprocess"], config.calib,
                 config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe,
                                    method=config.calib_method),
                 backends=config.backends,
-                roles=("device",) if hyperprior or loaded.spec.preprocess.dynamic else ("device", "server"),
+                roles=(*roles, "reference") if reference is not None and config.int8_reference else roles,
                 progress=config.progress)
 
         builder.write_manifest(manifest)

@@ -4,6 +4,8 @@
     python scripts/train_students.py efficientnet    # EfficientNet-Lite0 students, agreement on held-out data
     python scripts/train_students.py fashion-mnist-bq    # CR+BQ baselines of the packaged Fashion-MNIST teacher
     python scripts/train_students.py fashion-mnist-e2e   # Singh et al. end-to-end baselines (no teacher)
+    python scripts/train_students.py efficientnet-bq     # CR+BQ baselines at the EfficientNet-Lite0 student's split
+    python scripts/train_students.py efficientnet-e2e    # end-to-end baselines of the EfficientNet-Lite0 student
     python scripts/train_students.py efficientnet --quick --out /tmp/w --run-dir /tmp/r   # pipeline check
 
 Deterministic (fixed seeds, one thread). Prints a rate-accuracy table and writes the figures as JSON
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from sc2edge.zoo import training as tr
-from sc2edge.zoo.bq import CrBqFashionMNIST, cr_bq_from_teacher
+from sc2edge.zoo.bq import CrBqEfficientNetLite0, CrBqFashionMNIST, cr_bq_from_teacher
 from sc2edge.zoo.checkpoint import load_into, read_state_dict
 from sc2edge.zoo.datasets import evaluation_crops, fashion_mnist, split_photos, training_images
 from sc2edge.zoo.efficientnet_student import (
@@ -46,6 +48,8 @@ RECIPE_DEFAULTS = {
     "fashion-mnist": {"shared_steps": 600, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 128, "lr": 3e-3},
     "fashion-mnist-bq": {"stage1_steps": 400, "stage2_steps": 300, "batch_size": 128, "lr": 3e-3},
     "fashion-mnist-e2e": {"shared_steps": 800, "stage1_steps": 400, "batch_size": 128, "lr": 3e-3},
+    "efficientnet-bq": {"stage1_steps": 40, "stage2_steps": 40, "batch_size": 8, "lr": 1e-3},
+    "efficientnet-e2e": {"stage1_steps": 80, "batch_size": 8, "lr": 2e-3},
     "efficientnet": {"stage1_steps": 200, "stage2_steps": 300, "finetune_stage1_steps": 50,
                      "finetune_stage2_steps": 125, "batch_size": 8, "lr": 2e-3},
 }
@@ -303,8 +307,96 @@ def efficientnet(args: argparse.Namespace) -> dict:
     return results
 
 
+def _lite0_baseline_data(args) -> tuple:
+    """The EfficientNet-Lite0 baselines' teacher, its head, training crops and the held-out evaluation crops with
+    the teacher's top-1 on them: the Entropic Student's data and protocol (``efficientnet``)."""
+    teacher = efficientnet_lite0_teacher()
+    preprocess = {"resize": 256, "crop": 224, "mean": [LITE0_MEAN] * 3, "std": [LITE0_STD] * 3}
+    inputs = torch.from_numpy(evaluation_crops(split_photos()[1], args.crops_per_photo, preprocess, seed=args.seed))
+    images = training_images(frames_per_video=args.frames_per_video)
+    batches = tr.PhotoCrops([img for _, img in images], args.sizes, args.batch_size, preprocess["mean"],
+                            preprocess["std"], seed=args.seed)
+    return teacher, LiteHead(teacher), batches, inputs, tr.predict(teacher, inputs, 32).argmax(1)
+
+
+def _lite0_figures(model, inputs, teacher_top1, per_photo: int) -> dict:
+    """Held-out agreement with the teacher through the receiver's path (eval forward: the quantized latent)."""
+    agree = tr.predict(model, inputs, 32).argmax(1) == teacher_top1
+    return {"top1_agreement": round(float(agree.float().mean()), 4),
+            "top1_agreement_centre": round(float(agree[::per_photo].float().mean()), 4)}
+
+
+def efficientnet_bq(args: argparse.Namespace) -> dict:
+    """CR+BQ baselines of EfficientNet-Lite0 at the Entropic Student's split, one per bottleneck width: the
+    student's encoder/decoder with a narrow 8-bit latent (principal-component start, head network distillation,
+    quantization after training); bytes per image = the payload (scale, zero point, N x 56 x 56 uint8)."""
+    from sc2edge.runtime.bq import pack, quantize
+
+    teacher, head, batches, inputs, teacher_top1 = _lite0_baseline_data(args)
+    results: dict = {"students": {}}
+    for channels in args.channels:
+        name = f"cr_bq_efficientnet_lite0_b{channels}ch.safetensors"
+        student = CrBqEfficientNetLite0(bottleneck_channels=channels, teacher=teacher)
+        if args.evaluate_only:
+            load_into(student, read_state_dict(args.out / name))
+            entry: dict = {}
+        else:
+            student.init_from_features(batches()[0], std=args.init_std)
+            cfg = tr.StudentConfig(beta=0.0, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+                                   lr=args.lr, seed=args.seed, stage2_lr_factor=0.5)
+            stage1, stage2 = tr.train_bottleneck_distillation(student, head, teacher, batches, cfg)
+            entry = {**tr.summarize(cfg, stage1, stage2), "batch_size": args.batch_size, "train_sizes": args.sizes}
+            entry["sha256"] = tr.save_checkpoint(student, args.out / name, entry)
+        student.eval()
+        with torch.no_grad():
+            latents = torch.cat([student.bottleneck_layer.encoder(inputs[i: i + 32])
+                                 for i in range(0, len(inputs), 32)]).numpy()
+        entry.update(file=name, **_lite0_figures(student, inputs, teacher_top1, args.crops_per_photo),
+                     bytes_per_image=round(float(np.mean([len(pack(quantize(z))) for z in latents])), 1),
+                     encoder_macs=tr.count_macs(student.bottleneck_layer.encoder, (1, 3, 224, 224)))
+        results["students"][f"b{channels}ch"] = entry
+        print(f"CR+BQ {channels} ch: top-1 agreement {entry['top1_agreement']} (centre "
+              f"{entry['top1_agreement_centre']}), {entry['bytes_per_image']} B/image", flush=True)
+    return results
+
+
+def efficientnet_e2e(args: argparse.Namespace) -> dict:
+    """Singh et al.'s end-to-end baseline of EfficientNet-Lite0: the Entropic Student's architecture and start,
+    trained in one stage on cross-entropy + beta * rate, without distillation (no feature mimicking, no soft
+    targets). The photos have no labels, so the labels are the teacher's top-1 on each training crop; the tail is
+    the teacher's (frozen: checkpoints hold the bottleneck only), as in the student."""
+    teacher, _, batches, inputs, teacher_top1 = _lite0_baseline_data(args)
+    path_of = lambda b: args.out / f"e2e_efficientnet_lite0_{_beta_tag(b)}.safetensors"  # noqa: E731
+
+    def labelled() -> tr.Batch:
+        x, _ = batches()
+        with torch.no_grad():
+            return x, teacher(x).argmax(1)
+
+    results: dict = {"students": {}}
+    for beta in args.betas:
+        student = EntropicStudentEfficientNetLite0(teacher=teacher)
+        if args.evaluate_only:
+            load_into(student, read_state_dict(path_of(beta)))
+            entry: dict = {}
+        else:
+            student.init_from_features(batches()[0], std=args.init_std)
+            cfg = tr.StudentConfig(beta=beta, stage1_steps=args.stage1_steps, stage2_steps=0, lr=args.lr,
+                                   seed=args.seed)
+            log = tr.train_end_to_end(student, labelled, cfg, trainable=student.bottleneck_layer)
+            entry = {**tr.summarize(cfg, log, tr.StageLog()), "batch_size": args.batch_size,
+                     "train_sizes": args.sizes, "labels": "teacher top-1 (hard pseudo-labels)"}
+            entry["sha256"] = tr.save_checkpoint(student, path_of(beta), entry)
+        entry.update(file=path_of(beta).name, **_lite0_figures(student, inputs, teacher_top1, args.crops_per_photo),
+                     bytes_per_image=round(float(np.mean(tr.stream_bytes(student, inputs, 32))), 1))
+        results["students"][_beta_tag(beta)] = entry
+        print(f"end-to-end beta {beta:g}: top-1 agreement {entry['top1_agreement']} (centre "
+              f"{entry['top1_agreement_centre']}), {entry['bytes_per_image']} B/image", flush=True)
+    return results
+
+
 RECIPES = {"fashion-mnist": fashion, "fashion-mnist-bq": fashion_bq, "fashion-mnist-e2e": fashion_e2e,
-           "efficientnet": efficientnet}
+           "efficientnet": efficientnet, "efficientnet-bq": efficientnet_bq, "efficientnet-e2e": efficientnet_e2e}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recipe", choices=list(RECIPES))
     parser.add_argument("--betas", type=float, nargs="+", help=f"default: {BETAS}, EfficientNet {LITE0_BETAS}")
     parser.add_argument("--channels", type=int, nargs="+", default=list(BQ_CHANNELS),
-                        help="fashion-mnist-bq: bottleneck widths")
+                        help="fashion-mnist-bq, efficientnet-bq: bottleneck widths")
     parser.add_argument("--out", type=Path, default=WEIGHTS, help="where the .safetensors files go")
     parser.add_argument("--results", type=Path, help="write the figures here as JSON")
     parser.add_argument("--shared-steps", type=int, help="stage-1 steps shared by all betas (at the first)")
@@ -340,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluate-only", action="store_true")
     args = parser.parse_args(argv)
     defaults = {**RECIPE_DEFAULTS[args.recipe], **(QUICK if args.quick else {}),
-                "betas": list(LITE0_BETAS if args.recipe == "efficientnet" else BETAS)}
+                "betas": list(LITE0_BETAS if args.recipe.startswith("efficientnet") else BETAS)}
     for key, value in defaults.items():
         if getattr(args, key, None) is None or (args.quick and key in QUICK):
             setattr(args, key, value)

@@ -417,16 +417,19 @@ def train_sweep(
 
 def train_end_to_end(
     model: SplitClassifier, batches: Callable[[], Batch], cfg: StudentConfig, progress: bool = True,
-    resume: Resume | None = None,
+    resume: Resume | None = None, trainable: nn.Module | None = None,
 ) -> StageLog:
     """Singh et al. (ICIP 2020), the paper's end-to-end baseline: the whole student, tail included, trained on
     labels alone with cross-entropy + ``beta`` * rate (bits per input pixel), through the bottleneck's additive
-    noise; no teacher, no distillation. Runs ``cfg.stage1_steps`` steps, then builds the entropy tables."""
+    noise; no teacher, no distillation. Runs ``cfg.stage1_steps`` steps, then builds the entropy tables.
+    ``trainable`` (default: the whole model) limits training to a part, e.g. the bottleneck of a model whose
+    tail comes from an installed package and is not saved."""
     cfg.validate()
     torch.manual_seed(cfg.seed)
     layer = model.bottleneck_layer
-    _set_trainable(model, [model])
-    main, aux = _optimizers(model, cfg, cfg.lr, model)
+    trainable = model if trainable is None else trainable
+    _set_trainable(model, [trainable])
+    main, aux = _optimizers(model, cfg, cfg.lr, trainable)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(main, max(cfg.stage1_steps, 1), eta_min=cfg.lr / 20)
 
     def step() -> tuple[float, float]:
@@ -434,7 +437,7 @@ def train_end_to_end(
         features, likelihoods = layer(x)
         bpp = rate_bpp(likelihoods, x)
         loss = F.cross_entropy(model.forward_tail(features), labels.long()) + cfg.beta * bpp
-        _update(main, loss, model.parameters(), schedule)
+        _update(main, loss, trainable.parameters(), schedule)
         _update(aux, model.aux_loss())
         return loss.item(), bpp.item()
 

@@ -1,4 +1,5 @@
 """sc2edge compare METHOD... [--data D | --dataset fashion-mnist] [--labels L] [--precision fp32,int8] [--out DIR]
+                       [--backend onnxruntime|openvino] [--calib C] [--bundles DIR]
 
 A verb of its own rather than ``bench --sweep``: bench measures a few bundles in depth (one process per
 configuration, latency percentiles, memory, FLOPs, links) on a handful of images; compare scores many methods
@@ -8,6 +9,11 @@ so sharing bench's flags would give each of them two meanings.
 
 A METHOD is a bundle directory, a registered model name (exported here first, into OUT/bundles/NAME), or an input
 codec ``NAME[:Q1/Q2/...]`` (jpeg, webp, avif...) in front of the bundles' reference model (the teacher).
+Registered models are exported for ONNX Runtime and OpenVINO at once (with ``int8``: INT8 graphs of the device
+and server halves and of the teacher, which the codecs' INT8 points run), calibrated by default on the training
+images of the evaluation data (300 Fashion-MNIST training images, or the offline training photos): the held-out
+images compare scores on are never calibration images. ``scripts/compare_figures.sh`` runs the paper's figure for
+Fashion-MNIST and the EfficientNet-Lite0 student on both runtimes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ from sc2edge.errors import Sc2edgeError
 
 DATASETS = ("fashion-mnist",)
 DEFAULT_DATASET_IMAGES = 1000
+DEFAULT_CALIBRATION_IMAGES = 300  # Fashion-MNIST training images for models exported here with INT8
+CALIBRATION_SAMPLES = 100  # INT8 calibration samples per export
+INT8_CHECK_IMAGES = 16  # the export's own INT8 budget check: a sanity check, compare measures INT8 on every item
+EXPORT_BACKENDS = ("onnxruntime", "openvino")  # one export serves a compare on either CPU runtime
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +59,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated precisions: fp32,int8 (default: fp32; missing artifacts are skipped)")
     add_threads_argument(parser, "1")
     parser.add_argument("--calib", type=Path, default=None,
-                        help="calibration images for models exported here with INT8 (with --precision int8)")
+                        help="calibration images for models exported here with INT8 (with --precision int8; "
+                             f"default: {DEFAULT_CALIBRATION_IMAGES} Fashion-MNIST training images with --dataset "
+                             "fashion-mnist, else the offline training photos)")
+    parser.add_argument("--export-backends", type=comma_list, default=list(EXPORT_BACKENDS),
+                        help="runtimes registered models are exported for (default: %(default)s)")
+    parser.add_argument("--calib-samples", type=int_in(1, 100_000), default=CALIBRATION_SAMPLES,
+                        help="INT8 calibration samples of models exported here (default: %(default)s)")
+    parser.add_argument("--bundles", type=Path, default=None,
+                        help="where registered models are exported, or reused when already there (default: "
+                             "OUT/bundles); share it between runs on different backends")
     parser.add_argument("--allow-calibration-images", action="store_true",
                         help="measure even if evaluation images were INT8 calibration images (flagged), "
                              "instead of refusing")
@@ -58,8 +77,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_json_argument(parser)
 
 
-def _export_models(methods: list[str], out: Path, backend: str, int8: bool, calib: Path | None) -> list[str]:
-    """Registered model names -> bundles exported into OUT/bundles (reused when already there)."""
+def _export_models(methods: list[str], where: Path, int8: bool, calib: Path | None, backends: list[str],
+                   calib_samples: int) -> list[str]:
+    """Registered model names -> bundles exported into ``where`` (reused when already there)."""
     from sc2edge.runtime.input_codecs import list_input_codecs
 
     resolved = []
@@ -72,16 +92,34 @@ def _export_models(methods: list[str], out: Path, backend: str, int8: bool, cali
         if method not in list_models():
             raise Sc2edgeError(f"method {method!r} is neither a bundle directory, a registered model (sc2edge "
                                f"models) nor an input codec ({', '.join(list_input_codecs())}[:Q1/Q2/...])")
-        target = out / "bundles" / method
+        target = where / method
         if not (target / "manifest.json").is_file():
             from sc2edge.export import ExportConfig, export_bundle
 
             if int8 and calib is None:
-                raise Sc2edgeError(f"exporting {method} with INT8 needs calibration images: pass --calib")
-            export_bundle(method, target, config=ExportConfig(backends=(backend,), int8=int8, calib=calib,
-                                                              allow_int8_over_budget=True, reference=True))
+                raise Sc2edgeError(f"exporting {method} with INT8 for --data needs calibration images: pass --calib")
+            export_bundle(method, target, config=ExportConfig(
+                backends=tuple(backends), int8=int8, calib=calib, calib_samples=calib_samples,
+                int8_check_count=INT8_CHECK_IMAGES, allow_int8_over_budget=True, reference=True,
+                int8_reference=int8))
         resolved.append(str(target))
     return resolved
+
+
+def _default_calibration(args: argparse.Namespace) -> Path:
+    """Training images of the evaluation data, for INT8 exports: Fashion-MNIST's training split, or the offline
+    training photos (``zoo.datasets.split_photos``, which holds the evaluation photos out)."""
+    folder = args.out / "calibration"
+    if args.dataset == "fashion-mnist":
+        from sc2edge.zoo.datasets import write_fashion_mnist_images
+
+        return write_fashion_mnist_images("train", folder, DEFAULT_CALIBRATION_IMAGES).parent
+    from sc2edge.zoo.datasets import split_photos
+
+    folder.mkdir(parents=True, exist_ok=True)
+    listing = folder / "training_photos.txt"
+    listing.write_text("".join(f"{p}\n" for p in split_photos()[0]))
+    return listing
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,7 +133,10 @@ def run(args: argparse.Namespace) -> int:
         from sc2edge.zoo.datasets import write_fashion_mnist_images
 
         data = [write_fashion_mnist_images("test", args.out / "data", args.max_images or DEFAULT_DATASET_IMAGES)]
-    methods = _export_models(args.methods, args.out, args.backend, "int8" in args.precision, args.calib)
+    int8 = "int8" in args.precision
+    calib = args.calib or (_default_calibration(args) if int8 and args.data is None else None)
+    methods = _export_models(args.methods, args.bundles or args.out / "bundles", int8, calib, args.export_backends,
+                             args.calib_samples)
     report = run_compare(methods, images=data, labels_file=labels, backend=args.backend,
                          precisions=tuple(args.precision), threads=args.threads or 1, max_images=args.max_images,
                          allow_calibration_images=args.allow_calibration_images, out_dir=args.out)

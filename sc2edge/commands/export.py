@@ -43,6 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="INT8 budget: largest change of rANS bytes per image, in %% (default: %(default)s)")
     parser.add_argument("--max-drop", type=float, help="over the INT8 budget, keep the most harmful layers in float "
                         "until the drop is at most this fraction (accuracy control; sets --int8-max-drop)")
+    parser.add_argument("--int8-reference", action="store_true",
+                        help="with --int8, also quantize the reference model (the input-codec baselines' INT8 points)")
     parser.add_argument("--allow-int8-over-budget", action="store_true",
                         help="write INT8 artifacts that are over budget (recorded as failed in the manifest)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                           int8_check_labels=args.int8_check_labels, int8_check_count=args.int8_check_count,
                           int8_check_crops=args.int8_check_crops,
                           int8_budget=budget, int8_accuracy_control=args.max_drop is not None,
-                          allow_int8_over_budget=args.allow_int8_over_budget,
+                          allow_int8_over_budget=args.allow_int8_over_budget, int8_reference=args.int8_reference,
                           reference=args.reference, reference_checkpoint=args.reference_checkpoint,
                           resize=args.resize)
     out = export_bundle(args.model, args.out, checkpoint=args.checkpoint, trust_checkpoint=args.trust_checkpoint,

@@ -21,13 +21,18 @@ BETAS = ("0.1", "1.6")
 @pytest.fixture(scope="module")
 def fashion_bundles(tmp_path_factory, reference_bundle_dir) -> dict[str, Path]:
     """The trained Fashion-MNIST students at two betas, each with its teacher (reference role): the session's
-    beta 0.1 bundle and beta 1.6 exported here (ONNX FP32)."""
+    beta 0.1 bundle (FP32) and beta 1.6 exported here for ONNX Runtime and OpenVINO, FP32 and INT8 (the teacher
+    too), calibrated on 16 training images."""
     from sc2edge.export import ExportConfig, export_bundle
+    from sc2edge.zoo.datasets import write_fashion_mnist_images
 
     assert Bundle.open(reference_bundle_dir).spec.model.beta == float(BETAS[0])
+    calib = write_fashion_mnist_images("train", tmp_path_factory.mktemp("fashion-calib"), 16).parent
     other = export_bundle(f"entropic_student_fashion_mnist_beta{BETAS[1]}",
                           tmp_path_factory.mktemp("fashion-betas") / f"b{BETAS[1]}",
-                          config=ExportConfig(progress=False))
+                          config=ExportConfig(backends=("onnxruntime", "openvino"), int8=True, calib=calib,
+                                              calib_samples=16, int8_check_count=8, allow_int8_over_budget=True, int8_reference=True,
+                                              progress=False))
     return {BETAS[0]: reference_bundle_dir, BETAS[1]: other}
 
 
@@ -61,6 +66,22 @@ def test_sweep_gives_one_monotone_curve_per_codec_and_bytes_ordered_by_beta(fash
     for name in ("markdown", "json", "plot_rate_accuracy"):
         assert Path(report["files"][name]).stat().st_size > 0
     assert "BD-rate vs JPEG" in Path(report["files"]["markdown"]).read_text()
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_points_for_the_split_model_and_the_codecs_on_each_runtime(fashion_bundles, fashion_test_list,
+                                                                        backend):
+    """With an INT8 reference graph in the bundle, the codec baselines get INT8 rows (the teacher quantized),
+    beside the split model's; nothing is skipped, on ONNX Runtime and OpenVINO alike."""
+    report = run_compare([fashion_bundles[BETAS[1]], "jpeg:20/90"], images=[fashion_test_list], max_images=16,
+                         backend=backend, precisions=("fp32", "int8"))
+    assert report["skipped"] == [] and report["backend"] == backend
+    rows = {(p["method"], p["precision"]) for p in report["points"]}
+    assert rows == {(m, p) for m in ("entropic_student_fashion_mnist", "jpeg") for p in ("fp32", "int8")}
+    jpeg = {(p["precision"], p["quality"]): p for p in report["points"] if p["method"] == "jpeg"}
+    for quality in (20, 90):  # the same bytes go to the FP32 and the INT8 teacher
+        assert jpeg[("int8", quality)]["bytes_mean"] == jpeg[("fp32", quality)]["bytes_mean"]
+    assert all(p["score"] > 0.3 for p in report["points"])  # trained models on 10 classes, INT8 included
 
 
 def test_bd_rate_reads_half_the_bytes_at_equal_accuracy():
@@ -129,3 +150,18 @@ def test_photo_protocol_is_the_registry_s_evaluation_crops():
     assert len(items.crops) == 8 and items.labels is None
     ours = np.stack([normalize_image(c, preprocess) for c in items.crops])
     np.testing.assert_array_equal(ours, evaluation_crops(photos, 4, preprocess, seed=0))
+
+
+def test_compare_calibrates_int8_exports_on_training_images_only(tmp_path):
+    """Without --calib, INT8 exports calibrate on the evaluation data's training images: never a held-out one."""
+    from argparse import Namespace
+
+    from sc2edge.bench.evaluation import held_out_photos
+    from sc2edge.commands.compare import DEFAULT_CALIBRATION_IMAGES, _default_calibration
+
+    listing = _default_calibration(Namespace(out=tmp_path / "photos", dataset=None))
+    paths, _ = read_file_list(listing)
+    assert paths and not {p.name for p in paths} & {p.name for p in held_out_photos()}
+    fashion = _default_calibration(Namespace(out=tmp_path / "fm", dataset="fashion-mnist"))
+    names = sorted(p.name for p in fashion.glob("*.png"))
+    assert len(names) == DEFAULT_CALIBRATION_IMAGES and all(n.startswith("train-") for n in names)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sc2edge.errors import BundleError, Sc2edgeError, StreamError
-from sc2edge.runtime import Bundle, Decoder, Encoder, open_codec, pack_stream, read_header
+from sc2edge.runtime import Bundle, Decoder, Encoder, open_codec, pack_stream, read_header, unpack_stream
 from sc2edge.runtime.bq import BqCodec, QuantizedLatent, dequantize, pack, quantize, unpack
 from sc2edge.zoo import get_model
 from tests.conftest import heavy_imports_of
@@ -135,11 +135,26 @@ def test_a_quantizer_record_of_another_scheme_is_refused(bq_bundle_dir, tmp_path
         open_codec(Bundle.open(copy, verify=False))
 
 
-def test_int8_export_of_a_bq_model_is_refused_in_one_line(tmp_path, calib_dir):
+def test_int8_bq_bundle_round_trips_with_its_int8_teacher(tmp_path, calib_dir, photos):
+    """CR+BQ exports INT8 graphs (the server calibrated on the device graph's latent) and an INT8 reference
+    (the teacher the input-codec baselines run); the INT8 stream keeps the 8-bit payload's size."""
     from sc2edge.export import ExportConfig, export_bundle
+    from sc2edge.runtime.reference import ReferenceGraph, has_reference
 
-    with pytest.raises(Sc2edgeError, match="CR\\+BQ model: its INT8 graphs are not supported yet"):
-        export_bundle(BQ_MODEL, tmp_path / "b", config=ExportConfig(int8=True, calib=calib_dir))
+    bundle = Bundle.open(export_bundle(BQ_MODEL, tmp_path / "b", config=ExportConfig(
+        int8=True, calib=calib_dir, calib_samples=4, int8_check_count=2, allow_int8_over_budget=True, int8_reference=True,
+        progress=False)))
+    assert {a.role for a in bundle.artifacts if a.precision == "int8" and a.format == "onnx"} == {
+        "device", "server", "reference"}
+    assert has_reference(bundle, "onnxruntime", "int8")
+    with Encoder(bundle, "onnxruntime", "int8") as encoder, Decoder(bundle, "onnxruntime", "int8") as decoder:
+        stream = encoder.encode(photos[:1])[0]
+        assert sum(len(p) for p in unpack_stream(stream)[1].values()) == 5 + 2 * 14 * 14
+        logits = decoder.outputs(stream)["logits"]
+    with ReferenceGraph(bundle, "onnxruntime", "int8") as teacher:
+        reference = teacher.classify(photos[0])
+    assert logits.shape == reference.shape == (10,)
+    assert np.isfinite(logits).all() and np.isfinite(reference).all()
 
 
 def test_bq_device_side_needs_no_torch(bq_bundle_dir, photos):

