@@ -31,8 +31,8 @@ def fashion_bundles(tmp_path_factory, reference_bundle_dir) -> dict[str, Path]:
     other = export_bundle(f"entropic_student_fashion_mnist_beta{BETAS[1]}",
                           tmp_path_factory.mktemp("fashion-betas") / f"b{BETAS[1]}",
                           config=ExportConfig(backends=("onnxruntime", "openvino"), int8=True, calib=calib,
-                                              calib_samples=16, int8_check_count=8, allow_int8_over_budget=True, int8_reference=True,
-                                              progress=False))
+                                              calib_samples=16, int8_check_count=8, allow_int8_over_budget=True,
+                                              int8_reference=True, progress=False))
     return {BETAS[0]: reference_bundle_dir, BETAS[1]: other}
 
 

@@ -142,8 +142,8 @@ def test_int8_bq_bundle_round_trips_with_its_int8_teacher(tmp_path, calib_dir, p
     from sc2edge.runtime.reference import ReferenceGraph, has_reference
 
     bundle = Bundle.open(export_bundle(BQ_MODEL, tmp_path / "b", config=ExportConfig(
-        int8=True, calib=calib_dir, calib_samples=4, int8_check_count=2, allow_int8_over_budget=True, int8_reference=True,
-        progress=False)))
+        int8=True, calib=calib_dir, calib_samples=4, int8_check_count=2, allow_int8_over_budget=True,
+        int8_reference=True, progress=False)))
     assert {a.role for a in bundle.artifacts if a.precision == "int8" and a.format == "onnx"} == {
         "device", "server", "reference"}
     assert has_reference(bundle, "onnxruntime", "int8")
