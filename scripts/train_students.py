@@ -41,7 +41,7 @@ from sc2edge.zoo.registry import IMAGENET_CLASS_FILE
 WEIGHTS = Path(__file__).resolve().parents[1] / "zoo" / "weights"
 BETAS = (0.1, 0.4, 1.6)  # Fashion-MNIST: low to high rate penalty; the first also trains the shared start
 BQ_CHANNELS = (1, 2, 4)  # Fashion-MNIST CR+BQ: bottleneck widths (latent N x 14 x 14, N * 196 + 5 bytes)
-LITE0_BETAS = (1.6, 6.4, 12.8)  # EfficientNet: the smallest is trained in full, the others fine-tuned from it
+LITE0_BETAS = (1.6, 3.2, 6.4)  # EfficientNet: the smallest is trained in full, the others fine-tuned from it
 RECIPE_DEFAULTS = {
     "fashion-mnist": {"shared_steps": 600, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 128, "lr": 3e-3},
     "fashion-mnist-bq": {"stage1_steps": 400, "stage2_steps": 300, "batch_size": 128, "lr": 3e-3},

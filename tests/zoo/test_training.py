@@ -363,7 +363,7 @@ def test_quick_efficientnet_rebuild_runs_and_resumes(tmp_path):
     figures = json.loads((tmp_path / "r.json").read_text())
     assert figures["train_images"]["opencv-doc vtest.avi"] == 2
     students = figures["students"]
-    assert sorted(students) == ["beta1.6", "beta12.8", "beta6.4"]
+    assert sorted(students) == ["beta1.6", "beta3.2", "beta6.4"]
     assert students["beta6.4"]["fine_tuned_from"] == "beta1.6 after stage 1"
     for name in (f"entropic_student_efficientnet_lite0_{tag}" for tag in students):
         loaded = get_model(name, checkpoint=tmp_path / "w" / Path(get_spec(name).checkpoint.path).name)
