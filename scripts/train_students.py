@@ -43,15 +43,15 @@ from sc2edge.zoo.registry import IMAGENET_CLASS_FILE
 WEIGHTS = Path(__file__).resolve().parents[1] / "zoo" / "weights"
 BETAS = (0.1, 0.4, 1.6)  # Fashion-MNIST: low to high rate penalty; the first also trains the shared start
 BQ_CHANNELS = (1, 2, 4)  # Fashion-MNIST CR+BQ: bottleneck widths (latent N x 14 x 14, N * 196 + 5 bytes)
-LITE0_BETAS = (0.4, 1.6, 6.4)  # EfficientNet: the smallest is trained in full, the others fine-tuned
+LITE0_BETAS = (1.6, 3.2, 6.4)  # EfficientNet: the smallest is trained in full, the others fine-tuned from it
 RECIPE_DEFAULTS = {
     "fashion-mnist": {"shared_steps": 600, "stage1_steps": 200, "stage2_steps": 150, "batch_size": 128, "lr": 3e-3},
     "fashion-mnist-bq": {"stage1_steps": 400, "stage2_steps": 300, "batch_size": 128, "lr": 3e-3},
     "fashion-mnist-e2e": {"shared_steps": 800, "stage1_steps": 400, "batch_size": 128, "lr": 3e-3},
     "efficientnet-bq": {"stage1_steps": 40, "stage2_steps": 40, "batch_size": 8, "lr": 1e-3},
     "efficientnet-e2e": {"stage1_steps": 80, "batch_size": 8, "lr": 2e-3},
-    "efficientnet": {"stage1_steps": 200, "stage2_steps": 300, "finetune_stage1_steps": 50,
-                     "finetune_stage2_steps": 125, "batch_size": 8, "lr": 2e-3},
+    "efficientnet": {"stage1_steps": 150, "stage2_steps": 120, "finetune_stage1_steps": 60,
+                     "finetune_stage2_steps": 60, "batch_size": 8, "lr": 2e-3},
 }
 QUICK = {"shared_steps": 4, "stage1_steps": 3, "stage2_steps": 3, "finetune_stage1_steps": 2,
          "finetune_stage2_steps": 2, "teacher_steps": 5, "batch_size": 4, "sizes": [64], "frames_per_video": 2,
@@ -217,15 +217,22 @@ def fashion_e2e(args: argparse.Namespace) -> dict:
     return results
 
 
+def _lite0_student(args, teacher) -> EntropicStudentEfficientNetLite0:
+    return EntropicStudentEfficientNetLite0(latent_channels=args.latent_channels, latent_stride=args.latent_stride,
+                                            teacher=teacher)
+
+
 def _efficientnet_students(args, teacher, head, batches, evaluate) -> list:
-    """(beta, student, entry) per beta. The highest-rate beta (the smallest) gets both stages in full; each
-    other beta is fine-tuned from the next higher-rate student with its own rate term (short stage 1, then
-    stage 2): a CPU hour does not fit three full runs. Each stage resumes from ``--run-dir`` if a run stopped."""
+    """(beta, student, entry) per beta. Stage 1 runs in full at the highest-rate beta (the smallest); each
+    other beta fine-tunes that stage-1 result with its own rate term (a CPU hour does not fit three full
+    runs); stage 2 (KD + rate) then starts from each beta's own stage-1 result. Past the first stage 1 the
+    betas are independent, so processes sharing ``--run-dir`` can train them in parallel (``--stage2-betas``;
+    each process lists the first beta and its own). Each stage resumes from ``--run-dir`` if a run stopped."""
     path_of = lambda b: args.out / f"es_efficientnet_lite0_{_beta_tag(b)}.safetensors"  # noqa: E731
     if args.evaluate_only:
         out = []
         for beta in args.betas:
-            student = EntropicStudentEfficientNetLite0(teacher=teacher)
+            student = _lite0_student(args, teacher)
             load_into(student, read_state_dict(path_of(beta)))
             out.append((beta, student, {}))
         return out
@@ -236,25 +243,26 @@ def _efficientnet_students(args, teacher, head, batches, evaluate) -> list:
 
     betas = sorted(args.betas)
     base = tr.StudentConfig(beta=betas[0], stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                            lr=args.lr, seed=args.seed, stage2_lr_factor=0.5)
-    student = EntropicStudentEfficientNetLite0(teacher=teacher)
-    x = batches()[0]
-    student.init_from_features(x, std=args.init_std)
-    stage1 = tr.train_stage1(student, head, batches, base, resume=resume(f"stage1_{_beta_tag(betas[0])}", student))
-    stage2 = tr.train_stage2(student, teacher, batches, base, resume=resume(f"stage2_{_beta_tag(betas[0])}", student))
-    trained = [(base, student, stage1, stage2, None)]
-    for parent, beta in zip(betas, betas[1:], strict=False):  # each from the next higher-rate student
-        cfg = replace(base, beta=beta, stage1_steps=args.finetune_stage1_steps,
-                      stage2_steps=args.finetune_stage2_steps)
-        model = copy.deepcopy(trained[-1][1])
+                            lr=args.lr, seed=args.seed, stage2_lr_factor=args.stage2_lr_factor)
+    student = _lite0_student(args, teacher)
+    student.init_from_features(batches()[0], std=args.init_std)
+    chain = []  # (config, model after stage 1, stage-1 log, parent beta)
+    for index, beta in enumerate(betas):
+        cfg = base if index == 0 else replace(base, beta=beta, stage1_steps=args.finetune_stage1_steps,
+                                               stage2_steps=args.finetune_stage2_steps)
+        model = student if index == 0 else copy.deepcopy(chain[0][1])
         s1 = tr.train_stage1(model, head, batches, cfg, resume=resume(f"stage1_{_beta_tag(beta)}", model))
-        s2 = tr.train_stage2(model, teacher, batches, cfg, resume=resume(f"stage2_{_beta_tag(beta)}", model))
-        trained.append((cfg, model, s1, s2, parent))
+        chain.append((cfg, model, s1, None if index == 0 else betas[0]))
     out = []
-    for cfg, model, s1, s2, parent in trained:
+    for cfg, stage1_model, s1, parent in chain:
+        if args.stage2_betas and cfg.beta not in args.stage2_betas:
+            continue
+        model = copy.deepcopy(stage1_model)
+        s2 = tr.train_stage2(model, teacher, batches, cfg, resume=resume(f"stage2_{_beta_tag(cfg.beta)}", model))
         model.update(force=True)
         entry = {**tr.summarize(cfg, s1, s2), "batch_size": args.batch_size, "train_sizes": args.sizes,
-                 "fine_tuned_from": None if parent is None else _beta_tag(parent)}
+                 "latent_channels": args.latent_channels, "latent_stride": args.latent_stride,
+                 "fine_tuned_from": None if parent is None else f"{_beta_tag(parent)} after stage 1"}
         entry["sha256"] = tr.save_checkpoint(model, path_of(cfg.beta), entry)
         out.append((cfg.beta, model, entry))
     return out
@@ -375,7 +383,7 @@ def efficientnet_e2e(args: argparse.Namespace) -> dict:
 
     results: dict = {"students": {}}
     for beta in args.betas:
-        student = EntropicStudentEfficientNetLite0(teacher=teacher)
+        student = _lite0_student(args, teacher)
         if args.evaluate_only:
             load_into(student, read_state_dict(path_of(beta)))
             entry: dict = {}
@@ -418,6 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune-stage1-steps", type=int, help="EfficientNet: stage-1 steps of each lower-rate beta")
     parser.add_argument("--finetune-stage2-steps", type=int, help="EfficientNet: stage-2 steps of each lower-rate beta")
     parser.add_argument("--sizes", type=int, nargs="+", default=[112, 128], help="EfficientNet training crops (px)")
+    parser.add_argument("--latent-channels", type=int, default=24, help="EfficientNet: latent channels")
+    parser.add_argument("--latent-stride", type=int, default=8, choices=(4, 8), help="EfficientNet: latent stride")
+    parser.add_argument("--stage2-lr-factor", type=float, default=0.2,
+                        help="EfficientNet: stage 2's learning rate over stage 1's")
+    parser.add_argument("--stage2-betas", type=float, nargs="+",
+                        help="EfficientNet: stage 2 (and figures) of these betas only; once the first beta's stage 1 "
+                             "is in --run-dir, processes sharing it can so train the other betas in parallel")
     parser.add_argument("--init-std", type=float, default=2.0, help="EfficientNet: the latent's starting std")
     parser.add_argument("--frames-per-video", type=int, default=40, help="EfficientNet: frames of each video")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/efficientnet"),

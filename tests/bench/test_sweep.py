@@ -141,10 +141,10 @@ def test_photo_protocol_is_the_registry_s_evaluation_crops():
 
     from sc2edge.bench.sweep import photo_crop_items
     from sc2edge.runtime.preprocess import normalize_image
-    from sc2edge.zoo import get_spec
+    from sc2edge.zoo import default_model_name, get_spec
     from sc2edge.zoo.datasets import evaluation_crops, split_photos
 
-    preprocess = get_spec("entropic_student_efficientnet_lite0_beta0.4").preprocess.to_json()
+    preprocess = get_spec(default_model_name()).preprocess.to_json()
     photos = split_photos()[1][:2]
     items = photo_crop_items(preprocess, photos, per_photo=4)
     assert len(items.crops) == 8 and items.labels is None
