@@ -22,7 +22,7 @@ fm_methods=(
   jpeg webp avif
 )
 imagenet_methods=(
-  entropic_student_efficientnet_lite0_beta0.4 entropic_student_efficientnet_lite0_beta1.6
+  entropic_student_efficientnet_lite0_beta1.6 entropic_student_efficientnet_lite0_beta3.2
   entropic_student_efficientnet_lite0_beta6.4
   cr_bq_efficientnet_lite0_b4ch cr_bq_efficientnet_lite0_b8ch
   singh_e2e_efficientnet_lite0_beta0.4 singh_e2e_efficientnet_lite0_beta1.6 singh_e2e_efficientnet_lite0_beta6.4
