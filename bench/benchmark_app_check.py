@@ -45,8 +45,8 @@ from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT
 from sc2edge.runtime.preprocess import preprocess_image
 
 AGREEMENT = 0.10
-_MEDIAN = re.compile(r"Median:\s+([0-9.]+)\s*ms")
-_MIN = re.compile(r"Min:\s+([0-9.]+)\s*ms")
+_MEDIAN = re.compile(r"Median:\s+([0-9.]+)\s*(ms|us)")  # benchmark_app prints us below a millisecond
+_MIN = re.compile(r"Min:\s+([0-9.]+)\s*(ms|us)")
 _COUNT = re.compile(r"Count:\s+([0-9]+)\s*iterations")
 
 
@@ -79,7 +79,8 @@ def _run_benchmark_app(command: list[str], seconds: float) -> tuple[dict[str, fl
     if proc.returncode != 0 or not all(found):
         raise Sc2edgeError(f"benchmark_app failed (status {proc.returncode}): "
                            f"{(proc.stderr or proc.stdout).strip()[-500:]}")
-    median, fastest, count = (float(m.group(1)) for m in found)
+    median, fastest = (float(m.group(1)) / (1000 if m.group(2) == "us" else 1) for m in found[:2])
+    count = float(found[2].group(1))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"median_ms": median, "min_ms": fastest, "count": count}, cpu
 
