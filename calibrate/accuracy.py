@@ -6,9 +6,10 @@ reference model, else top-1 agreement with FP32 (a labelled evaluation set's lab
 control must not see). The check on held-out images (export's INT8 validation, check-quant) is run afterwards,
 separately, and reported as it is: it does not steer the choice.
 
-ONNX Runtime: convs are ranked by the quantization noise at their input (per-tensor SQNR from
-``qdq_loss_debug``), then excluded one at a time and re-quantized from the ranges stored in the bundle (no
-new calibration run), until the measured drop is small enough. The TensorRT Q/DQ graph gets the same
+ONNX Runtime: convs are ranked by measured sensitivity, the control drop when that conv alone is kept in float
+(ties broken by the quantization noise at their input, per-tensor SQNR from ``qdq_loss_debug``), then excluded
+one at a time and re-quantized from the ranges stored in the bundle (no new calibration run), until the measured
+drop is small enough. The TensorRT Q/DQ graph gets the same
 exclusions. OpenVINO: NNCF's ``quantize_with_accuracy_control`` with the drop measured the same way.
 """
 
@@ -107,17 +108,26 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     current = bundle.path / artifact.path
     report = evaluate(bundle, control, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
                       progress=progress, truth_source=source)
-    inputs = [{"image": x[None]} for x in control.arrays()[:LAYER_IMAGES]]
-    candidates = rank_convs(current, inputs)
     excluded = list(config.exclude)
     with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
-        while not report and candidates:
-            excluded.append(candidates.pop(0))
-            candidate = replace(config, exclude=tuple(excluded))
-            current = quantize_onnx(fp32, Path(tmp) / f"candidate{len(excluded)}.onnx", ranges, candidate,
-                                    bias_shift=stored_bias_shift(bundle.path, artifact.meta, candidate))
-            report = evaluate(bundle, control, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
-                              progress=progress, truth_source=source)
+
+        def quantized_without(names: list[str], file: str) -> QuantReport:
+            candidate = replace(config, exclude=tuple(names))
+            graph = quantize_onnx(fp32, Path(tmp) / file, ranges, candidate,
+                                  bias_shift=stored_bias_shift(bundle.path, artifact.meta, candidate))
+            return evaluate(bundle, control, truth, "onnxruntime", graph, threads=threads, max_drop=max_drop,
+                            progress=progress, truth_source=source)
+
+        if not report:
+            inputs = [{"image": x[None]} for x in control.arrays()[:LAYER_IMAGES]]
+            by_sqnr = rank_convs(current, inputs)
+            # measured sensitivity: the control drop with that conv alone kept in float (ties: lower input SQNR
+            # first). Input SQNR alone floated 5 of the default model's 7 device convs; see docs/DESIGN.md
+            alone = [quantized_without([*excluded, name], f"alone{i}.onnx").drop for i, name in enumerate(by_sqnr)]
+            candidates = [name for _, name in sorted(zip(alone, by_sqnr, strict=True), key=lambda pair: pair[0])]
+            while not report and candidates:
+                excluded.append(candidates.pop(0))
+                report = quantized_without(excluded, f"candidate{len(excluded)}.onnx")
     if excluded != list(config.exclude):
         final = replace(config, exclude=tuple(excluded))
         meta = {"calibration": artifact.meta.get("calibration", {}), "max_drop": max_drop,
