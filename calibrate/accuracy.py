@@ -1,8 +1,15 @@
 """Accuracy control: keep the most harmful convs in float until the INT8 encoder's drop is within a bound.
 
-ONNX Runtime: convs are ranked by the quantization noise at their input (per-tensor SQNR from
-``qdq_loss_debug``), then excluded one at a time and re-quantized from the ranges stored in the bundle (no
-new calibration run), until the measured drop is small enough. The TensorRT Q/DQ graph gets the same
+The drop is measured on a control set (``data.control_set``): random crops of the calibration images, never an
+image of the held-out evaluation set, scored against the teacher's pseudo-labels when the bundle carries its
+reference model, else top-1 agreement with FP32 (a labelled evaluation set's labels are of its test images, which
+control must not see). The check on held-out images (export's INT8 validation, check-quant) is run afterwards,
+separately, and reported as it is: it does not steer the choice.
+
+ONNX Runtime: convs are ranked by measured sensitivity, the control drop when that conv alone is kept in float
+(ties broken by the quantization noise at their input, per-tensor SQNR from ``qdq_loss_debug``), then excluded
+one at a time and re-quantized from the ranges stored in the bundle (no new calibration run), until the measured
+drop is small enough. The TensorRT Q/DQ graph gets the same
 exclusions. OpenVINO: NNCF's ``quantize_with_accuracy_control`` with the drop measured the same way.
 """
 
@@ -19,15 +26,17 @@ import onnx
 from sc2edge.calibrate.artifacts import ROLE_INPUT, stored_bias_shift, write_qdq_artifact
 from sc2edge.calibrate.check import (
     LAYER_IMAGES,
+    TRUTH_TEACHER,
+    TRUTH_TEXT,
     QuantReport,
     check_max_drop,
     evaluate,
-    held_out,
     sqnr_db,
+    teacher_labels,
     truth_source,
 )
 from sc2edge.calibrate.config import CalibConfig
-from sc2edge.calibrate.data import calibration_set
+from sc2edge.calibrate.data import ImageSet, calibration_set, control_set, held_out_set
 from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
 from sc2edge.calibrate.onnxrt import FeedReader, quantize_onnx
 from sc2edge.errors import Sc2edgeError
@@ -68,26 +77,29 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
                      labels: str | Path | None = None, backend: str = "onnxruntime", images: int = 100,
                      seed: int = 0, calib: str | Path | None = None, threads: int | None = None,
                      progress: bool = True, crops: int = 1) -> tuple[QuantReport, list[str]]:
-    """Rewrite the bundle's INT8 device graph so that its drop on held-out images is at most ``max_drop``.
+    """Rewrite the bundle's INT8 device graph so that its drop on the control set is at most ``max_drop``.
 
-    Returns the final report and the node names kept in float. Leaves the bundle unchanged when the drop
-    already is within bounds. ``calib`` (the calibration images) is needed for OpenVINO only. ``crops``: inputs
-    per held-out image, as in ``check_quant``.
+    The control set (``control_set``) is crops of the calibration images ``calib``, minus every image of the
+    held-out evaluation set (``data``, ``images``, ``seed``, as ``check_quant`` chooses it), about as many inputs
+    as that set (``images`` x ``crops``). Returns the report on the control set and the node names kept in float;
+    the INT8 artifacts record which images the control used. Leaves the bundle unchanged when the drop already
+    is within bounds. ``labels`` (of the held-out images) only shape the evaluation set: control never scores
+    against them.
     """
     check_max_drop(max_drop)
     backend = canonical_backend(backend)
     if backend not in CONTROL_BACKENDS:
         raise Sc2edgeError(f'accuracy control supports {" and ".join(CONTROL_BACKENDS)}, not "{backend}"')
-    if backend == "openvino" and calib is None:
-        raise Sc2edgeError("OpenVINO accuracy control re-runs NNCF: pass the calibration images (--calib DIR)")
+    if calib is None:
+        raise Sc2edgeError("accuracy control tunes on crops of the calibration images, never the held-out ones: "
+                           "pass the calibration images (--calib DIR)")
     bundle = Bundle.open(bundle_path)
     if bundle.spec.entropy.kind != "factorized":
         raise Sc2edgeError(f"accuracy control supports factorized-prior bundles, not {bundle.spec.entropy.kind}: "
                            "export without --max-drop (check-quant reports what INT8 costs)")
-    held, truth = held_out(bundle, data, labels, images, seed, progress, crops)
-    source = truth_source(bundle, labels)
+    control, truth, source, record = control_inputs(bundle, data, calib, images, seed, crops, progress)
     if backend == "openvino":
-        return _control_openvino(bundle, held, truth, source, max_drop, calib, threads, progress)
+        return _control_openvino(bundle, control, truth, source, record, max_drop, calib, threads, progress)
     artifact = bundle.artifact("device", "onnx", "int8")
     if "ranges" not in artifact.meta:
         raise Sc2edgeError(f"{artifact.path} has no stored calibration ranges: re-export with --int8")
@@ -95,22 +107,32 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     fp32 = bundle.path / bundle.artifact("device", "onnx", "fp32").path
     ranges = bundle.path / artifact.meta["ranges"]
     current = bundle.path / artifact.path
-    report = evaluate(bundle, held, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
+    report = evaluate(bundle, control, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
                       progress=progress, truth_source=source)
-    inputs = [{"image": x[None]} for x in held.arrays()[:LAYER_IMAGES]]
-    candidates = rank_convs(current, inputs)
     excluded = list(config.exclude)
     with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
-        while not report and candidates:
-            excluded.append(candidates.pop(0))
-            candidate = replace(config, exclude=tuple(excluded))
-            current = quantize_onnx(fp32, Path(tmp) / f"candidate{len(excluded)}.onnx", ranges, candidate,
-                                    bias_shift=stored_bias_shift(bundle.path, artifact.meta, candidate))
-            report = evaluate(bundle, held, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
-                              progress=progress, truth_source=source)
+
+        def quantized_without(names: list[str], file: str) -> QuantReport:
+            candidate = replace(config, exclude=tuple(names))
+            graph = quantize_onnx(fp32, Path(tmp) / file, ranges, candidate,
+                                  bias_shift=stored_bias_shift(bundle.path, artifact.meta, candidate))
+            return evaluate(bundle, control, truth, "onnxruntime", graph, threads=threads, max_drop=max_drop,
+                            progress=progress, truth_source=source)
+
+        if not report:
+            inputs = [{"image": x[None]} for x in control.arrays()[:LAYER_IMAGES]]
+            by_sqnr = rank_convs(current, inputs)
+            # measured sensitivity: the control drop with that conv alone kept in float (ties: lower input SQNR
+            # first). Input SQNR alone floated 5 of the default model's 7 device convs; see docs/DESIGN.md
+            alone = [quantized_without([*excluded, name], f"alone{i}.onnx").drop for i, name in enumerate(by_sqnr)]
+            candidates = [name for _, name in sorted(zip(alone, by_sqnr, strict=True), key=lambda pair: pair[0])]
+            while not report and candidates:
+                excluded.append(candidates.pop(0))
+                report = quantized_without(excluded, f"candidate{len(excluded)}.onnx")
     if excluded != list(config.exclude):
         final = replace(config, exclude=tuple(excluded))
         meta = {"calibration": artifact.meta.get("calibration", {}), "max_drop": max_drop,
+                "control": {**record, "drop": report.drop, "passed": bool(report)},
                 **({"bias_correction": artifact.meta["bias_correction"]} if "bias_correction" in artifact.meta else {})}
         with BundleEditor(bundle) as edit:  # both graphs or neither: the bundle stays valid if one fails
             for target in ("onnxruntime", "tensorrt"):
@@ -119,8 +141,28 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
     return report, excluded
 
 
-def _control_openvino(bundle: Bundle, held, truth, source: str | None, max_drop: float, calib: str | Path,
-                      threads: int | None, progress: bool) -> tuple[QuantReport, list[str]]:
+def control_inputs(bundle: Bundle, data: str | Path, calib: str | Path, images: int, seed: int, crops: int,
+                   progress: bool) -> tuple[ImageSet, np.ndarray | None, str | None, dict]:
+    """The control set (disjoint from the held-out images of ``data``), its truth (the teacher's pseudo-labels,
+    or None: agreement with FP32), the truth's name, and the manifest record of which images it used."""
+    calibration = bundle.manifest.get("calibration") or {}
+    config = CalibConfig.from_json(calibration.get("config", {}))
+    held = held_out_set(data, bundle.preprocess, images, seed, calibration.get("sha256", []), progress, crops)
+    control = control_set(calib, bundle.preprocess, config.samples, config.seed, len(held), held.sha256(), progress)
+    source = TRUTH_TEACHER if truth_source(bundle, None) == TRUTH_TEACHER else None
+    truth = teacher_labels(bundle, control) if source == TRUTH_TEACHER else None
+    record = {"source": str(calib), "images": len(control.paths), "crops_per_image": control.crops,
+              "inputs": len(control), "crop_seed": control.crop_seed, "centre_crop": False,
+              "held_out_images_excluded": control.excluded,
+              "scored_against": TRUTH_TEXT[source] if source else "top-1 agreement with FP32",
+              "sha256": control.sha256()}
+    return control, truth, source, record
+
+
+def _control_openvino(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, source: str | None, record: dict,
+                      max_drop: float, calib: str | Path, threads: int | None,
+                      progress: bool) -> tuple[QuantReport, list[str]]:
+    """NNCF's accuracy-aware quantization, its validation metric computed on the control set ``held``."""
     artifact = bundle.artifact("device", "openvino", "int8")
     config = CalibConfig.from_json(bundle.manifest.get("calibration", {}).get("config", {}))  # the export's
     images = calibration_set(calib, bundle.preprocess, config.samples, config.seed, progress)
@@ -152,7 +194,7 @@ def _control_openvino(bundle: Bundle, held, truth, source: str | None, max_drop:
                     shutil.copy(out.with_suffix(suffix), (edit.staging / artifact.path).with_suffix(suffix))
                 edit.add_artifact("device", "openvino", "int8", artifact.path,
                                   {**artifact.meta, "max_drop": max_drop, "float_op_types": list(FLOAT_OP_TYPES),
-                                   "tool": "nncf.quantize_with_accuracy_control"})
+                                   "tool": "nncf.quantize_with_accuracy_control", "control": record})
                 edit.commit()
     report = evaluate(bundle, held, truth, "openvino", bundle.path / artifact.path, threads=threads,
                       max_drop=max_drop, progress=progress, truth_source=source)

@@ -56,6 +56,7 @@ class ImageSet:
     excluded: int = 0  # images of the source skipped because they were used for calibration
     crops: int = 1  # inputs per image: the model's centre crop, then seeded random crops (``evaluation_crops``)
     crop_seed: int = 0
+    centre_crop: bool = True  # False: random crops only (accuracy control: never the input calibration saw)
     _arrays: list[np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -64,12 +65,14 @@ class ImageSet:
 
     def arrays(self) -> list[np.ndarray]:
         """float32 CHW input per image (``crops`` consecutive ones per image), in order."""
-        if self._arrays is None and self.crops > 1:
+        if self._arrays is None and (self.crops > 1 or not self.centre_crop):
             # a dozen held-out photos cannot resolve a 1-point budget (one flip is 8 points); crops of several
             # scales and positions can. The zoo's protocol (the models' published figures) draws them.
             from sc2edge.zoo.datasets import evaluation_crops
 
-            self._arrays = list(evaluation_crops(self.paths, self.crops, self.preprocess, self.crop_seed))
+            per_image = self.crops + (not self.centre_crop)
+            drawn = evaluation_crops(self.paths, per_image, self.preprocess, self.crop_seed)
+            self._arrays = [x for i, x in enumerate(drawn) if self.centre_crop or i % per_image]
         if self._arrays is None:
             self._arrays = [preprocess_image(p, self.preprocess)
                             for p in tqdm(self.paths, desc="preprocessing images", unit="img",
@@ -103,6 +106,29 @@ def calibration_set(source: str | Path, preprocess: Mapping[str, Any], samples: 
     if len(chosen) < samples:
         tqdm.write(f"note: {source} has {len(chosen)} images, fewer than the {samples} calibration samples asked for")
     return ImageSet(chosen, preprocess, progress)
+
+
+CONTROL_SEED = 1009  # offsets the calibration seed: the control's crops are not the calibration inputs
+
+
+def control_set(source: str | Path, preprocess: Mapping[str, Any], samples: int, seed: int, inputs: int,
+                evaluation_sha256: Iterable[str], progress: bool = True) -> ImageSet:
+    """Accuracy control's own images: the calibration images of ``source`` (the same seeded choice as
+    ``calibration_set``) minus any image of the evaluation set (by content hash), giving about ``inputs``
+    random crops in all (seeded; never the centre crop that calibration saw).
+
+    Control tunes which layers stay in float; tuned on the held-out images, the check on them would pass by
+    construction, so the two sets never share an image.
+    """
+    chosen = calibration_set(source, preprocess, samples, seed, progress).paths
+    evaluation = set(evaluation_sha256)
+    kept = [p for p in chosen if sha256_file(p) not in evaluation]
+    if not kept:
+        raise Sc2edgeError(f"every calibration image under {source} is also an evaluation image: accuracy control "
+                           "needs images disjoint from the held-out ones")
+    crops = max(1, -(-inputs // len(kept)))
+    return ImageSet(kept, preprocess, progress, excluded=len(chosen) - len(kept), crops=crops,
+                    crop_seed=seed + CONTROL_SEED, centre_crop=False)
 
 
 def held_out_set(source: str | Path, preprocess: Mapping[str, Any], count: int, seed: int,

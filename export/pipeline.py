@@ -93,7 +93,8 @@ class ExportConfig:
             resolve a 1-point budget. Defaults to 1.
         int8_budget (Int8Budget): the largest drop (fraction) and bytes change (%). Defaults to 0.01 and 2 %.
         int8_accuracy_control (bool): over budget, keep the most harmful layers in float until the drop is
-            within budget (``sc2edge.calibrate.control_accuracy``, tuned on the check images). Defaults to False.
+            within budget (``sc2edge.calibrate.control_accuracy``, tuned on crops of the calibration images, never the
+            check images). Defaults to False.
         allow_int8_over_budget (bool): write INT8 artifacts that are over budget (recorded as failed).
             Defaults to False: an INT8 export over budget writes no bundle.
         reference (bool | None): also export the reference model (the unmodified teacher, image -> logits) for

@@ -106,7 +106,7 @@ def run_demo(out: str | Path, *, model: str | None = None, quick: bool = False, 
 
     print(f"[1/5] export {model}: ONNX + OpenVINO, FP32 + INT8 calibrated on {len(calibration)} photos", flush=True)
     # Over budget, accuracy control keeps the most harmful device convs in float (named in the summary), tuned on
-    # the same held-out crops; still over budget: written, shown as FAIL.
+    # random crops of the calibration photos (never the held-out ones); still over budget: written, shown as FAIL.
     bundle_dir = export_bundle(model, out / "bundle", config=ExportConfig(
         backends=BACKENDS, int8=True, calib=calib_list, calib_samples=calib_samples, overwrite=True,
         int8_check_images=held_out_list, int8_check_crops=HELD_OUT_CROPS, int8_accuracy_control=True,

@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "fraction, e.g. 0.01")
     parser.add_argument("--apply", action="store_true", help="with --max-drop: keep the most harmful layers in float "
                         "until the drop is within it, and rewrite the bundle's INT8 device graphs (accuracy control)")
-    parser.add_argument("--calib", type=Path, help="the calibration images (needed by --apply with --backend openvino)")
+    parser.add_argument("--calib", type=Path, help="the calibration images (needed by --apply: accuracy control "
+                        "tunes on crops of them, never on the held-out --data images)")
     add_threads_argument(parser)
     parser.add_argument("--worst-layers", type=int, default=5, help="layers to list by SQNR (default: %(default)s)")
     add_json_argument(parser)
@@ -43,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
     if args.apply:
         if args.max_drop is None:
             raise Sc2edgeError("--apply needs --max-drop X")
-        _, kept = control_accuracy(args.bundle, args.data, args.max_drop, labels=args.labels, backend=args.backend,
-                                   images=args.max_images, seed=args.seed, calib=args.calib, threads=args.threads,
-                                   progress=show_progress(), crops=args.crops)
+        control, kept = control_accuracy(args.bundle, args.data, args.max_drop, labels=args.labels,
+                                         backend=args.backend, images=args.max_images, seed=args.seed, calib=args.calib,
+                                         threads=args.threads, progress=show_progress(), crops=args.crops)
         if not args.json:
             kept_text = ", ".join(kept) or "nothing (the drop was already within bounds)"
-            print(f"accuracy control: kept in float: {kept_text}")
+            print(f"accuracy control (tuned on {control.images} crops of the calibration images {args.calib}, none of "
+                  f"them held out; drop there {100 * control.drop:.2f} points): kept in float: {kept_text}")
     report = check_quant(args.bundle, args.data, args.labels, backend=args.backend, images=args.max_images,
                          seed=args.seed, max_drop=args.max_drop, threads=args.threads,
                          worst_layers=args.worst_layers, progress=show_progress(), crops=args.crops)

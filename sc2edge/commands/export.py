@@ -42,7 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-max-bytes", type=float, default=2.0,
                         help="INT8 budget: largest change of rANS bytes per image, in %% (default: %(default)s)")
     parser.add_argument("--max-drop", type=float, help="over the INT8 budget, keep the most harmful layers in float "
-                        "until the drop is at most this fraction (accuracy control; sets --int8-max-drop)")
+                        "until the drop is at most this fraction (accuracy control, tuned on crops of the --calib "
+                        "images, never the held-out check images; sets --int8-max-drop)")
     parser.add_argument("--int8-reference", action="store_true",
                         help="with --int8, also quantize the reference model (the input-codec baselines' INT8 points)")
     parser.add_argument("--allow-int8-over-budget", action="store_true",

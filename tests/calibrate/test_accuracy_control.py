@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import onnx
 import pytest
 
-from sc2edge.calibrate import CalibConfig, check_quant, control_accuracy
+from sc2edge.calibrate import CalibConfig, check_quant, control_accuracy, control_set, held_out_set
 from sc2edge.calibrate.onnxrt import quantize_onnx
 from sc2edge.calibrate.trt_onnx import check_trt_qdq
 from sc2edge.errors import Sc2edgeError
@@ -44,27 +45,47 @@ def damaged(int8_bundle_dir, tmp_path):
     return _damage(int8_bundle_dir, tmp_path)
 
 
-def test_control_that_floats_every_conv_leaves_the_bundle_valid(int8_bundle_dir, tmp_path, photos):
+def test_control_set_shares_no_image_with_the_evaluation_set(int8_bundle_dir, photos):
+    """Tuned on the held-out images, the check on them passes by construction. Here the calibration source is the
+    evaluation folder itself: control must still drop every evaluation image, and never feed calibration's
+    centre crop."""
+    from sc2edge.runtime.preprocess import preprocess_image
+
+    preprocess = Bundle.open(int8_bundle_dir).preprocess
+    folder = photos[0].parent
+    held = held_out_set(folder, preprocess, 3, 0, [], progress=False)
+    control = control_set(folder, preprocess, 300, 0, 6, held.sha256(), progress=False)
+    assert control.excluded == 3 and len(control) >= 6
+    assert not set(control.sha256()) & set(held.sha256())
+    first = preprocess_image(control.paths[0], preprocess)
+    assert not any(np.array_equal(first, x) for x in control.arrays()[:control.crops])
+
+
+def test_control_that_floats_every_conv_leaves_the_bundle_valid(int8_bundle_dir, calib_dir, tmp_path, photos):
     """Excluding the last quantized conv leaves a TensorRT graph with no INT8 conv, which its Q/DQ check refuses.
     Before the bundle editor, the ONNX INT8 graph was already rewritten in place and the bundle failed its sha256
     check; now the edit is dropped whole."""
     work, _ = _damage(int8_bundle_dir, tmp_path, float_others=True)
     before = {p.name: p.read_bytes() for p in work.iterdir()}
     with pytest.raises(Sc2edgeError, match="no quantized Conv"):
-        control_accuracy(work, photos[0].parent, 0.0, images=6, progress=False)
+        control_accuracy(work, photos[0].parent, 0.0, images=6, calib=calib_dir, progress=False)
     Bundle.open(work)
     assert {p.name: p.read_bytes() for p in work.iterdir()} == before
 
 
-def test_harmful_conv_is_kept_in_float(damaged, photos):
+def test_harmful_conv_is_kept_in_float(damaged, calib_dir, photos):
     work, harmful = damaged
     data = photos[0].parent
     before = check_quant(work, data, images=6, max_drop=0.0, progress=False, worst_layers=0)
     assert not before and before.latent_sqnr_db < 3.0  # saturation wipes the latent out
-    report, kept = control_accuracy(work, data, 0.0, images=6, progress=False)
+    report, kept = control_accuracy(work, data, 0.0, images=6, calib=calib_dir, progress=False)
     assert report and kept[0] == harmful
     bundle = Bundle.open(work)  # hashes were updated
-    assert bundle.artifact("device", "onnx", "int8").meta["excluded"] == kept
+    meta = bundle.artifact("device", "onnx", "int8").meta
+    assert meta["excluded"] == kept
+    held = held_out_set(data, bundle.preprocess, 6, 0, bundle.manifest["calibration"]["sha256"], progress=False)
+    assert meta["control"]["inputs"] == report.images >= 6
+    assert not set(meta["control"]["sha256"]) & set(held.sha256())
     trt = check_trt_qdq(bundle.path / bundle.artifact("device", "onnx-trt", "int8").path)
     assert trt and harmful in trt.float_convs
     assert check_quant(work, data, images=6, max_drop=0.0, progress=False, worst_layers=0)
@@ -78,6 +99,7 @@ def test_cli_apply_needs_max_drop(int8_bundle_dir, photos):
 @pytest.mark.parametrize(("backend", "max_drop", "calib", "message"), [
     ("trt", 0.01, None, 'not "tensorrt"'),
     ("ov", 0.01, None, "pass the calibration images"),
+    ("onnxruntime", 0.01, None, "never the held-out ones"),
     ("onnxruntime", 1.5, None, "fraction in"),
 ])
 def test_control_rejects_bad_options_before_any_work(tmp_path, backend, max_drop, calib, message):
