@@ -64,7 +64,7 @@ class ImageSet:
         return len(self.paths) * self.crops
 
     def arrays(self) -> list[np.ndarray]:
-        """float32 CHW input per image (``crops`` consecutive ones per image), in order."""
+        """The device graph's input per image (``crops`` consecutive ones per image), in order."""
         if self._arrays is None and (self.crops > 1 or not self.centre_crop):
             # a dozen held-out photos cannot resolve a 1-point budget (one flip is 8 points); crops of several
             # scales and positions can. The zoo's protocol (the models' published figures) draws them.

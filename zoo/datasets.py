@@ -175,14 +175,17 @@ def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
 def evaluation_crops(
     paths: Sequence[Path], per_photo: int, preprocess: Mapping[str, Any], seed: int
 ) -> np.ndarray:
-    """A fixed set of normalised inputs per photo (N*per_photo, C, crop, crop): the model's own centre crop
-    (``preprocess_image``), then random crops covering 25-100 % of the photo.
+    """A fixed set of inputs per photo (N*per_photo, C, crop, crop normalised; N*per_photo, crop, crop, C uint8 for a
+    pixel-input graph): the model's own centre crop (``preprocess_image``), then random crops covering 25-100 % of
+    the photo.
 
     With a dozen held-out photos, one crop each gives too few trials for an agreement rate; crops of
     different scales and positions give hundreds of distinct inputs while the photos stay unseen.
     """
-    from sc2edge.runtime.preprocess import preprocess_image  # the runtime package is heavier than this module
+    from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT  # the runtime package is heavier than this module
+    from sc2edge.runtime.preprocess import preprocess_image
 
+    pixels = preprocess.get("graph_input") == PIXEL_GRAPH_INPUT  # uint8 H x W x C, as the device graph reads them
     rng = np.random.default_rng(seed)
     crops = []
     for path in paths:
@@ -190,7 +193,7 @@ def evaluation_crops(
         img = load_rgb(path, max_side=1024)
         extra = np.stack([random_resized_crop(img, preprocess["crop"], rng, scale=(0.25, 1.0))
                           for _ in range(per_photo - 1)])
-        crops.extend(normalize(extra, preprocess["mean"], preprocess["std"]))
+        crops.extend(extra if pixels else normalize(extra, preprocess["mean"], preprocess["std"]))
     return np.stack(crops)
 
 
