@@ -95,8 +95,20 @@ class ImageSet:
 def at_export_size(preprocess: Mapping[str, Any]) -> Mapping[str, Any]:
     """The preprocessing of calibration inputs. A dynamic input (no crop: its size follows the image) is calibrated
     at the export's size, on the centre square of the resized image: calibration batches need one size, and that
-    is the size the graphs were traced and validated at."""
-    return preprocess if preprocess.get("crop") is not None else {**preprocess, "crop": preprocess["resize"]}
+    is the size the graphs were traced and validated at.
+
+    A padded input (detection: ``pad_multiple``) gets the largest square of whole multiples inside the resized
+    image instead, so every calibration input is a valid one without padding: the shorter side resized alone (no
+    ``max_size``, which could leave it shorter than the square, filled with black), cropped to a multiple of
+    ``pad_multiple`` (the export's size itself when it is one, as the default 800 and the tests' 160 are)."""
+    if preprocess.get("crop") is not None:
+        return preprocess
+    resize, multiple = preprocess["resize"], preprocess.get("pad_multiple") or 1
+    if resize < multiple:
+        raise Sc2edgeError(f"calibration at the export's size needs a shorter side of at least the padding multiple "
+                           f"{multiple}, got {resize}: export at a larger --resize")
+    square = {key: value for key, value in preprocess.items() if key not in ("max_size", "pad_multiple")}
+    return {**square, "crop": resize - resize % multiple}
 
 
 def calibration_set(source: str | Path, preprocess: Mapping[str, Any], samples: int, seed: int = 0,

@@ -106,8 +106,9 @@ class ExportConfig:
             (``zoo.graphs.PixelInput``) instead of a float32 NCHW image, INT8 graphs included (OpenVINO's is
             quantized on the float part and gets the front back: ``calibrate.nncf_int8``). None: pixels where the
             model supports them. Defaults to None.
-        resize (int | None): for a model with a dynamic input (no crop: segmentation), the shorter side images are
-            resized to instead of the registry's (smaller is faster; the bundle records it). Defaults to None.
+        resize (int | None): for a model with a dynamic input (no crop: segmentation, detection), the shorter side
+            images are resized to instead of the registry's (smaller is faster; the bundle records it). Defaults to
+            None.
     """
 
     backends: tuple[str, ...] = ("onnxruntime",)
@@ -249,10 +250,6 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     """
     config = config.validate()
     images = validation_images(config)  # before the slow steps: a wrong --validation-images fails at once
-    spec = model.spec if isinstance(model, LoadedModel) else get_spec(model)
-    if spec.task == "detection" and config.int8:
-        raise Sc2edgeError(f"{spec.name} is a detection model: its INT8 graphs are not supported yet (calibration at "
-                           "padded dynamic sizes and an INT8 check on boxes are to come); export without --int8")
     loaded = model if isinstance(model, LoadedModel) else get_model(model, checkpoint=checkpoint,
                                                                      trust_checkpoint=trust_checkpoint)
     bq = is_bq(loaded.model)
@@ -311,7 +308,8 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
         if config.int8:
             # A hyperprior quantizes its device graph (g_a, h_a) only: the server graph reads a float y_hat, and the
             # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph. A
-            # dynamic-input model (segmentation) quantizes its device graph only too: INT8 streams, FP32 server.
+            # dynamic-input model (segmentation, detection) quantizes its device graph only too: INT8 streams, FP32
+            # server (calibrated at the export's size: ``calibrate.data.at_export_size``).
             # The reference (the teacher) gets INT8 graphs when asked: the input-codec baselines' INT8 points run it.
             roles = ("device",) if hyperprior or loaded.spec.preprocess.dynamic else ("device", "server")
             manifest["calibration"] = add_int8_artifacts(

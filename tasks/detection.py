@@ -187,6 +187,24 @@ class DetectionTask(Task):
             j in matched_test for j in np.flatnonzero(test.scores >= AGREEMENT_SCORE))
         return {"confident_matched": confident, "same_count": len(reference) == len(test)}
 
+    def load_labels(self, source: str | Path, images: Sequence[Path], root: str | Path) -> list[list[dict[str, Any]]]:
+        """Each image's boxes from the COCO-format annotation file ``source`` (by file name, categories translated
+        into this task's ids by name: ``coco_ground_truth``), as ``metric`` takes them."""
+        if not Path(source).is_file():
+            raise Sc2edgeError(f"detection labels are a COCO-format annotation file (JSON), got {source}")
+        if not self.labels:
+            raise Sc2edgeError("this detection bundle has no class names, so COCO annotations cannot be matched to "
+                               "its category ids")
+        try:
+            truth = coco_ground_truth(source, self.labels)
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+            raise Sc2edgeError(f"{source} is not a COCO-format annotation file ({exc!r})") from exc
+        missing = [image.name for image in images if image.name not in truth]
+        if missing:
+            raise Sc2edgeError(f"{source} has no entry for {missing[0]}" + (f" (and {len(missing) - 1} more images)"
+                                                                              if len(missing) > 1 else ""))
+        return [truth[image.name] for image in images]
+
     def metric(self, predictions: Sequence[DetectionPrediction], labels: Sequence[Any]) -> float:
         """COCO mAP@[.5:.95]; ``labels``: per image, a list of COCO annotations (``bbox`` x y w h, ``category_id``,
         optional ``iscrowd``, ``area``) with category ids in the model's label space (``coco_ground_truth``)."""

@@ -16,9 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="held-out images: folder, class-folder tree or file list (calibration images are skipped)")
     parser.add_argument("--labels", type=Path, help="the task's labels: integer labels ('path label' lines or JSON) "
                         "for classification, a folder of masks named like the images (index PNG or .npy) for "
-                        "segmentation; without them, accuracy is against the teacher's FP32 top-1 (pseudo-labels) "
-                        "when the bundle carries the reference model, and INT8 is compared with FP32 (the task's "
-                        "agreement: top-1/top-5, pixels/mean IoU) in any case")
+                        "segmentation, a COCO-format annotation file for detection (mAP); without them, accuracy is "
+                        "against the teacher's FP32 top-1 (pseudo-labels) when the bundle carries the reference "
+                        "model, and INT8 is compared with FP32 (the task's agreement: top-1/top-5, pixels/mean IoU, "
+                        "confident boxes matched) in any case")
     parser.add_argument("--backend", default="onnxruntime", help="onnxruntime | openvino (default: %(default)s)")
     parser.add_argument("--max-images", type=int_in(1, 1_000_000), default=100,
                         help="held-out images to use at most (default: %(default)s)")

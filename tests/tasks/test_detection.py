@@ -1,6 +1,7 @@
 """The detection task and models without an export: GeneralizedRCNNTransform's sizes in the torch-free
 preprocessing, the image section with a padded input, IoU-matched validation, COCO results and pycocotools' mAP on
-labelme-examples' annotations, and checkpoints in the paper's detection key layout."""
+labelme-examples' annotations (also as check-quant's labels), calibration inputs at the export's size, and checkpoints
+in the paper's detection key layout."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from sc2edge.errors import BundleError, StreamError
+from sc2edge.calibrate.data import at_export_size
+from sc2edge.errors import BundleError, Sc2edgeError, StreamError
 from sc2edge.runtime.entropy import IMAGE_SECTION_TAG, image_section
 from sc2edge.runtime.manifest import PreprocessSpec
-from sc2edge.runtime.preprocess import float_input, resized_size
+from sc2edge.runtime.preprocess import float_input, preprocess_image, resized_size
 from sc2edge.tasks import ImageSizes, create_task
 from sc2edge.tasks.detection import DetectionTask, box_iou, coco_evaluate, coco_ground_truth, coco_images
 from tests.tasks._detection import (
@@ -166,9 +169,31 @@ def test_a_checkpoint_in_the_papers_detection_key_layout_loads(tmp_path, name):
     assert len(boxes) > 0 and set(labels.tolist()) == {PERSON}  # the raised bias came through the checkpoint
 
 
-def test_int8_export_of_a_detector_is_refused_in_one_line(tmp_path):
-    from sc2edge.errors import Sc2edgeError
-    from sc2edge.export import ExportConfig, export_bundle
+def test_calibration_at_the_exports_size_gives_whole_multiples_without_max_size_or_padding():
+    record = RCNN_PREPROCESS.to_json()
+    for resize, square in ((800, 800), (160, 160), (150, 128)):
+        calibration = at_export_size({**record, "resize": resize})
+        spec = PreprocessSpec.from_json(calibration)  # a valid fixed-size record: crop, no max_size or pad_multiple
+        assert spec.crop == square and spec.max_size is None and spec.pad_multiple is None
+    wide = Image.new("RGB", (640, 160), (200, 30, 30))  # max_size would leave its shorter side under the square
+    x = preprocess_image(wide, at_export_size({**record, "resize": 160, "max_size": 267}))
+    assert x.shape == (3, 160, 160) and np.allclose(x, x[:, :1, :1])  # all photo, no black fill, no padding
+    with pytest.raises(Sc2edgeError, match="at least the padding multiple 32, got 16"):
+        at_export_size({**record, "resize": 16})
 
-    with pytest.raises(Sc2edgeError, match="detection model: its INT8 graphs are not supported"):
-        export_bundle(RETINANET, tmp_path / "b", config=ExportConfig(int8=True, calib=VOC_DETECTION))
+
+def test_labels_are_a_coco_annotation_file_matched_by_image_name(task, tmp_path):
+    images = sorted((VOC_DETECTION / "JPEGImages").glob("*.jpg"))
+    labels = task.load_labels(VOC_DETECTION / "annotations.json", images, VOC_DETECTION / "JPEGImages")
+    truth = labelme_truth(task)
+    assert labels == [truth[image.name] for image in images] and any(labels)
+    assert {task.labels[a["category_id"]] for objects in labels for a in objects} >= {"person"}
+    with pytest.raises(Sc2edgeError, match="has no entry for photo.jpg"):
+        task.load_labels(VOC_DETECTION / "annotations.json", [tmp_path / "photo.jpg"], tmp_path)
+    with pytest.raises(Sc2edgeError, match="a COCO-format annotation file"):
+        task.load_labels(tmp_path, images, VOC_DETECTION)
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(Sc2edgeError, match="is not a COCO-format annotation file"):
+        task.load_labels(tmp_path / "bad.json", images, VOC_DETECTION)
+    with pytest.raises(Sc2edgeError, match="no class names"):
+        DetectionTask(91).load_labels(VOC_DETECTION / "annotations.json", images, VOC_DETECTION)

@@ -1,7 +1,9 @@
 """The detection tail end to end: a RetinaNet student saved in the paper's checkpoint layout, exported with a
 dynamic padded input for ONNX Runtime and OpenVINO (NMS in both graphs), streams carrying the original and resized
 sizes, boxes against PyTorch at two input sizes, COCO results from the CLI, mAP on labelme-examples from decoded
-detections, and one stream decoded by the classification, segmentation and detection tails of one encoder.
+detections, one stream decoded by the classification, segmentation and detection tails of one encoder, and an INT8
+encoder on both runtimes (calibrated at the export's size; its streams decoded by the FP32 server; check-quant's box
+agreement and mAP).
 
 All slow: one detection export costs about a minute of CPU (several minutes of wall time on the shared 2-core
 machine); the task, preprocessing and checkpoint tests in test_detection.py run by default."""
@@ -18,7 +20,9 @@ import pytest
 import torch
 from PIL import Image
 
+from sc2edge.calibrate import check_quant
 from sc2edge.errors import StreamError
+from sc2edge.photos import system_photos
 from sc2edge.runtime import Bundle, Decoder, Encoder, pack_stream, unpack_stream
 from sc2edge.runtime.tails import TailDecoders, check_shared_encoder
 from sc2edge.tasks.detection import coco_evaluate, coco_ground_truth
@@ -50,9 +54,14 @@ def det_bundle(tmp_path_factory, det_model) -> Bundle:
     images.mkdir()
     for path in voc_images()[:2]:
         (images / path.name).symlink_to(path)
+    calib = folder / "calib"  # offline photos: the VOC ones stay held out for the INT8 checks
+    calib.mkdir()
+    for path in system_photos()[::2][:2]:
+        (calib / path.name).symlink_to(path)
     out = export_bundle(RETINANET, folder / "bundle", checkpoint=checkpoint,
                         config=ExportConfig(backends=("onnxruntime", "openvino"), resize=RESIZE,
-                                            validation_images=images))
+                                            validation_images=images, int8=True, calib=calib, calib_samples=2,
+                                            int8_check_count=2, allow_int8_over_budget=True, progress=False))
     return Bundle.open(out)
 
 
@@ -183,3 +192,38 @@ def test_one_stream_decoded_by_the_classification_segmentation_and_detection_tai
             if decoder.task.kind == "segmentation":
                 assert alone.mask.shape == decoder.decode_sized(stream)[1].input
     assert len(predictions["detection"]) > 0
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_encoder_streams_decode_to_boxes_and_check_quant_reports_box_agreement_and_map(det_bundle, backend):
+    int8 = {(a.role, a.format) for a in det_bundle.artifacts if a.precision == "int8"}
+    assert {("device", "onnx"), ("device", "openvino")} <= int8 and not any(r == "server" for r, _ in int8)
+    calibration = det_bundle.manifest["calibration"]
+    assert calibration["count"] == 2 and calibration["bias_correction"]
+    validation = calibration["int8_validation"]
+    assert validation["budgeted_on"] == "the task's agreement with FP32" and validation["images"] == 2
+    result = next(r for r in validation["results"] if r["backend"] == backend)
+    assert result["metric"] == "agreement" and 0.0 <= result["int8"] <= 1.0 and result["bytes_int8"] > 0
+    assert result["passed"] == (result["drop"] <= 0.01 + 1e-9 and abs(result["rate_change_pct"]) <= 2.0)
+
+    path = voc_images()[0]
+    with Encoder(det_bundle, backend, "int8") as encoder, Decoder(det_bundle, backend) as decoder:
+        stream = encoder.encode([path])[0]
+        prediction = decoder.decode(stream)
+        assert decoder.decode_sized(stream)[1] == encoder.preprocess_sized(path)[1]  # sizes as FP32's streams carry
+    assert len(prediction) > 0 and set(prediction.labels.tolist()) == {PERSON}
+
+    report = check_quant(det_bundle, VOC_DETECTION / "JPEGImages", VOC_DETECTION / "annotations.json",
+                         backend=backend, images=3, worst_layers=0, max_drop=1.0, progress=False)
+    assert report.task == "detection" and report.metric_name == "COCO mAP@[.5:.95]" and report.labelled
+    assert report.images == 3 and report.calibration_images_excluded == 0
+    assert list(report.agreements) == ["confident_matched", "same_count"]
+    assert 0.0 <= report.agreement <= 1.0 and 0.0 <= report.accuracy_int8 < 0.5
+    assert report.bytes_fp32 > 0 and 0.0 <= report.symbols_changed_pct < 100.0
+    with Encoder(det_bundle, backend) as encoder, Decoder(det_bundle, backend) as decoder:
+        task = decoder.task
+        fp32 = [decoder.decode(encoder.encode([p])[0]) for p in voc_images()]
+    truth = coco_ground_truth(VOC_DETECTION / "annotations.json", task.labels)
+    assert report.accuracy_fp32 == pytest.approx(task.metric(fp32, [truth[p.name] for p in voc_images()]))
+    text = str(report)
+    assert "COCO mAP@[.5:.95] INT8" in text and "agreement with FP32 (confident_matched)" in text
