@@ -18,6 +18,7 @@ from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.backends import BaseRunner, backend_info, canonical_backend, create_runner
 from sc2edge.runtime.bundle import Bundle
 from sc2edge.runtime.entropy import EntropyCodec, open_codec
+from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT
 from sc2edge.runtime.preprocess import ImageLike, load_image, preprocess_image, resized_size
 from sc2edge.tasks import ImageSizes, Prediction, Task, bundle_task
 
@@ -99,7 +100,7 @@ class Encoder(_Half):
     def device_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """A batch of graph inputs (``preprocess`` per item, stacked) -> the device graph's outputs, by name."""
         pre = self.bundle.spec.preprocess
-        pixels = pre.graph_input == "uint8-nhwc"
+        pixels = pre.graph_input == PIXEL_GRAPH_INPUT
         batch = np.asarray(batch) if pixels else np.asarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[3 if pixels else 1] != pre.channels or (pixels and batch.dtype != np.uint8):
             expected = (f"uint8 N x H x W x {pre.channels}" if pixels else f"float32 N x {pre.channels} x H x W")
