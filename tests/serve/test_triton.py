@@ -15,19 +15,22 @@ from tests.conftest import run_cli
 
 pytest.importorskip("tritonclient.grpc", reason='tritonclient is not installed (pip install "sc2edge[serve]")')
 
-from google.protobuf import text_format  # noqa: E402  (tritonclient brings protobuf)
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
 from sc2edge.serve.client import InferenceClient, InferenceError  # noqa: E402
 from sc2edge.serve.load import load_test  # noqa: E402
-from sc2edge.serve.server import TritonServer, find_tritonserver  # noqa: E402
-
-VARIANT = "python"  # the pytriton tritonserver has the Python backend only
+from tests.serve.conftest import VARIANT, parsed_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def repository(reference_bundle_dir, tmp_path_factory):
     return write_triton_repository(reference_bundle_dir, tmp_path_factory.mktemp("triton") / "repo", tensorrt=True)
+
+
+@pytest.fixture(scope="module")
+def repositories(repository):
+    """What the module's tritonserver serves (the shared ``server`` fixture)."""
+    return [repository]
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +45,6 @@ def expected(reference_bundle_dir, streams):
         return [decoder.outputs(s) for s in streams]
 
 
-@pytest.fixture(scope="module")
-def server(repository):
-    if find_tritonserver() is None:
-        pytest.skip("no tritonserver: scripts/setup-triton.sh installs one (nvidia-pytriton, from PyPI)")
-    with TritonServer(repository.path, repository.load_list(VARIANT), timeout=120) as running:
-        yield running
-
-
-def parsed(repository, model: str):
-    return text_format.Parse((repository.path / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-
-
 def test_every_config_parses_with_tritons_protobuf_and_says_what_it_serves(repository, reference_bundle_dir):
     assert check_repository(repository.path).startswith("tritonclient")
     name = repository.name
@@ -62,7 +53,7 @@ def test_every_config_parses_with_tritons_protobuf_and_says_what_it_serves(repos
         f"{name}_server_onnxruntime": "onnxruntime", f"{name}_server_openvino": "openvino",
         f"{name}_server_tensorrt": "tensorrt_plan", **{f"{name}_{v}": "ensemble" for v in
                                                         ("python", "onnxruntime", "openvino", "tensorrt")}}
-    entropy = parsed(repository, f"{name}_entropy")
+    entropy = parsed_config(repository, f"{name}_entropy")
     assert (entropy.backend, entropy.input[0].name, entropy.input[0].data_type) == \
         ("python", "STREAM", model_config_pb2.TYPE_STRING)
     assert entropy.output[0].name == "symbols" and entropy.output[0].data_type == model_config_pb2.TYPE_INT32
@@ -70,13 +61,13 @@ def test_every_config_parses_with_tritons_protobuf_and_says_what_it_serves(repos
     assert entropy.HasField("dynamic_batching")
     assert entropy.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     for variant in ("onnxruntime", "openvino"):
-        config = parsed(repository, f"{name}_server_{variant}")
+        config = parsed_config(repository, f"{name}_server_{variant}")
         assert config.backend == variant and config.HasField("dynamic_batching")
         assert [o.name for o in config.output] == ["logits"] and list(config.output[0].dims) == [10]
-    trt = parsed(repository, f"{name}_server_tensorrt")
+    trt = parsed_config(repository, f"{name}_server_tensorrt")
     assert trt.platform == "tensorrt_plan"
     assert trt.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
-    steps = parsed(repository, f"{name}_openvino").ensemble_scheduling.step
+    steps = parsed_config(repository, f"{name}_openvino").ensemble_scheduling.step
     assert [s.model_name for s in steps] == [f"{name}_entropy", f"{name}_server_openvino"]
     assert dict(steps[0].output_map) == dict(steps[1].input_map) == {"symbols": "symbols"}
     assert (repository.path / f"{name}_server_onnxruntime" / "1" / "model.onnx").is_file()

@@ -19,14 +19,11 @@ from tests.conftest import run_cli, voc_images
 
 pytest.importorskip("tritonclient.grpc", reason='tritonclient is not installed (pip install "sc2edge[serve]")')
 
-from google.protobuf import text_format  # noqa: E402  (tritonclient brings protobuf)
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
 from sc2edge.serve.client import InferenceClient, InferenceError  # noqa: E402
 from sc2edge.serve.load import load_test  # noqa: E402
-from sc2edge.serve.server import TritonServer, find_tritonserver  # noqa: E402
-
-VARIANT = "python"  # the pytriton tritonserver has the Python backend only
+from tests.serve.conftest import VARIANT, parsed_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +47,6 @@ def repositories(tmp_path_factory, hyperprior_bundle, fp32_bundle_dir, segmentat
 
 
 @pytest.fixture(scope="module")
-def server(repositories):
-    if find_tritonserver() is None:
-        pytest.skip("no tritonserver: scripts/setup-triton.sh installs one (nvidia-pytriton, from PyPI)")
-    hyperprior, tails = repositories
-    with TritonServer([hyperprior.path, tails.path], hyperprior.load_list(VARIANT) + tails.load_list(VARIANT),
-                      timeout=120) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def hyperprior_streams(hyperprior_bundle, photos):
     with Encoder(hyperprior_bundle) as encoder:
         return encoder.encode(photos)
@@ -72,16 +59,12 @@ def tail_streams(segmentation_bundle_dir, photos):
         return encoder.encode([*voc_images()[:3], *photos[:2]])
 
 
-def config(repository, model: str):
-    return text_format.Parse((repository.path / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-
-
 def test_hyperprior_repository_decodes_y_hat_with_the_side_network(repositories):
     hyperprior, _ = repositories
-    entropy = config(hyperprior, "hp_entropy")
+    entropy = parsed_config(hyperprior, "hp_entropy")
     assert [(o.name, o.data_type, list(o.dims)) for o in entropy.output] == \
         [("y_hat", model_config_pb2.TYPE_FP32, [192, -1, -1])]
-    server = config(hyperprior, "hp_server_python")
+    server = parsed_config(hyperprior, "hp_server_python")
     assert [(i.name, i.data_type) for i in server.input] == [("y_hat", model_config_pb2.TYPE_FP32)]
     reduced = Bundle.open(hyperprior.path / "hp_entropy" / "1" / "bundle")
     assert reduced.manifest["entropy"]["kind"] == "hyperprior" and not reduced.artifacts
@@ -135,11 +118,11 @@ def test_several_tails_share_one_entropy_model_and_only_segmentation_reads_the_s
     assert tails.tails["segmentation"] == {VARIANT: "tails_segmentation_python"}
     assert "image_size" in tails.skipped["tails_segmentation_server_onnxruntime"]
     assert tails.models["tails_classification_server_onnxruntime"] == "onnxruntime"
-    entropy = config(tails, "tails_entropy")
+    entropy = parsed_config(tails, "tails_entropy")
     assert [o.name for o in entropy.output] == ["symbols", "image_sizes"]
     assert entropy.output[1].data_type == model_config_pb2.TYPE_INT64 and list(entropy.output[1].dims) == [4]
     for task, wanted in (("classification", {"symbols"}), ("segmentation", {"symbols", "image_sizes"})):
-        steps = config(tails, f"tails_{task}_{VARIANT}").ensemble_scheduling.step
+        steps = parsed_config(tails, f"tails_{task}_{VARIANT}").ensemble_scheduling.step
         assert steps[0].model_name == "tails_entropy" and set(steps[0].output_map) == wanted
         assert set(steps[1].input_map) == wanted
     # the shared entropy model takes every latent one of the tails takes (each tail checks its own)
