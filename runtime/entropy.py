@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from sc2edge.errors import BundleError, Sc2edgeError, StreamError
+from sc2edge.runtime.manifest import v2_entropy
 from sc2edge.runtime.rans import MAX_SYMBOLS, EntropyTables, RansCoder
 from sc2edge.runtime.stream import MAX_SECTIONS, StreamHeader, pack_stream, read_header, unpack_stream
 from sc2edge.tasks.base import ImageSizes
@@ -38,14 +39,9 @@ def entropy_spec(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest's ``entropy`` section in the v2 layout (kind + sections), whichever layout it was written in,
     checked for shape (BundleError names what is off).
 
-    Format-1 manifests hold ``{"coder", "precision", "file", "hash"}``: the factorized prior with one section "y"
-    coded from the device output "symbols".
+    A format-1 section is read through the manifest's own adapter (``manifest.v2_entropy``).
     """
-    entropy = manifest.get("entropy")
-    if isinstance(entropy, Mapping) and "sections" not in entropy:
-        entropy = {"kind": "factorized", "coder": entropy.get("coder"), "precision": entropy.get("precision"),
-                   "sections": [{"name": "y", "input": "symbols", "tables": entropy.get("file"),
-                                 "hash": entropy.get("hash")}]}
+    entropy = v2_entropy(manifest.get("entropy"))
     sections = entropy.get("sections") if isinstance(entropy, Mapping) else None
     well_formed = (isinstance(sections, list) and isinstance(entropy.get("kind"), str)
                    and 1 <= len(sections) <= MAX_SECTIONS

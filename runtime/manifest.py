@@ -304,19 +304,26 @@ def normalize(raw: Any, where: str) -> dict[str, Any]:
     manifest = copy.deepcopy(raw)
     if version == 1:  # each part converted where present (what is missing is named by ``parse``); format-1
         # manifests written while v2 was introduced may already hold the v2 task and entropy sections
-        model, entropy = manifest.get("model"), manifest.get("entropy")
+        model = manifest.get("model")
         if isinstance(model, dict):
             num_classes = model.pop("num_classes", None)
             task = {"kind": model.pop("task", "classification"), "num_classes": num_classes,
                     "labels": model.pop("labels", None), "outputs": classification_outputs(num_classes)}
             manifest.setdefault("task", task)
-        if isinstance(entropy, dict) and "sections" not in entropy:
-            manifest["entropy"] = {"kind": "factorized", "coder": entropy.get("coder"),
-                                   "precision": entropy.get("precision"),
-                                   "sections": [{"name": "y", "input": "symbols", "tables": entropy.get("file"),
-                                                 "hash": entropy.get("hash")}]}
+        if "entropy" in manifest:
+            manifest["entropy"] = v2_entropy(manifest["entropy"])
         manifest["format_version"] = BUNDLE_FORMAT_VERSION
     return manifest
+
+
+def v2_entropy(entropy: Any) -> Any:
+    """A format-1 entropy section, ``{"coder", "precision", "file", "hash"}``, in the v2 layout: the factorized
+    prior with one section "y" coded from the device output "symbols" (what a format-1 stream holds). Anything
+    else (a v2 section, or what the checks then refuse) comes back as it is."""
+    if not isinstance(entropy, Mapping) or "sections" in entropy:
+        return entropy
+    return {"kind": "factorized", "coder": entropy.get("coder"), "precision": entropy.get("precision"),
+            "sections": [{"name": "y", "input": "symbols", "tables": entropy.get("file"), "hash": entropy.get("hash")}]}
 
 
 def parse(manifest: dict[str, Any]) -> ManifestSpec:
