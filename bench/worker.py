@@ -69,9 +69,8 @@ def run_device(spec: dict[str, Any]) -> dict[str, Any]:
         # a dynamic input's streams carry the image sizes (the segmentation and detection tails take them)
         sized = [(item, encoder.preprocess_sized(im)[1] if encoder.codec.limits.dynamic else None)
                  for item, im in zip(items, images, strict=True)]
-        # the latent's symbols: section "y" (factorized, hyperprior) or the one section a codec sends (CR+BQ's "z")
-        symbols = [sections.get("y", next(iter(sections.values())))
-                   for sections in map(encoder.codec.section_symbols, items)]
+        # the latent's symbols: the section the manifest declares last (the codec's latent_section)
+        symbols = [encoder.codec.section_symbols(item)[encoder.codec.latent_section] for item in items]
         stages = {
             "preprocess": measure(encoder.preprocess, images, timing),
             "preprocess_file": measure(encoder.preprocess, spec["images"], timing),

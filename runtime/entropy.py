@@ -155,6 +155,13 @@ class EntropyCodec(ABC):
         self.spec, self.tables, self.limits = spec, dict(tables), limits
         self.table_hashes = {name: table.hash for name, table in self.tables.items()}
 
+    @property
+    def latent_section(self) -> str:
+        """The section that codes the latent (the server graph's input size follows it; the bench sizes and compares
+        its symbols): the last one the manifest declares, as side information comes before what it describes (a
+        hyperprior's "z" before "y"; the factorized prior's one "y"; CR+BQ's one "z")."""
+        return self.spec["sections"][-1]["name"]
+
     @classmethod
     def from_bundle(cls, bundle: Bundle, spec: Mapping[str, Any], coder: str | None = None) -> EntropyCodec:
         """The codec of ``bundle``; a codec that needs files beyond its sections' tables reads them here."""
@@ -214,7 +221,7 @@ class EntropyCodec(ABC):
                               f"{input_size[0]} x {input_size[1]} input")
         latent = self.limits.latent_of(*input_size)
         for other in header.sections:
-            if other.name == "y" and tuple(other.shape[1:]) != latent:
+            if other.name == self.latent_section and tuple(other.shape[1:]) != latent:
                 raise StreamError(f"the stream's image section says {input_size[0]} x {input_size[1]} pixels, "
                                   f"which give a {latent[0]} x {latent[1]} latent, not its {other.shape[1]} x "
                                   f"{other.shape[2]}")

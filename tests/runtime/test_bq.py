@@ -82,6 +82,7 @@ def test_manifest_and_stream_of_a_bq_bundle(bq_bundle_dir, photos):
     assert all(v["passed"] and v["symbols_total"] == 2 * 2 * 14 * 14 for v in bundle.manifest["validation"])
     with Encoder(bundle) as encoder:
         stream = encoder.encode(photos[:1])[0]
+        assert encoder.codec.latent_section == "z"  # its one section is the latent
     header = read_header(stream)
     assert header.codec == "bq" and [(s.name, s.shape, s.length) for s in header.sections] == [
         ("z", (2, 14, 14), 5 + 2 * 14 * 14)]

@@ -106,6 +106,7 @@ def test_factorized_codec_round_trip(tmp_path, tables, v2):
     header = read_header(stream)
     assert header.codec == "factorized" and [(s.name, s.table_hash, s.shape) for s in header.sections] == [
         ("y", tables.hash, (8, 14, 14))]
+    assert codec.latent_section == "y"  # a format-1 manifest's one section too
     np.testing.assert_array_equal(codec.decompress(stream)["symbols"], symbols)
 
 

@@ -314,6 +314,7 @@ def test_hyperprior_codec_streams_carry_z_y_and_the_index_crc(mshp, references):
     stream = codec.compress({"y": ref["y"].numpy()[0], "z_symbols": ref["z_symbols"]})
     header, payloads = unpack_stream(stream, codec="hyperprior")
     assert [s.name for s in header.sections] == ["z", "y", "index"]
+    assert codec.latent_section == "y"  # the manifest's last section: the side information "z" comes first
     assert header.sections[2].table_hash == coder.index_path.hash and len(payloads["index"]) == 4
     indexes, means = coder.side_info(ref["z_symbols"])
     y_hat = codec.decompress(stream)["y_hat"]
