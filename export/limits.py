@@ -49,17 +49,22 @@ class InputLimits:
             manifest["input"]["max"] = [self.max_side, self.max_side]
 
 
-def _runs(bundle: Bundle, backend: str, side: int) -> bool:
-    """Whether the FP32 graphs of ``backend`` take a blank ``side`` x ``side`` image and give finite outputs."""
+def _failure(bundle: Bundle, backend: str, side: int) -> str | None:
+    """Why the FP32 graphs of ``backend`` do not take a blank ``side`` x ``side`` image and give finite outputs,
+    in one line; None when they do. The sessions are quiet: a probe below the smallest input is expected to fail,
+    and the runtime's message is returned here instead of printed as an error log."""
     shape, dtype = graph_input_spec(bundle.preprocess, side, side)  # uint8 pixels or the float image
     try:
-        with Encoder(bundle, backend) as encoder, Decoder(bundle, backend) as decoder:
+        with Encoder(bundle, backend, quiet=True) as encoder, Decoder(bundle, backend, quiet=True) as decoder:
             symbols = encoder.symbols(np.zeros(shape, dtype))
             outputs = decoder.predict_outputs(symbols, ImageSizes((side, side), (side, side)))
     except Exception as exc:  # noqa: BLE001  (any runtime failure means "not this size"; logged, then searched on)
-        log.debug("%s: a %d px input fails (%s)", backend, side, exc)
-        return False
-    return all(np.isfinite(v).all() for v in outputs.values() if np.issubdtype(v.dtype, np.floating))
+        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+        log.debug("%s: a %d px input fails (%s)", backend, side, reason)
+        return reason
+    if all(np.isfinite(v).all() for v in outputs.values() if np.issubdtype(v.dtype, np.floating)):
+        return None
+    return "the outputs are not finite"
 
 
 def measure_input_limits(bundle_dir: Path, backends: Sequence[str]) -> InputLimits | None:
@@ -74,14 +79,16 @@ def measure_input_limits(bundle_dir: Path, backends: Sequence[str]) -> InputLimi
     exported = min(int(image["height"]), int(image["width"]))
     low = smallest_input_side(geometry)
     for backend in backends:
-        if _runs(bundle, backend, low):
+        if _failure(bundle, backend, low) is None:
             continue
-        if not _runs(bundle, backend, exported):
-            raise Sc2edgeError(f"{backend} does not run the exported graphs at their own input size {exported}")
+        reason = _failure(bundle, backend, exported)
+        if reason is not None:
+            raise Sc2edgeError(f"{backend} does not run the exported graphs at their own input size {exported}: "
+                               f"{reason}")
         failing, working = low, exported
         while working - failing > 1:
             middle = (failing + working) // 2
-            failing, working = (failing, middle) if _runs(bundle, backend, middle) else (middle, working)
+            failing, working = (failing, middle) if _failure(bundle, backend, middle) is None else (middle, working)
         low = working
     largest = min(MAX_INPUT_SCALE * max(int(image["height"]), int(image["width"])), MAX_IMAGE_SIDE)
     return InputLimits(low, largest, int(latent["channels"]), geometry)

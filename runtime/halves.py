@@ -45,7 +45,7 @@ class BundleGraph:
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", precision: str = "fp32", *,
                  threads: int | None = None, device: str | None = None, spin: bool = False,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, quiet: bool = False):
         # A path is opened without hashing every file: only the files this graph's runtime reads are checked, so a
         # device does not hash the server's (and the reference's) graphs to start: 0.6 s of the default model's cold
         # start, 2.6 s of ES ResNet-50's (server graph 106 MB), on the shared 2-core machine.
@@ -57,7 +57,8 @@ class BundleGraph:
             self.bundle.verify_files(self.bundle.graph_files(artifact))
         self._before_runner()
         self.runner: BaseRunner = create_runner(self.backend, self.bundle, self.role, precision, threads=threads,
-                                                device=device, spin=spin, cache_dir=cache_dir).activate()
+                                                device=device, spin=spin, cache_dir=cache_dir,
+                                                quiet=quiet).activate()
 
     def _before_runner(self) -> None:
         """What must succeed before the runner opens, so that a refusal leaves nothing open."""
@@ -88,6 +89,8 @@ class Encoder(_Half):
         device (str | None): the runtime's device name. Defaults to None (CPU).
         spin (bool): idle runtime threads spin-wait (costs CPU time, see ``BaseRunner``). Defaults to False.
         cache_dir (str | Path | None): the runtime's compiled-graph cache, for faster later starts. Defaults to None.
+        quiet (bool): the runtime logs only fatal errors; failures still raise (see ``BaseRunner``). Defaults to
+            False.
     """
 
     role = "device"

@@ -64,15 +64,16 @@ def runner_class(name: str) -> type[BaseRunner]:
 
 
 def create_runner(backend: str, bundle, role: str, precision: str = "fp32", *, threads: int | None = None,
-                  device: str | None = None, spin: bool = False, cache_dir: str | Path | None = None) -> BaseRunner:
+                  device: str | None = None, spin: bool = False, cache_dir: str | Path | None = None,
+                  quiet: bool = False) -> BaseRunner:
     """A runner for the bundle's ``role`` graph ("device" or "server") at ``precision`` on ``backend``; an INT8
     CPU graph that is not portable warns once when this CPU's kernel path differs from where it was validated.
-    ``spin`` and ``cache_dir``: see ``BaseRunner``."""
+    ``spin``, ``cache_dir`` and ``quiet``: see ``BaseRunner``."""
     artifact = bundle.artifact(role, backend_info(backend).artifact_format, precision)
     if precision == "int8" and canonical_backend(backend) in ("onnxruntime", "openvino"):
         check_int8_kernel_path(bundle.manifest)
     return runner_class(backend)(bundle.path / artifact.path, threads=threads, device=device, spin=spin,
-                                 cache_dir=cache_dir)
+                                 cache_dir=cache_dir, quiet=quiet)
 
 
 __all__ = ["BackendInfo", "BaseRunner", "available_backends", "backend_info", "canonical_backend", "create_runner",

@@ -27,17 +27,21 @@ class BaseRunner:
             was also faster on a shared CPU. Defaults to False.
         cache_dir (str | Path | None): where a runtime keeps what it compiled from the graph, so the next process
             starts faster (ONNX Runtime: the optimized graph; OpenVINO: its CACHE_DIR). Defaults to None.
+        quiet (bool): the runtime logs only fatal errors (ONNX Runtime logs a failing run as an error of its own):
+            for a caller that expects failures and reports them itself, like export's input-size probe. A failure
+            still raises. Defaults to False.
     """
 
     name = "base"
 
     def __init__(self, model_path: Path, *, threads: int | None = None, device: str | None = None,
-                 spin: bool = False, cache_dir: str | Path | None = None):
+                 spin: bool = False, cache_dir: str | Path | None = None, quiet: bool = False):
         self.model_path = Path(model_path)
         self.threads = threads
         self.device = device
         self.spin = spin
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.quiet = quiet
         self.is_active = False
         self.inference_time: float | None = None  # seconds spent in the last infer() call (of any thread)
         self._state_lock = threading.Lock()  # one load or close at a time

@@ -61,6 +61,8 @@ class OnnxRuntimeRunner(BaseRunner):
             # A private name, renamed into place once the session exists: a reader never sees half a file.
             options.optimized_model_filepath = str(optimized.with_suffix(f".{os.getpid()}.tmp"))
             options.log_severity_level = 3  # its warning "hardware specific" is why the cache is per machine
+        if self.quiet:
+            options.log_severity_level = 4  # fatal only
         try:
             self.session = ort.InferenceSession(str(graph), options, providers=[provider])
         except Exception as exc:  # ORT raises its own exception types for unreadable graphs

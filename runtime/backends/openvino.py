@@ -39,8 +39,8 @@ class OpenVinoRunner(BaseRunner):
     name = "openvino"
 
     def __init__(self, model_path, *, threads: int | None = None, device: str | None = None, spin: bool = False,
-                 cache_dir=None, precision_hint: str | None = "f32", max_requests: int = 16):
-        super().__init__(model_path, threads=threads, device=device, spin=spin, cache_dir=cache_dir)
+                 cache_dir=None, quiet: bool = False, precision_hint: str | None = "f32", max_requests: int = 16):
+        super().__init__(model_path, threads=threads, device=device, spin=spin, cache_dir=cache_dir, quiet=quiet)
         self.precision_hint = precision_hint
         if max_requests < 1:
             raise Sc2edgeError(f"openvino: max_requests must be at least 1, got {max_requests}")

@@ -143,3 +143,21 @@ def test_validation_fails_when_an_output_exceeds_the_task_tolerance(fp32_bundle_
     assert result.symbols_different == 0 and result.predictions_agree == 1  # only the raw output is off
     assert str(result).startswith("FAIL") and "logits max |err| 1 (bound" in str(result)
     assert result.to_json()["outputs"]["logits"]["passed"] is False and result.to_json()["passed"] is False
+
+
+def test_the_input_size_probe_logs_nothing_and_says_in_one_line_why_a_size_fails(fp32_bundle_dir, capfd):
+    """ONNX Runtime logs a failing run as an error of its own; the probe expects failures below the smallest input,
+    so its sessions are quiet and the reason comes back in one line (what an unquiet session logs)."""
+    from sc2edge.export.limits import _failure
+    from sc2edge.runtime import Encoder
+    from sc2edge.runtime.preprocess import graph_input_spec
+
+    bundle = Bundle.open(fp32_bundle_dir, verify=False)
+    capfd.readouterr()
+    reason = _failure(bundle, "onnxruntime", 1)  # a 1 px image: the encoder's strided convolutions refuse it
+    assert reason is not None and "Invalid input shape" in reason and "\n" not in reason
+    assert _failure(bundle, "onnxruntime", bundle.manifest["input"]["height"]) is None  # the exported size
+    assert capfd.readouterr().err == ""
+    with Encoder(bundle) as encoder, pytest.raises(Exception, match="Invalid input shape"):
+        encoder.symbols(np.zeros(*graph_input_spec(bundle.preprocess, 1, 1)))
+    assert "Invalid input shape" in capfd.readouterr().err
