@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -68,6 +68,16 @@ def _get(record: Mapping[str, Any], key: str, kind: type | tuple[type, ...], pat
 
 def _record(record: Mapping[str, Any], key: str, path: str = "", *, optional: bool = False) -> dict[str, Any]:
     return _get(record, key, dict, path, optional=optional)
+
+
+def _records(records: list[Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each object of the manifest list at ``path`` with its own path ("task.outputs[0]"); anything else in the list
+    -> BundleError."""
+    for i, record in enumerate(records):
+        where = f"{path}[{i}]"
+        if not isinstance(record, dict):
+            raise BundleError(f"manifest {where} must be an object")
+        yield where, record
 
 
 def _bounded_int(record: Mapping[str, Any], key: str, path: str, low: int, high: int) -> int:
@@ -345,10 +355,7 @@ def _parse_task(task: dict[str, Any]) -> TaskSpec:
     num_classes = _bounded_int(task, "num_classes", "task", 1, MAX_CLASSES)
     labels = _get(task, "labels", str, "task", optional=True)
     outputs = []
-    for i, out in enumerate(_get(task, "outputs", list, "task")):
-        where = f"task.outputs[{i}]"
-        if not isinstance(out, dict):
-            raise BundleError(f"manifest {where} must be an object")
+    for where, out in _records(_get(task, "outputs", list, "task"), "task.outputs"):
         shape = _get(out, "shape", list, where)
         if not all(isinstance(d, str) or isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
             raise BundleError(f"manifest {where}.shape must hold axis names or positive sizes")
@@ -401,10 +408,7 @@ def _parse_shapes(manifest: dict[str, Any]) -> tuple[InputSpec, LatentSpec]:
 
 def _parse_entropy(entropy: dict[str, Any]) -> EntropySpec:
     sections = []
-    for i, section in enumerate(_get(entropy, "sections", list, "entropy")):
-        where = f"entropy.sections[{i}]"
-        if not isinstance(section, dict):
-            raise BundleError(f"manifest {where} must be an object")
+    for where, section in _records(_get(entropy, "sections", list, "entropy"), "entropy.sections"):
         sections.append(EntropySection(_get(section, "name", str, where), _get(section, "input", str, where),
                                        bundle_path(_get(section, "tables", str, where), f"{where}.tables"),
                                        _get(section, "hash", str, where)))
@@ -416,10 +420,7 @@ def _parse_entropy(entropy: dict[str, Any]) -> EntropySpec:
 
 def _parse_artifacts(records: list[Any]) -> tuple[Artifact, ...]:
     artifacts = []
-    for i, record in enumerate(records):
-        where = f"artifacts[{i}]"
-        if not isinstance(record, dict):
-            raise BundleError(f"manifest {where} must be an object")
+    for where, record in _records(records, "artifacts"):
         meta = _get(record, "meta", dict, where, optional=True) or {}
         artifact = Artifact(_literal(record, "role", where, Role), _literal(record, "format", where, Format),
                             _literal(record, "precision", where, Precision),

@@ -124,6 +124,9 @@ def test_schema_refuses_what_the_reader_refuses(small_bundle):
     (lambda m: m.pop("latent"), "manifest has no latent"),
     (lambda m: m["artifacts"][0].pop("sha256"), "has no artifacts.0..sha256|has no artifacts\\[0\\].sha256"),
     (lambda m: m.update(artifacts={}), "artifacts must be list"),
+    (lambda m: m["artifacts"].insert(1, "device.fp32.onnx"), r"artifacts\[1\] must be an object"),
+    (lambda m: m["task"]["outputs"].append(["logits"]), r"task.outputs\[1\] must be an object"),
+    (lambda m: m["entropy"]["sections"].insert(0, None), r"entropy.sections\[0\] must be an object"),
     (lambda m: m.update(format_version="2"), "format version 2"),
 ])
 def test_hand_edited_manifest_is_a_one_line_bundle_error(work, change, message):
