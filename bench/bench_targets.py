@@ -5,11 +5,13 @@
 
 Targets (issue 14): device tensor -> bytes (encoder graph + entropy encode, batch 1, 224x224) at least 10x faster
 than the paper's PyTorch eager path (encoder + EntropyBottleneck.compress) on ES ResNet-50, 5x on the default
-model; the encoder graph within 1.3x of the roofline (its convolution FLOPs at the peak FLOP/s the same runtime,
-threads and FP32 reach on a large 3x3 convolution); the device process at most 100 MB peak RSS with ONNX Runtime
-and 130 MB with OpenVINO, and a cold start (process start -> first stream) under 1 s, printed for a first start
-(empty compiled-graph cache) and a later one (``Encoder(cache_dir=)`` filled by the first). Every stage also
-reports CPU ms (user + system) per image.
+model; the encoder graph within 1.3x of the roofline, printed two ways: its convolution FLOPs at the peak FLOP/s
+the same runtime, threads and FP32 reach on a large 3x3 convolution (dense peak), and per layer, each convolution
+at least max(FLOPs / peak, bytes / bandwidth), the bandwidth the best a Relu over 1-4 MB reached through either
+runtime (``roofline.layer_roofline_ms``: depthwise convolutions are memory-bound); the device process at most
+100 MB peak RSS with ONNX Runtime and 130 MB with OpenVINO, and a cold start (process start -> first stream) under
+1 s, printed for a first start (empty compiled-graph cache) and a later one (``Encoder(cache_dir=)`` filled by the
+first). Every stage also reports CPU ms (user + system) per image.
 ``--camera``: preprocessing of camera-size JPEGs (640x480 to 4000x3000, the photos upscaled) against the
 encoder's time.
 """
@@ -23,10 +25,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from sc2edge.bench import compute
 from sc2edge.bench.core import BenchConfig, Workers, compute_section
+from sc2edge.bench.roofline import layer_roofline_ms
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime import Bundle
-from sc2edge.runtime.preprocess import load_image
+from sc2edge.runtime.preprocess import graph_input_spec, load_image
 
 SPEEDUP_TARGET = 10.0
 ROOFLINE_TARGET = 1.3
@@ -80,6 +84,32 @@ def _encoder_flops(bundle: Bundle) -> int | None:
     return 2 * count["dense_macs"] if count else None
 
 
+def _encoder_layers(bundle: Bundle) -> list[compute.DenseLayer] | None:
+    """The FP32 device graph's convolutions with their FLOPs and least bytes moved (None without onnx-tool)."""
+    if not compute.onnx_available():
+        return None
+    h, w = bundle.manifest["input"]["height"], bundle.manifest["input"]["width"]
+    path = bundle.path / bundle.artifact("device", "onnx", "fp32").path
+    return compute.dense_layers(path, {"image": graph_input_spec(bundle.preprocess, h, w)})
+
+
+def _layer_roofline(label: str, layers: list[compute.DenseLayer], peak: float, cpu_peak: float | None,
+                    bandwidth: dict, stages: dict) -> None:
+    """The encoder graph against the per-layer roofline, in wall time and in CPU time."""
+    encoder = stages["encoder_graph"]
+    roof = layer_roofline_ms(layers, peak, bandwidth["bandwidth_gbs"])
+    print(f"{label}: per-layer roofline {roof['ms']:.2f} ms ({roof['memory_bound']} of {roof['layers']} convolutions "
+          f"memory-bound, {roof['memory_bound_share']:.0%} of it; bandwidth {bandwidth['bandwidth_gbs']:.1f} GB/s, "
+          f"{bandwidth['backend']}) vs dense peak {roof['dense_peak_ms']:.2f} ms: encoder p50 "
+          f"{encoder['p50'] / roof['ms']:.2f}x (fastest runs {encoder['min'] / roof['ms']:.2f}x; target <= "
+          f"{ROOFLINE_TARGET}x)")
+    per_cpu = bandwidth.get("bandwidth_gb_per_cpu_s")
+    if cpu_peak and per_cpu and encoder.get("cpu"):
+        roof_cpu = layer_roofline_ms(layers, cpu_peak, per_cpu)
+        print(f"{label}: per-layer roofline in CPU time {roof_cpu['ms']:.2f} CPU ms ({per_cpu:.1f} GB per CPU second): "
+              f"encoder {encoder['cpu'] / roof_cpu['ms']:.2f}x")
+
+
 def _cold_start(run: dict) -> str:
     """Process start -> first stream, and its parts, from a memory worker's result."""
     cold = (run.get("result") or {}).get("cold_start")
@@ -120,6 +150,7 @@ def _report(args: argparse.Namespace) -> int:
     bundle = Bundle.open(args.bundle)
     side = bundle.manifest["input"]["height"]
     flops = _encoder_flops(bundle)
+    layers = _encoder_layers(bundle)
     print(f"bundle {bundle.name}, {config.threads} threads, {len(config.images)} images at {side}x{side}")
     with tempfile.TemporaryDirectory(prefix="sc2edge-targets-") as tmp:
         images = _square_inputs(config.images, side, Path(tmp))
@@ -137,8 +168,14 @@ def _report(args: argparse.Namespace) -> int:
                   f"{_mb(paper_rss['peak_rss_bytes']):.0f} MB")
         else:
             print(f"paper path unavailable: {paper['error']}")
+        roofs = {backend: workers.run("roofline", backend=backend) for backend in config.backends}
+        # the bandwidth is the machine's: the best either runtime streamed (a runner's own copies only lower it)
+        bandwidths = [{**r["result"]["bandwidth"], "backend": b} for b, r in roofs.items() if r["ok"]]
+        bandwidth = max(bandwidths, key=lambda b: b["bandwidth_gbs"], default=None)
+        if bandwidth:
+            bandwidth["bandwidth_gb_per_cpu_s"] = max(b["bandwidth_gb_per_cpu_s"] or 0 for b in bandwidths) or None
         for backend in config.backends:
-            roof = workers.run("roofline", backend=backend)
+            roof = roofs[backend]
             peak = roof["result"]["peak_gflops"] if roof["ok"] else None
             for precision in config.precisions:
                 label = f"{backend}/{precision}"
@@ -177,6 +214,8 @@ def _report(args: argparse.Namespace) -> int:
                         print(f"{label}: in CPU time (steady on a shared machine): encoder {encoder_cpu:.2f} CPU ms vs "
                               f"roofline {roofline_cpu:.2f} CPU ms ({cpu_peak:.1f} GFLOP per CPU second) = "
                               f"{encoder_cpu / roofline_cpu:.2f}x")
+                    if layers and bandwidth and precision != "int8":
+                        _layer_roofline(label, layers, peak, cpu_peak, bandwidth, stages)
                 paper_note = f"{_mb(paper_rss['peak_rss_bytes']):.0f} MB" if paper_rss["ok"] else "n/a"
                 print(f"{label}: device process peak RSS {_mb(memory['peak_rss_bytes']):.0f} MB (with the "
                       f"compiled-graph cache {_mb(cached['peak_rss_bytes']):.0f} MB), torch imported: "

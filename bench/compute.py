@@ -84,15 +84,7 @@ def count_onnx(path: str | Path, inputs: dict[str, tuple[tuple[int, ...], np.dty
     Returns:
         dict[str, StageCount]: "all" (whole graph, with its activation memory) and the split stages if any.
     """
-    onnx_tool = _load_onnx_tool()
-    if onnx_tool is None:
-        raise ImportError("onnx-tool is not installed (pip install sc2edge[bench])")
-    with contextlib.redirect_stdout(io.StringIO()):
-        model = onnx_tool.Model(str(path))
-        graph = model.graph
-        graph.shape_infer({name: value if isinstance(value, np.ndarray) else np.zeros(*value)
-                           for name, value in inputs.items()})
-        graph.profile()
+    graph = _profiled_graph(path, inputs)
     nodes = list(graph.nodemap.values())
     stage_of = ["all"] * len(nodes)
     if split is not None:
@@ -122,6 +114,45 @@ def count_onnx(path: str | Path, inputs: dict[str, tuple[tuple[int, ...], np.dty
     total.activation_bytes_total, total.activation_bytes_peak = _activation_memory(graph)
     counts["all"] = total
     return counts
+
+
+def _profiled_graph(path: str | Path, inputs: dict[str, tuple[tuple[int, ...], np.dtype] | np.ndarray]):
+    """onnx-tool's graph of ``path`` with shapes inferred and every node's cost counted at ``inputs``."""
+    onnx_tool = _load_onnx_tool()
+    if onnx_tool is None:
+        raise ImportError("onnx-tool is not installed (pip install sc2edge[bench])")
+    with contextlib.redirect_stdout(io.StringIO()):
+        graph = onnx_tool.Model(str(path)).graph
+        graph.shape_infer({name: value if isinstance(value, np.ndarray) else np.zeros(*value)
+                           for name, value in inputs.items()})
+        graph.profile()
+    return graph
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """One Conv/Gemm/MatMul node as a per-layer roofline sees it."""
+
+    name: str
+    op: str
+    flops: int  # 2 x multiply-accumulates, bias adds left out
+    bytes: int  # its activation inputs, weights and output, each moved once, at the graph's element sizes
+
+
+def dense_layers(path: str | Path, inputs: dict[str, tuple[tuple[int, ...], np.dtype] | np.ndarray]
+                 ) -> list[DenseLayer]:
+    """The graph's dense nodes with their FLOPs and the least memory traffic they need: every input, weight and
+    output tensor read or written once (a perfect cache inside the layer) and the element-wise nodes between them
+    fused away (they add no traffic). The lower bound a per-layer roofline needs: it can only flatter no one."""
+    graph = _profiled_graph(path, inputs)
+    layers = []
+    for node in graph.nodemap.values():
+        if node.op_type not in DENSE_OPS:
+            continue
+        bias = math.prod(graph.tensormap[node.output[0]].get_shape()) if len(node.input) > 2 else 0
+        moved = sum(int(graph.tensormap[name].get_memsize()) for name in [*node.input, *node.output] if name)
+        layers.append(DenseLayer(node.name, node.op_type, 2 * (int(node.macs[0]) - bias), moved))
+    return layers
 
 
 def _activation_memory(graph) -> tuple[int, int]:

@@ -1,8 +1,11 @@
 """The roofline: how fast this machine's runtime can go at best, measured with the runtime itself.
 
 A single large 3x3 convolution is the densest work a CNN runtime does; its measured throughput is the
-"peak" against which the encoder's FLOPs are divided. The graph is written as ONNX protobuf bytes here,
-by hand, because the device environment has the graph runtime but not the ``onnx`` package.
+"peak" against which the encoder's FLOPs are divided. A Relu over a tensor the size of an encoder's activations
+(1-4 MB: in cache here, as the layers' are) is the plainest memory-bound work: its bytes read and written per
+second are the bandwidth of the per-layer roofline, where each layer takes at least max(FLOPs / peak, bytes /
+bandwidth) (depthwise and few-channel convolutions can never reach the dense peak). The graphs are written as ONNX
+protobuf bytes here, by hand, because the device environment has the graph runtime but not the ``onnx`` package.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 
 from sc2edge.bench.timing import Stats, TimingConfig, measure
 
+BANDWIDTH_MB = (1, 2, 4)  # Relu tensor sizes: the default model's and ES ResNet-50's activations are 0.4-4.8 MB
 # (channels, spatial size): 3x3 convolutions of ~0.9 and ~1.2 GFLOP, big enough to reach peak on a small CPU
 ROOFLINE_SHAPES = ((128, 56), (256, 28))
 _OPSET = 17
@@ -66,11 +70,59 @@ def conv_model(channels: int, size: int, kernel: int = 3, seed: int = 0) -> tupl
     return model, flops
 
 
+def relu_model(elements: int) -> bytes:
+    """ONNX bytes of one Relu over a float32 [1, elements] tensor: ``8 * elements`` bytes read and written."""
+    node = _field(1, "x") + _field(2, "y") + _field(3, "relu") + _field(4, "Relu")
+    graph = (_field(1, node) + _field(2, "bandwidth") + _field(11, _value_info("x", (1, elements)))
+             + _field(12, _value_info("y", (1, elements))))
+    return (_field(1, _IR_VERSION) + _field(2, "sc2edge-bench") + _field(7, graph)
+            + _field(8, _field(1, "") + _field(2, _OPSET)))
+
+
+def measure_bandwidth(backend: str, threads: int | None, timing: TimingConfig) -> dict:
+    """Memory bandwidth of ``backend`` here: the best of the Relu sizes, per second and per CPU second (the
+    call's own copies in and out count against it, so it is a floor of what the runtime streams inside a graph).
+
+    Returns:
+        dict: ``bandwidth_gbs``, ``bandwidth_gb_per_cpu_s`` and, per size, its bytes and latency statistics.
+    """
+    from sc2edge.runtime.backends import runner_class
+
+    sizes = []
+    with tempfile.TemporaryDirectory(prefix="sc2edge-bandwidth-") as tmp:
+        for megabytes in BANDWIDTH_MB:
+            elements = megabytes * 2**20 // 4
+            path = Path(tmp) / f"relu{megabytes}.onnx"
+            path.write_bytes(relu_model(elements))
+            x = np.random.default_rng(2).standard_normal((1, elements)).astype(np.float32)
+            with runner_class(backend)(path, threads=threads) as runner:
+                stats: Stats = measure(runner.infer, [{"x": x}], timing)
+            moved = 8 * elements
+            sizes.append({"op": f"Relu over {megabytes} MB", "bytes": moved, "latency_ms": stats.to_json(),
+                          "gbs": moved / stats.p50 / 1e6,
+                          "gb_per_cpu_s": moved / stats.cpu / 1e6 if stats.cpu else None})
+    per_cpu = [s["gb_per_cpu_s"] for s in sizes if s["gb_per_cpu_s"]]
+    return {"bandwidth_gbs": max(s["gbs"] for s in sizes), "bandwidth_gb_per_cpu_s": max(per_cpu, default=None),
+            "sizes": sizes}
+
+
+def layer_roofline_ms(layers: list, peak_gflops: float, bandwidth_gbs: float) -> dict:
+    """The per-layer roofline of ``layers`` (``compute.DenseLayer``): each at least max(FLOPs / peak, bytes /
+    bandwidth), summed; and how many layers (and what share of that time) the bandwidth bounds."""
+    bounds = [(layer.flops / (peak_gflops * 1e6), layer.bytes / (bandwidth_gbs * 1e6)) for layer in layers]
+    total = sum(max(b) for b in bounds)
+    memory = [max(b) for b in bounds if b[1] > b[0]]
+    return {"ms": total, "layers": len(layers), "memory_bound": len(memory),
+            "memory_bound_share": sum(memory) / total if total else 0.0,
+            "dense_peak_ms": sum(b[0] for b in bounds)}
+
+
 def measure_peak(backend: str, threads: int | None, timing: TimingConfig) -> dict:
     """Peak FLOP/s of ``backend`` here: the best of the roofline convolutions, run by the runtime's own runner.
 
     Returns:
-        dict: ``peak_gflops`` and, per shape, its FLOPs, latency statistics and GFLOP/s at the median.
+        dict: ``peak_gflops`` and, per shape, its FLOPs, latency statistics and GFLOP/s at the median; and
+        ``measure_bandwidth``'s figures under ``bandwidth``.
     """
     from sc2edge.runtime.backends import runner_class
 
@@ -85,4 +137,5 @@ def measure_peak(backend: str, threads: int | None, timing: TimingConfig) -> dic
                 stats: Stats = measure(runner.infer, [{"x": x}], timing)
             shapes.append({"op": f"Conv 3x3 {channels}->{channels} at {size}x{size}", "flops": flops,
                            "latency_ms": stats.to_json(), "gflops": flops / stats.p50 / 1e6})
-    return {"peak_gflops": max(s["gflops"] for s in shapes), "shapes": shapes}
+    return {"peak_gflops": max(s["gflops"] for s in shapes), "shapes": shapes,
+            "bandwidth": measure_bandwidth(backend, threads, timing)}

@@ -15,7 +15,7 @@ import pytest
 from sc2edge.bench import compute
 from sc2edge.bench.links import load_links, select_links
 from sc2edge.bench.report import headline_markdown
-from sc2edge.bench.roofline import conv_model
+from sc2edge.bench.roofline import conv_model, layer_roofline_ms, relu_model
 from sc2edge.bench.size import information_bits, paper_kb
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime import Bundle
@@ -235,6 +235,26 @@ def test_roofline_model_is_a_valid_onnx_conv():
     expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(weight.copy()), padding=1).numpy()
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
     assert flops == 2 * 8 * 8 * 9 * 10 * 10
+
+
+def test_per_layer_roofline_bounds_each_conv_by_flops_or_bytes(tmp_path):
+    """A conv's least traffic is its input, weights and output once; the roofline takes the slower of its two
+    bounds per layer, and the bandwidth graph is a Relu a runtime runs."""
+    import onnxruntime as ort
+
+    data, flops = conv_model(8, 10)
+    (tmp_path / "conv.onnx").write_bytes(data)
+    (layer,) = compute.dense_layers(tmp_path / "conv.onnx", {"x": ((1, 8, 10, 10), np.float32)})
+    assert layer.op == "Conv" and layer.flops == flops
+    assert layer.bytes == 4 * (2 * 8 * 10 * 10 + 8 * 8 * 3 * 3)
+    dense = compute.DenseLayer("dense", "Conv", flops=10**9, bytes=10**6)  # 1000 FLOP/byte
+    thin = compute.DenseLayer("depthwise", "Conv", flops=10**6, bytes=10**7)  # 0.1 FLOP/byte
+    roof = layer_roofline_ms([dense, thin], peak_gflops=100.0, bandwidth_gbs=10.0)
+    assert roof["ms"] == pytest.approx(10.0 + 1.0) and roof["dense_peak_ms"] == pytest.approx(10.0 + 0.01)
+    assert roof["memory_bound"] == 1 and roof["memory_bound_share"] == pytest.approx(1 / 11)
+    x = np.random.default_rng(0).standard_normal((1, 1000)).astype(np.float32)
+    y = ort.InferenceSession(relu_model(1000), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
 
 
 def test_links_are_loaded_and_checked(tmp_path):

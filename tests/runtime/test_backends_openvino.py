@@ -55,6 +55,21 @@ def test_inputs_are_not_shared(bundle, batch):
         assert not np.shares_memory(out, ov.infer({"image": x})["symbols"])
 
 
+def test_request_tensors_follow_the_callers_shape_and_dtype(bundle, batch):
+    """Each request owns its input tensor: replaced when the shape changes, a read-only or wider-typed array is
+    copied in (converted as OpenVINO's own copy does) and gives the same symbols."""
+    with create_runner("openvino", bundle, "device", "fp32") as ov:  # one caller: one request
+        one = ov.infer({"image": batch[:1]})["symbols"]
+        three = ov.infer({"image": batch})["symbols"]
+        frozen = batch[:1].copy()
+        frozen.flags.writeable = False
+        assert np.array_equal(ov.infer({"image": frozen})["symbols"], one)
+        wider = batch[:1].astype(np.int64 if batch.dtype == np.uint8 else np.float64)
+        assert np.array_equal(ov.infer({"image": wider})["symbols"], one)
+    assert three.shape[0] == 3 and three.shape[1:] == one.shape[1:]
+    assert np.count_nonzero(three[:1] != one) <= 1e-4 * one.size
+
+
 def test_threads_and_f32_hint_reach_openvino(bundle):
     """OpenVINO's own CPU default may be bf16 (it is on this machine): reference runs pin f32."""
     import openvino
