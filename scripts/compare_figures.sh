@@ -25,7 +25,7 @@ imagenet_methods=(
   entropic_student_efficientnet_lite0_beta1.6 entropic_student_efficientnet_lite0_beta3.2
   entropic_student_efficientnet_lite0_beta6.4
   cr_bq_efficientnet_lite0_b4ch cr_bq_efficientnet_lite0_b8ch
-  singh_e2e_efficientnet_lite0_beta0.4 singh_e2e_efficientnet_lite0_beta1.6 singh_e2e_efficientnet_lite0_beta6.4
+  singh_e2e_efficientnet_lite0_beta1.6 singh_e2e_efficientnet_lite0_beta3.2 singh_e2e_efficientnet_lite0_beta6.4
   jpeg webp avif:10/30/50/90  # AVIF encodes a 224 px crop in ~0.2 s here: four qualities, not seven
 )
 

@@ -21,11 +21,13 @@ import copy
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from sc2edge.zoo import training as tr
 from sc2edge.zoo.bq import CrBqEfficientNetLite0, CrBqFashionMNIST, cr_bq_from_teacher
@@ -327,6 +329,11 @@ def _lite0_baseline_data(args) -> tuple:
     return teacher, LiteHead(teacher), batches, inputs, tr.predict(teacher, inputs, 32).argmax(1)
 
 
+def _resume(args, name: str) -> tr.Resume:
+    """Where a baseline's stage saves its progress in ``--run-dir`` (a rerun of the same command resumes)."""
+    return tr.Resume(args.run_dir / f"{name}.pt", every_s=args.save_every, log_every=args.log_every)
+
+
 def _lite0_figures(model, inputs, teacher_top1, per_photo: int) -> dict:
     """Held-out agreement with the teacher through the receiver's path (eval forward: the quantized latent)."""
     agree = tr.predict(model, inputs, 32).argmax(1) == teacher_top1
@@ -334,38 +341,61 @@ def _lite0_figures(model, inputs, teacher_top1, per_photo: int) -> dict:
             "top1_agreement_centre": round(float(agree[::per_photo].float().mean()), 4)}
 
 
-def efficientnet_bq(args: argparse.Namespace) -> dict:
-    """CR+BQ baselines of EfficientNet-Lite0 at the Entropic Student's split, one per bottleneck width: the
-    student's encoder/decoder with a narrow 8-bit latent (principal-component start, head network distillation,
-    quantization after training); bytes per image = the payload (scale, zero point, N x 56 x 56 uint8)."""
-    from sc2edge.runtime.bq import pack, quantize
-
-    teacher, head, batches, inputs, teacher_top1 = _lite0_baseline_data(args)
+def _lite0_baselines(args, label: str, tags: list[str], path_of: Callable[[str], Path],
+                     make: Callable[[str], nn.Module], train: Callable[[nn.Module, str], dict],
+                     measure: Callable[[nn.Module], dict], data: tuple) -> dict:
+    """Train (or with ``--evaluate-only`` load) one EfficientNet-Lite0 baseline per setting ``tag`` from the
+    student's principal-component start, save it, and measure it on the held-out crops of ``data``."""
+    _, _, batches, inputs, teacher_top1 = data
     results: dict = {"students": {}}
-    for channels in args.channels:
-        name = f"cr_bq_efficientnet_lite0_b{channels}ch.safetensors"
-        student = CrBqEfficientNetLite0(bottleneck_channels=channels, teacher=teacher)
+    for tag in tags:
+        student = make(tag)
         if args.evaluate_only:
-            load_into(student, read_state_dict(args.out / name))
+            load_into(student, read_state_dict(path_of(tag)))
             entry: dict = {}
         else:
             student.init_from_features(batches()[0], std=args.init_std)
-            cfg = tr.StudentConfig(beta=0.0, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                                   lr=args.lr, seed=args.seed, stage2_lr_factor=0.5)
-            stage1, stage2 = tr.train_bottleneck_distillation(student, head, teacher, batches, cfg)
-            entry = {**tr.summarize(cfg, stage1, stage2), "batch_size": args.batch_size, "train_sizes": args.sizes}
-            entry["sha256"] = tr.save_checkpoint(student, args.out / name, entry)
+            entry = {**train(student, tag), "batch_size": args.batch_size, "train_sizes": args.sizes,
+                     "latent_stride": args.latent_stride}
+            entry["sha256"] = tr.save_checkpoint(student, path_of(tag), entry)
         student.eval()
-        with torch.no_grad():
-            latents = torch.cat([student.bottleneck_layer.encoder(inputs[i: i + 32])
-                                 for i in range(0, len(inputs), 32)]).numpy()
-        entry.update(file=name, **_lite0_figures(student, inputs, teacher_top1, args.crops_per_photo),
-                     bytes_per_image=round(float(np.mean([len(pack(quantize(z))) for z in latents])), 1),
-                     encoder_macs=tr.count_macs(student.bottleneck_layer.encoder, (1, 3, 224, 224)))
-        results["students"][f"b{channels}ch"] = entry
-        print(f"CR+BQ {channels} ch: top-1 agreement {entry['top1_agreement']} (centre "
+        entry.update(file=path_of(tag).name, **_lite0_figures(student, inputs, teacher_top1, args.crops_per_photo),
+                     **measure(student), encoder_macs=tr.count_macs(student.bottleneck_layer.encoder, (1, 3, 224, 224)))
+        results["students"][tag] = entry
+        print(f"{label} {tag}: top-1 agreement {entry['top1_agreement']} (centre "
               f"{entry['top1_agreement_centre']}), {entry['bytes_per_image']} B/image", flush=True)
     return results
+
+
+def efficientnet_bq(args: argparse.Namespace) -> dict:
+    """CR+BQ baselines of EfficientNet-Lite0 at the Entropic Student's split, one per bottleneck width: the
+    student's encoder/decoder with a narrow 8-bit latent (principal-component start, head network distillation,
+    quantization after training); bytes per image = the payload (scale, zero point, N x 28 x 28 uint8 at
+    ``--latent-stride`` 8)."""
+    from sc2edge.runtime.bq import pack, quantize
+
+    data = _lite0_baseline_data(args)
+    teacher, head, batches, inputs, _ = data
+
+    def train(student: nn.Module, tag: str) -> dict:
+        cfg = tr.StudentConfig(beta=0.0, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+                               lr=args.lr, seed=args.seed, stage2_lr_factor=0.5)
+        saves = (_resume(args, f"bq_{tag}_stage1"), _resume(args, f"bq_{tag}_stage2"))
+        return tr.summarize(cfg, *tr.train_bottleneck_distillation(student, head, teacher, batches, cfg,
+                                                                   resume=saves))
+
+    @torch.no_grad()
+    def measure(student: nn.Module) -> dict:
+        latents = torch.cat([student.bottleneck_layer.encoder(inputs[i: i + 32])
+                             for i in range(0, len(inputs), 32)]).numpy()
+        return {"bytes_per_image": round(float(np.mean([len(pack(quantize(z))) for z in latents])), 1)}
+
+    return _lite0_baselines(
+        args, "CR+BQ", [f"b{c}ch" for c in args.channels],
+        lambda tag: args.out / f"cr_bq_efficientnet_lite0_{tag}.safetensors",
+        lambda tag: CrBqEfficientNetLite0(bottleneck_channels=int(tag[1:-2]), latent_stride=args.latent_stride,
+                                          teacher=teacher),
+        train, measure, data)
 
 
 def efficientnet_e2e(args: argparse.Namespace) -> dict:
@@ -373,34 +403,27 @@ def efficientnet_e2e(args: argparse.Namespace) -> dict:
     trained in one stage on cross-entropy + beta * rate, without distillation (no feature mimicking, no soft
     targets). The photos have no labels, so the labels are the teacher's top-1 on each training crop; the tail is
     the teacher's (frozen: checkpoints hold the bottleneck only), as in the student."""
-    teacher, _, batches, inputs, teacher_top1 = _lite0_baseline_data(args)
-    path_of = lambda b: args.out / f"e2e_efficientnet_lite0_{_beta_tag(b)}.safetensors"  # noqa: E731
+    data = _lite0_baseline_data(args)
+    teacher, _, batches, inputs, _ = data
+    beta_of = {_beta_tag(beta): beta for beta in args.betas}
 
     def labelled() -> tr.Batch:
         x, _ = batches()
         with torch.no_grad():
             return x, teacher(x).argmax(1)
 
-    results: dict = {"students": {}}
-    for beta in args.betas:
-        student = _lite0_student(args, teacher)
-        if args.evaluate_only:
-            load_into(student, read_state_dict(path_of(beta)))
-            entry: dict = {}
-        else:
-            student.init_from_features(batches()[0], std=args.init_std)
-            cfg = tr.StudentConfig(beta=beta, stage1_steps=args.stage1_steps, stage2_steps=0, lr=args.lr,
-                                   seed=args.seed)
-            log = tr.train_end_to_end(student, labelled, cfg, trainable=student.bottleneck_layer)
-            entry = {**tr.summarize(cfg, log, tr.StageLog()), "batch_size": args.batch_size,
-                     "train_sizes": args.sizes, "labels": "teacher top-1 (hard pseudo-labels)"}
-            entry["sha256"] = tr.save_checkpoint(student, path_of(beta), entry)
-        entry.update(file=path_of(beta).name, **_lite0_figures(student, inputs, teacher_top1, args.crops_per_photo),
-                     bytes_per_image=round(float(np.mean(tr.stream_bytes(student, inputs, 32))), 1))
-        results["students"][_beta_tag(beta)] = entry
-        print(f"end-to-end beta {beta:g}: top-1 agreement {entry['top1_agreement']} (centre "
-              f"{entry['top1_agreement_centre']}), {entry['bytes_per_image']} B/image", flush=True)
-    return results
+    def train(student: nn.Module, tag: str) -> dict:
+        cfg = tr.StudentConfig(beta=beta_of[tag], stage1_steps=args.stage1_steps, stage2_steps=0, lr=args.lr,
+                               seed=args.seed)
+        log = tr.train_end_to_end(student, labelled, cfg, trainable=student.bottleneck_layer,
+                                  resume=_resume(args, f"e2e_{tag}"))
+        return {**tr.summarize(cfg, log, tr.StageLog()), "latent_channels": args.latent_channels,
+                "labels": "teacher top-1 (hard pseudo-labels)"}
+
+    return _lite0_baselines(
+        args, "end-to-end", list(beta_of), lambda tag: args.out / f"e2e_efficientnet_lite0_{tag}.safetensors",
+        lambda tag: _lite0_student(args, teacher), train,
+        lambda student: {"bytes_per_image": round(float(np.mean(tr.stream_bytes(student, inputs, 32))), 1)}, data)
 
 
 RECIPES = {"fashion-mnist": fashion, "fashion-mnist-bq": fashion_bq, "fashion-mnist-e2e": fashion_e2e,

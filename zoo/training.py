@@ -449,19 +449,20 @@ def train_end_to_end(
 
 def train_bottleneck_distillation(
     model: nn.Module, teacher_head: nn.Module, teacher: nn.Module, batches: Callable[[], Batch],
-    cfg: StudentConfig, progress: bool = True,
+    cfg: StudentConfig, progress: bool = True, resume: tuple[Resume, Resume] | None = None,
 ) -> tuple[StageLog, StageLog]:
     """CR+BQ's training (head network distillation), for a bottleneck without an entropy model: stage 1 mimics the
     teacher's features at the split and in the frozen tail (no rate term: the bottleneck is narrow instead);
     stage 2 fits the teacher's outputs (KD, plus cross-entropy with ``label_weight``) through it. The 8-bit
-    quantization is applied after training only, as in the paper."""
+    quantization is applied after training only, as in the paper. ``resume``: where each stage saves progress."""
     cfg.validate()
     torch.manual_seed(cfg.seed)
     layer = model.bottleneck_layer
     teacher_head.eval().requires_grad_(False)
     teacher.eval().requires_grad_(False)
 
-    def stage(tag: str, steps: int, lr: float, loss_of: Callable[[Tensor, Tensor | None], Tensor]) -> StageLog:
+    def stage(tag: str, steps: int, lr: float, loss_of: Callable[[Tensor, Tensor | None], Tensor],
+              saves: Resume | None) -> StageLog:
         _set_trainable(model, [layer])
         opt = torch.optim.Adam(layer.parameters(), lr=lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr / 20)
@@ -472,7 +473,7 @@ def train_bottleneck_distillation(
             _update(opt, loss, layer.parameters(), schedule)
             return loss.item(), 0.0
 
-        return _run_stage(tag, steps, step, model, [opt, schedule], batches, progress, None)
+        return _run_stage(tag, steps, step, model, [opt, schedule], batches, progress, saves)
 
     def mimic(x: Tensor, _: Tensor | None) -> Tensor:
         with torch.no_grad():
@@ -490,8 +491,9 @@ def train_bottleneck_distillation(
             loss = loss + cfg.label_weight * F.cross_entropy(logits, labels.long())
         return loss
 
-    stage1 = stage("stage1 (mimic)", cfg.stage1_steps, cfg.lr, mimic)
-    stage2 = stage("stage2 (KD)", cfg.stage2_steps, cfg.lr * cfg.stage2_lr_factor, distil)
+    saves = resume or (None, None)
+    stage1 = stage("stage1 (mimic)", cfg.stage1_steps, cfg.lr, mimic, saves[0])
+    stage2 = stage("stage2 (KD)", cfg.stage2_steps, cfg.lr * cfg.stage2_lr_factor, distil, saves[1])
     model.eval()
     return stage1, stage2
 

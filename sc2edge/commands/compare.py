@@ -79,10 +79,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _export_models(methods: list[str], where: Path, int8: bool, calib: Path | None, backends: list[str],
                    calib_samples: int) -> list[str]:
-    """Registered model names -> bundles exported into ``where`` (reused when already there)."""
+    """Registered model names -> bundles exported into ``where`` (reused when already there). The codecs' INT8 rows
+    read one INT8 teacher (``run_compare`` takes the bundle that has it), so only the first bundle gets one: the
+    teacher's calibration is the slowest part of an INT8 export."""
+    from sc2edge.runtime.bundle import Bundle
     from sc2edge.runtime.input_codecs import list_input_codecs
+    from sc2edge.runtime.reference import has_reference
 
     resolved = []
+    int8_teacher = int8  # still to export
     for method in methods:
         if Path(method).is_dir() or method.partition(":")[0].lower() in list_input_codecs():
             resolved.append(method)
@@ -101,7 +106,8 @@ def _export_models(methods: list[str], where: Path, int8: bool, calib: Path | No
             export_bundle(method, target, config=ExportConfig(
                 backends=tuple(backends), int8=int8, calib=calib, calib_samples=calib_samples,
                 int8_check_count=INT8_CHECK_IMAGES, allow_int8_over_budget=True, reference=True,
-                int8_reference=int8))
+                int8_reference=int8_teacher))
+        int8_teacher = int8_teacher and not has_reference(Bundle.open(target, verify=False), precision="int8")
         resolved.append(str(target))
     return resolved
 

@@ -165,3 +165,18 @@ def test_compare_calibrates_int8_exports_on_training_images_only(tmp_path):
     fashion = _default_calibration(Namespace(out=tmp_path / "fm", dataset="fashion-mnist"))
     names = sorted(p.name for p in fashion.glob("*.png"))
     assert len(names) == DEFAULT_CALIBRATION_IMAGES and all(n.startswith("train-") for n in names)
+
+
+def test_compare_exports_one_int8_teacher(tmp_path):
+    """The codecs' INT8 rows read one INT8 teacher: the first exported bundle carries it, the next only FP32's."""
+    from argparse import Namespace
+
+    from sc2edge.commands.compare import _default_calibration, _export_models
+    from sc2edge.runtime.reference import has_reference
+
+    calib = _default_calibration(Namespace(out=tmp_path / "fm", dataset="fashion-mnist"))
+    names = ["entropic_student_fashion_mnist_beta1.6", "cr_bq_fashion_mnist_b1ch"]
+    first, second = (Bundle.open(p) for p in _export_models([*names, "jpeg"], tmp_path / "bundles", True, calib,
+                                                            ["onnxruntime"], 16)[:2])
+    assert has_reference(first, "onnxruntime", "int8") and has_reference(second, "onnxruntime", "fp32")
+    assert not has_reference(second, precision="int8")

@@ -139,6 +139,32 @@ def test_stage_resumes_where_it_stopped(fashion_batch, tmp_path, capsys):
         run(resume)
 
 
+def test_bottleneck_distillation_resumes_both_stages(fashion_batch, tmp_path):
+    """CR+BQ training saves each stage; a rerun of a finished run draws no batch and ends with the same weights."""
+    from sc2edge.zoo.bq import cr_bq_from_teacher
+
+    def run() -> tuple[list[float], torch.Tensor, int]:
+        torch.manual_seed(0)
+        teacher = FashionTeacher().eval()
+        bq = cr_bq_from_teacher(teacher, bottleneck_channels=2)
+        source, calls = _repeat(fashion_batch), []
+
+        def batches():
+            calls.append(1)
+            return source()
+
+        cfg = tr.StudentConfig(beta=0.0, stage1_steps=4, stage2_steps=3, lr=3e-3)
+        saves = (tr.Resume(tmp_path / "s1.pt", every_s=0.0), tr.Resume(tmp_path / "s2.pt", every_s=0.0))
+        stage1, stage2 = tr.train_bottleneck_distillation(bq, teacher.head, teacher, batches, cfg, progress=False,
+                                                          resume=saves)
+        return stage1.loss + stage2.loss, bq.bottleneck_layer.encoder[-1].weight.detach().clone(), len(calls)
+
+    losses, weight, drawn = run()
+    assert drawn == 7 and len(losses) == 7
+    again, weight_again, drawn_again = run()
+    assert drawn_again == 0 and again == losses and torch.equal(weight_again, weight)
+
+
 def test_training_is_deterministic(fashion_batch):
     def run() -> list[float]:
         torch.manual_seed(0)
@@ -225,6 +251,32 @@ def test_lite0_encoder_starts_as_the_teacher_front(channels, stride, side):
         rebuilt = layer.decoder(y)
         assert float(((rebuilt - split) ** 2).mean() / split.var()) < 0.2  # zeros would score >= 1
     assert latent_size(224, student.encoder_geometry()) == side and y.shape[1] == channels
+
+
+@pytest.mark.parametrize("stride", [4, 8])
+def test_lite0_cr_bq_shares_the_students_split(stride):
+    """CR+BQ and the Entropic Student of EfficientNet-Lite0 are one ``Lite0Split`` with another rate mechanism: the
+    same encoder and decoder layout, the same latent for the same start, a CR+BQ checkpoint of its own keys."""
+    from sc2edge.zoo.bq import CrBqEfficientNetLite0, QuantizedBottleneckLayer
+    from sc2edge.zoo.efficientnet_student import EntropicStudentEfficientNetLite0, efficientnet_lite0_teacher
+
+    teacher = efficientnet_lite0_teacher()
+    bq = CrBqEfficientNetLite0(bottleneck_channels=4, latent_stride=stride, teacher=teacher)
+    es = EntropicStudentEfficientNetLite0(latent_channels=4, latent_stride=stride, teacher=teacher)
+    assert isinstance(bq.bottleneck_layer, QuantizedBottleneckLayer) and bq.latent_channels == 4
+    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items() if k.startswith(("encoder.", "decoder."))}  # noqa: E731
+    assert shapes(bq.bottleneck_layer) == shapes(es.bottleneck_layer)
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        bq.init_from_features(x)
+        es.init_from_features(x)
+        assert torch.equal(bq.bottleneck_layer.encoder(x), es.bottleneck_layer.encoder(x))
+    assert latent_size(224, bq.encoder_geometry()) == 224 // stride
+    state = tr.checkpoint_state(bq)
+    assert state and all(k.startswith("bottleneck_layer.") for k in state)
+    load_into(CrBqEfficientNetLite0(bottleneck_channels=4, latent_stride=stride, teacher=teacher), state)
+    with pytest.raises(CheckpointError):
+        load_into(CrBqEfficientNetLite0(bottleneck_channels=4, latent_stride=12 - stride, teacher=teacher), state)
 
 
 def test_photo_crops_are_seeded_and_resumable():
