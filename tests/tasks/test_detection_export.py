@@ -197,7 +197,7 @@ def test_one_stream_decoded_by_the_classification_segmentation_and_detection_tai
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_int8_encoder_streams_decode_to_boxes_and_check_quant_reports_box_agreement_and_map(det_bundle, backend):
     int8 = {(a.role, a.format) for a in det_bundle.artifacts if a.precision == "int8"}
-    assert {("device", "onnx"), ("device", "openvino")} <= int8 and not any(r == "server" for r, _ in int8)
+    assert {("device", "onnx"), ("device", "openvino"), ("server", "onnx"), ("server", "openvino")} <= int8
     calibration = det_bundle.manifest["calibration"]
     assert calibration["count"] == 2 and calibration["bias_correction"]
     validation = calibration["int8_validation"]
@@ -227,3 +227,57 @@ def test_int8_encoder_streams_decode_to_boxes_and_check_quant_reports_box_agreem
     assert report.accuracy_fp32 == pytest.approx(task.metric(fp32, [truth[p.name] for p in voc_images()]))
     text = str(report)
     assert "COCO mAP@[.5:.95] INT8" in text and "agreement with FP32 (confident_matched)" in text
+
+
+def _quantized_op_types(graph: Path) -> set[str]:
+    """Op types that read a dequantized tensor: what a Q/DQ graph runs in INT8."""
+    import onnx
+
+    model = onnx.load(str(graph))
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return {n.op_type for n in model.graph.node if n.op_type != "QuantizeLinear" and set(n.input) & dequantized}
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_server_keeps_nms_in_float_and_decodes_int8_streams_to_boxes(det_bundle, backend):
+    """The INT8 server graph quantizes convolutions only (anchor decoding and NMS in float: ONNX Runtime's graph
+    has no dequantized input to anything else; OpenVINO's FakeQuantize feeds convolutions only), was checked at
+    export against the FP32 server on the held-out photos, and decodes INT8 streams to boxes in original pixels."""
+    if backend == "onnxruntime":
+        assert _quantized_op_types(det_bundle.path / det_bundle.artifact("server", "onnx", "int8").path) == {"Conv"}
+    else:
+        import openvino as ov
+
+        model = ov.Core().read_model(str(det_bundle.path / det_bundle.artifact("server", "openvino", "int8").path))
+        readers = {target.get_node().get_type_name() for op in model.get_ordered_ops()
+                   if op.get_type_name() == "FakeQuantize" for target in op.output(0).get_target_inputs()}
+        assert readers and readers <= {"Convolution", "GroupConvolution"}
+    validation = det_bundle.manifest["calibration"]["server_int8_validation"]
+    result = next(r for r in validation["results"] if r["backend"] == backend)
+    assert list(result["server"]) == ["confident_matched", "same_count"] and validation["images"] == 2
+    assert result["passed"] == (result["drop"] <= 0.01 + 1e-9)
+    path = voc_images()[0]
+    with Encoder(det_bundle, backend, "int8") as encoder, Decoder(det_bundle, backend, "int8") as decoder:
+        prediction = decoder.decode(encoder.encode([path])[0])
+    with Image.open(path) as image:
+        assert len(prediction) > 0 and set(prediction.labels.tolist()) == {PERSON}
+        assert prediction.boxes[:, 2].max() <= image.width and prediction.boxes[:, 3].max() <= image.height
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_one_int8_stream_decoded_by_the_three_int8_tails(det_bundle, bundle_dir, seg_bundle, backend):
+    """The INT8 detection encoder's stream, decoded by the INT8 server graphs of the classifier (the session's
+    INT8 bundle), the segmenter and the detector, each as it decodes alone."""
+    bundles = [Bundle.open(bundle_dir), seg_bundle, det_bundle]
+    with Encoder(det_bundle, backend, "int8") as encoder:
+        stream = encoder.encode([voc_images()[2]])[0]
+    with TailDecoders(bundles, backend=backend, precision="int8") as tails:
+        predictions = tails.decode(stream)
+        assert {d.precision for d in tails.decoders.values()} == {"int8"}
+    assert set(predictions) == {"classification", "segmentation", "detection"}
+    for bundle in bundles:
+        with Decoder(bundle, backend, "int8") as decoder:
+            assert decoder.decode(stream).to_json() == predictions[decoder.task.kind].to_json()
+    with Decoder(seg_bundle, backend, "int8") as decoder:
+        assert predictions["segmentation"].mask.shape == decoder.decode_sized(stream)[1].input
+    assert len(predictions["detection"]) > 0

@@ -70,11 +70,10 @@ def test_calibration_of_a_dynamic_input_is_at_the_exports_size():
     assert at_export_size(cropped) is cropped
 
 
-def test_int8_export_quantizes_the_device_graph_for_both_runtimes_and_budgets_pixel_agreement(seg_bundle):
+def test_int8_export_quantizes_both_graphs_for_both_runtimes_and_budgets_pixel_agreement(seg_bundle):
     manifest = seg_bundle.manifest
     int8 = {(a.role, a.format) for a in seg_bundle.artifacts if a.precision == "int8"}
-    assert {("device", "onnx"), ("device", "openvino")} <= int8
-    assert not any(role == "server" for role, _ in int8)  # INT8 streams, FP32 server
+    assert {("device", "onnx"), ("device", "openvino"), ("server", "onnx"), ("server", "openvino")} <= int8
     calibration = manifest["calibration"]
     assert calibration["count"] == 2
     validation = calibration["int8_validation"]
@@ -84,6 +83,49 @@ def test_int8_export_quantizes_the_device_graph_for_both_runtimes_and_budgets_pi
         assert result["metric"] == "agreement" and 0.0 < result["int8"] <= 1.0
         assert result["drop"] == pytest.approx(1.0 - result["int8"])
         assert result["passed"] == (result["drop"] <= 0.01 + 1e-9 and abs(result["rate_change_pct"]) <= 2.0)
+
+
+def _quantized_op_types(graph) -> set[str]:
+    """Op types that read a dequantized tensor: what a Q/DQ graph runs in INT8."""
+    import onnx
+
+    model = onnx.load(str(graph))
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return {n.op_type for n in model.graph.node if n.op_type != "QuantizeLinear" and set(n.input) & dequantized}
+
+
+def test_int8_server_quantizes_convolutions_only_and_is_validated_against_the_fp32_server(seg_bundle):
+    """The resize to the input and the argmax stay float; the export compared the INT8 server's class maps with
+    the FP32 server's on the held-out VOC photos (pixel agreement, budgeted) and the whole INT8 path (recorded)."""
+    server = seg_bundle.path / seg_bundle.artifact("server", "onnx", "int8").path
+    assert _quantized_op_types(server) == {"Conv"}
+    validation = seg_bundle.manifest["calibration"]["server_int8_validation"]
+    assert validation["images"] == 2 and validation["calibration_images_excluded"] == 0
+    assert validation["budgeted_on"] == "the task's agreement with the FP32 server"
+    assert {r["backend"] for r in validation["results"]} == {"onnxruntime", "openvino"}
+    for result in validation["results"]:
+        assert list(result["server"]) == list(result["end_to_end"]) == ["pixels", "mean IoU"]
+        assert 0.0 < result["server"]["pixels"] <= 1.0 and 0.0 < result["end_to_end"]["pixels"] <= 1.0
+        assert result["drop"] == pytest.approx(1.0 - result["server"]["pixels"])
+        assert result["passed"] == (result["drop"] <= 0.01 + 1e-9)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_server_decodes_streams_at_the_images_own_sizes(seg_bundle, seg_voc_dir, backend):
+    """INT8 end to end (INT8 encoder, INT8 server) at each photo's size: class maps at the input size, agreeing
+    with the FP32 path's on most pixels (random weights: the figure is the agreement, not an accuracy)."""
+    task = create_task(seg_bundle.manifest["task"], seg_bundle.labels)
+    paths = sorted(seg_voc_dir.iterdir())
+    with Encoder(seg_bundle, backend) as encoder, Decoder(seg_bundle, backend) as decoder, \
+            Encoder(seg_bundle, backend, "int8") as int8_encoder, Decoder(seg_bundle, backend, "int8") as int8_decoder:
+        fp32 = [decoder.decode(encoder.encode([p])[0]) for p in paths]
+        int8 = [int8_decoder.decode(int8_encoder.encode([p])[0]) for p in paths]
+        sizes = [encoder.preprocess_sized(p)[1].input for p in paths]
+    assert [p.mask.shape for p in int8] == sizes and len(set(sizes)) == 2
+    assert task.agreement(fp32, int8) > 0.5
+    recorded = next(r for r in seg_bundle.manifest["calibration"]["server_int8_validation"]["results"]
+                    if r["backend"] == backend)
+    assert task.agreement_scores(fp32, int8) == pytest.approx(recorded["end_to_end"])
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
