@@ -150,14 +150,17 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
             corrections.write_text(json.dumps(shifts_to_json(shifts)))
             role_meta["bias_correction"] = corrections.name
             record["bias_correction"] = BIAS_CORRECTION
-        for target in (["onnxruntime"] if "onnxruntime" in backends else []) + ["tensorrt"]:
+        # A server graph fed image sizes ends in post-processing TensorRT's Q/DQ rules refuse (ArgMax, NMS): it gets
+        # ONNX Runtime and OpenVINO INT8 only.
+        sized = role == "server" and task is not None and bool(task.extra_inputs)
+        for target in (["onnxruntime"] if "onnxruntime" in backends else []) + ([] if sized else ["tensorrt"]):
             write_qdq_artifact(builder, role, target, cache, config, role_meta)
-        fp16 = write_fp16_onnx(fp32, staging / f"{role}.fp16.trt.onnx")
-        builder.add_artifact(role, TRT_ONNX_FORMAT, "fp16", fp16.name, {"source": fp32.name})
+        if not sized:
+            fp16 = write_fp16_onnx(fp32, staging / f"{role}.fp16.trt.onnx")
+            builder.add_artifact(role, TRT_ONNX_FORMAT, "fp16", fp16.name, {"source": fp32.name})
         if "openvino" in backends:
             feeds = [{**f, name: f[name][i:i + 1]} for f in _feeds(role, images, config.batch, device_graph, name, task)
                      for i in range(len(f[name]))]
-            sized = role == "server" and task is not None and bool(task.extra_inputs)
             source = staging / f"{role}.fp32.xml"
             pixels = role == "device" and preprocess.get("graph_input") == PIXEL_GRAPH_INPUT  # cut from the ONNX graph
             xml = quantize_openvino(source if source.is_file() and not pixels else fp32, staging / f"{role}.int8.xml",

@@ -26,7 +26,15 @@ from sc2edge.photos import system_photos
 from sc2edge.runtime import Bundle, Decoder, Encoder, pack_stream, unpack_stream
 from sc2edge.runtime.tails import TailDecoders, check_shared_encoder
 from sc2edge.tasks.detection import coco_evaluate, coco_ground_truth
-from tests.tasks._detection import PERSON, RETINANET, VOC_DETECTION, biased_detector, save_paper_checkpoint
+from tests.tasks._detection import (
+    FASTER_RCNN,
+    PERSON,
+    RETINANET,
+    VOC_DETECTION,
+    biased_detector,
+    save_paper_checkpoint,
+)
+from tests.tasks._int8 import fake_quantize_readers, quantized_op_types
 
 pytestmark = pytest.mark.slow
 RESIZE = 160  # shorter side (the longer bound scales with it: 267); small enough for 2 cores
@@ -229,28 +237,16 @@ def test_int8_encoder_streams_decode_to_boxes_and_check_quant_reports_box_agreem
     assert "COCO mAP@[.5:.95] INT8" in text and "agreement with FP32 (confident_matched)" in text
 
 
-def _quantized_op_types(graph: Path) -> set[str]:
-    """Op types that read a dequantized tensor: what a Q/DQ graph runs in INT8."""
-    import onnx
-
-    model = onnx.load(str(graph))
-    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    return {n.op_type for n in model.graph.node if n.op_type != "QuantizeLinear" and set(n.input) & dequantized}
-
-
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_int8_server_keeps_nms_in_float_and_decodes_int8_streams_to_boxes(det_bundle, backend):
-    """The INT8 server graph quantizes convolutions only (anchor decoding and NMS in float: ONNX Runtime's graph
-    has no dequantized input to anything else; OpenVINO's FakeQuantize feeds convolutions only), was checked at
-    export against the FP32 server on the held-out photos, and decodes INT8 streams to boxes in original pixels."""
+    """The INT8 server graph quantizes convolutions (ONNX Runtime: their outputs, never the anchor decoding's or
+    NMS's; OpenVINO: FakeQuantize feeds convolutions only), was checked at export against the FP32 server on the
+    held-out photos, and decodes INT8 streams to boxes in original pixels."""
     if backend == "onnxruntime":
-        assert _quantized_op_types(det_bundle.path / det_bundle.artifact("server", "onnx", "int8").path) == {"Conv"}
+        quantized = quantized_op_types(det_bundle.path / det_bundle.artifact("server", "onnx", "int8").path)
+        assert "Conv" in quantized and not quantized & {"Sigmoid", "Exp", "TopK", "NonMaxSuppression"}
     else:
-        import openvino as ov
-
-        model = ov.Core().read_model(str(det_bundle.path / det_bundle.artifact("server", "openvino", "int8").path))
-        readers = {target.get_node().get_type_name() for op in model.get_ordered_ops()
-                   if op.get_type_name() == "FakeQuantize" for target in op.output(0).get_target_inputs()}
+        readers = fake_quantize_readers(det_bundle.path / det_bundle.artifact("server", "openvino", "int8").path)
         assert readers and readers <= {"Convolution", "GroupConvolution"}
     validation = det_bundle.manifest["calibration"]["server_int8_validation"]
     result = next(r for r in validation["results"] if r["backend"] == backend)
@@ -281,3 +277,46 @@ def test_one_int8_stream_decoded_by_the_three_int8_tails(det_bundle, bundle_dir,
     with Decoder(seg_bundle, backend, "int8") as decoder:
         assert predictions["segmentation"].mask.shape == decoder.decode_sized(stream)[1].input
     assert len(predictions["detection"]) > 0
+
+
+def test_faster_rcnn_untrained_and_with_boxes_exports_and_decodes_like_pytorch_on_both_runtimes(tmp_path):
+    """The registry's random Faster R-CNN scores every class about 1/91, under its 0.05 cut, so no photo gives a
+    box to trace NMS with: export traces at a tiny cut and sets 0.05 in the graph, and both runtimes decode to no
+    boxes, as PyTorch does (OpenVINO's empty NMS branch included). With "person" made likely, the same model
+    decodes on OpenVINO to ONNX Runtime's boxes."""
+    import onnx
+    from onnx import numpy_helper
+
+    from sc2edge.export import ExportConfig, export_bundle
+    from sc2edge.export.pipeline import TRACE_SCORE_CUT
+    from sc2edge.zoo import get_model
+
+    images = tmp_path / "validation"
+    images.mkdir()
+    for path in voc_images()[:2]:
+        (images / path.name).symlink_to(path)
+    config = ExportConfig(backends=("onnxruntime", "openvino"), resize=96, validation_images=images, progress=False)
+    untrained = Bundle.open(export_bundle(FASTER_RCNN, tmp_path / "untrained", config=config))
+    assert untrained.manifest["model"]["trained"] is False and untrained.manifest["task"]["score_threshold"] == 0.05
+    constants = [numpy_helper.to_array(a.t) for n in onnx.load(str(untrained.path / "server.fp32.onnx")).graph.node
+                 if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    assert not any(c.size == 1 and c.dtype == np.float32 and c.item() == np.float32(TRACE_SCORE_CUT)
+                   for c in constants)
+    assert all(record["passed"] for record in untrained.manifest["validation"])
+    for backend in ("onnxruntime", "openvino"):
+        with Encoder(untrained, backend) as encoder, Decoder(untrained, backend) as decoder:
+            outputs = decoder.outputs(encoder.encode([voc_images()[2]])[0])
+        assert outputs["boxes"].shape == (0, 4) and outputs["scores"].shape == outputs["labels"].shape == (0,)
+
+    loaded = get_model(FASTER_RCNN)
+    loaded.model.load_state_dict(biased_detector(FASTER_RCNN).state_dict())
+    biased = Bundle.open(export_bundle(loaded, tmp_path / "biased", config=config))
+    assert all(record["passed"] for record in biased.manifest["validation"])
+    predictions = {}
+    for backend in ("onnxruntime", "openvino"):
+        with Encoder(biased, backend) as encoder, Decoder(biased, backend) as decoder:
+            predictions[backend] = decoder.decode(encoder.encode([voc_images()[2]])[0])
+    assert len(predictions["openvino"]) > 0 and set(predictions["openvino"].labels.tolist()) == {PERSON}
+    with Decoder(biased) as decoder:
+        assert decoder.task.agreement_checks(predictions["onnxruntime"], predictions["openvino"]) == {
+            "confident_matched": True, "same_count": True}

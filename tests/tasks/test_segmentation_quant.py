@@ -1,6 +1,7 @@
 """The task metric seam on segmentation: mean IoU and pixel agreement by hand, VOC masks as labels, the INT8
-export of the DeepLabv3 student on both runtimes (calibrated at the export's size, validated by pixel
-agreement), and check-quant's task figures on held-out VOC photos with their masks."""
+export of the DeepLabv3 student on both runtimes (both graphs, calibrated at the export's size, validated by pixel
+agreement: the encoder with the FP32 server, the server against the FP32 server), INT8 end to end, and
+check-quant's task figures on held-out VOC photos with their masks."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sc2edge.runtime import Decoder, Encoder
 from sc2edge.tasks import create_task
 from sc2edge.tasks.segmentation import SegmentationPrediction, load_mask
 from tests.conftest import VOC_MASKS
+from tests.tasks._int8 import fake_quantize_readers, quantized_op_types
 
 TASK = create_task({"kind": "segmentation", "num_classes": 3})
 
@@ -85,20 +87,15 @@ def test_int8_export_quantizes_both_graphs_for_both_runtimes_and_budgets_pixel_a
         assert result["passed"] == (result["drop"] <= 0.01 + 1e-9 and abs(result["rate_change_pct"]) <= 2.0)
 
 
-def _quantized_op_types(graph) -> set[str]:
-    """Op types that read a dequantized tensor: what a Q/DQ graph runs in INT8."""
-    import onnx
-
-    model = onnx.load(str(graph))
-    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    return {n.op_type for n in model.graph.node if n.op_type != "QuantizeLinear" and set(n.input) & dequantized}
-
-
 def test_int8_server_quantizes_convolutions_only_and_is_validated_against_the_fp32_server(seg_bundle):
-    """The resize to the input and the argmax stay float; the export compared the INT8 server's class maps with
-    the FP32 server's on the held-out VOC photos (pixel agreement, budgeted) and the whole INT8 path (recorded)."""
+    """Convolutions run INT8 (ONNX Runtime quantizes their outputs, OpenVINO their inputs); the resize to the
+    input and the argmax stay float; the export compared the INT8 server's class maps with the FP32 server's on
+    the held-out VOC photos (pixel agreement, budgeted) and the whole INT8 path (recorded)."""
     server = seg_bundle.path / seg_bundle.artifact("server", "onnx", "int8").path
-    assert _quantized_op_types(server) == {"Conv"}
+    quantized = quantized_op_types(server)
+    assert "Conv" in quantized and not quantized & {"Resize", "ArgMax"}
+    readers = fake_quantize_readers(seg_bundle.path / seg_bundle.artifact("server", "openvino", "int8").path)
+    assert readers and readers <= {"Convolution", "GroupConvolution"}
     validation = seg_bundle.manifest["calibration"]["server_int8_validation"]
     assert validation["images"] == 2 and validation["calibration_images_excluded"] == 0
     assert validation["budgeted_on"] == "the task's agreement with the FP32 server"
