@@ -15,9 +15,10 @@ def quantized_op_types(graph: Path) -> set[str]:
 
 
 def fake_quantize_readers(xml: Path) -> set[str]:
-    """Op types an OpenVINO INT8 IR's FakeQuantize nodes feed: what runs in INT8 there."""
+    """Op types an OpenVINO INT8 IR's FakeQuantize nodes feed: what runs in INT8 there (ShapeOf, which reads the
+    shape only, left out)."""
     import openvino as ov
 
     model = ov.Core().read_model(str(xml))
     return {target.get_node().get_type_name() for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
-            for target in op.output(0).get_target_inputs()}
+            for target in op.output(0).get_target_inputs()} - {"ShapeOf"}
