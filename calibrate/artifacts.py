@@ -27,7 +27,7 @@ import numpy as np
 from sc2edge.calibrate.bias_correction import correct_biases, shifts_from_json, shifts_to_json
 from sc2edge.calibrate.config import RECIPES, CalibConfig
 from sc2edge.calibrate.data import ImageSet, at_export_size, calibration_set
-from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
+from sc2edge.calibrate.nncf_int8 import CONV_OP_TYPES, FLOAT_OP_TYPES, quantize_openvino
 from sc2edge.calibrate.onnxrt import collect_ranges, quantize_onnx
 from sc2edge.calibrate.trt_onnx import check_trt_qdq, write_fp16_onnx
 from sc2edge.errors import Sc2edgeError
@@ -35,6 +35,7 @@ from sc2edge.runtime.backends.onnxrt import OnnxRuntimeRunner
 from sc2edge.runtime.cpu import this_cpu
 from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT, TRT_ONNX_FORMAT
 from sc2edge.runtime.preprocess import float_item
+from sc2edge.tasks import ImageSizes, Task
 
 ROLE_INPUT = {"device": "image", "server": "symbols"}  # a factorized-prior bundle's graph inputs
 IMAGE_ROLES = ("device", "reference")  # graphs that read the image; the server reads the device graph's output
@@ -53,17 +54,24 @@ def _graph_input(graph: Path) -> str:
 
 
 def _feeds(role: str, images: ImageSet, batch: int, device_graph: Path,
-           input_name: str = "image") -> Iterator[dict[str, np.ndarray]]:
+           input_name: str = "image", task: Task | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Calibration inputs of a role: image batches, or the FP32 device graph's output for them (its symbols; a
-    CR+BQ device graph's float latent z, a fine range proxy for the 8-bit z_hat the server reads)."""
+    CR+BQ device graph's float latent z, a fine range proxy for the 8-bit z_hat the server reads). A server graph
+    with inputs beside the latent (``task.extra_inputs``: a dynamic input's image sizes) gets one image per feed
+    with its sizes: a calibration input is the whole image at the export's size (``at_export_size``)."""
     if role in IMAGE_ROLES:  # the reference reads the float image even where the device graph takes uint8 pixels
         for x in images.batches(batch):
             yield {input_name: float_item(x, images.preprocess) if role == "reference" else x}
         return
+    sized = task is not None and bool(task.extra_inputs)
     with OnnxRuntimeRunner(device_graph) as runner:
-        for x in images.batches(batch):
+        for x in images.batches(1 if sized else batch):
             outputs = runner.infer({"image": x})
-            yield {input_name: outputs[input_name] if input_name in outputs else next(iter(outputs.values()))}
+            feed = {input_name: outputs[input_name] if input_name in outputs else next(iter(outputs.values()))}
+            if sized:
+                size = tuple(int(d) for d in x.shape[-2:])
+                feed.update(task.server_inputs(ImageSizes(original=size, input=size)))
+            yield feed
 
 
 def stored_bias_shift(folder: Path, meta: dict[str, Any], config: CalibConfig) -> dict[str, np.ndarray] | None:
@@ -102,7 +110,8 @@ def write_qdq_artifact(builder: Any, role: str, target: str, cache: Path, config
 
 def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Path, *,
                        config: CalibConfig | None = None, backends: Sequence[str] = ("onnxruntime",),
-                       roles: Sequence[str] = ("device", "server"), progress: bool = True) -> dict[str, Any]:
+                       roles: Sequence[str] = ("device", "server"), progress: bool = True,
+                       task: Task | None = None) -> dict[str, Any]:
     """Calibrate on ``calib`` and stage the INT8 (and TensorRT FP16) graphs of ``roles``; returns the
     calibration record for the manifest (method, seed, images' sha256: check-quant holds these out).
 
@@ -114,6 +123,9 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
         backends (Sequence[str]): canonical backend names being exported. Defaults to ("onnxruntime",).
         roles (Sequence[str]): graphs to quantize. Defaults to ("device", "server").
         progress (bool): progress bars. Defaults to True.
+        task (Task | None): the bundle's task; where its server graph takes image sizes (segmentation, detection),
+            the server is calibrated one image at a time and quantized in its convolutions only, its
+            post-processing (resize and argmax; anchor decoding and NMS) left in float. Defaults to None.
     """
     config = (config or CalibConfig()).validate()
     staging = Path(builder.staging)
@@ -129,7 +141,7 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
         batches = -(-len(images) // config.batch)
         # The ranges stay in the bundle (ORT's JSON calibration cache): accuracy control re-quantizes from them.
         name = _graph_input(fp32)
-        cache = collect_ranges(fp32, _feeds(role, images, config.batch, device_graph, name), config,
+        cache = collect_ranges(fp32, _feeds(role, images, config.batch, device_graph, name, task), config,
                                staging / f"{role}.int8.ranges.json", total=batches)
         role_meta = dict(meta)
         if role in BIAS_CORRECTED_ROLES and "onnxruntime" in backends:
@@ -138,18 +150,23 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
             corrections.write_text(json.dumps(shifts_to_json(shifts)))
             role_meta["bias_correction"] = corrections.name
             record["bias_correction"] = BIAS_CORRECTION
-        for target in (["onnxruntime"] if "onnxruntime" in backends else []) + ["tensorrt"]:
+        # A server graph fed image sizes ends in post-processing TensorRT's Q/DQ rules refuse (ArgMax, NMS): it gets
+        # ONNX Runtime and OpenVINO INT8 only.
+        sized = role == "server" and task is not None and bool(task.extra_inputs)
+        for target in (["onnxruntime"] if "onnxruntime" in backends else []) + ([] if sized else ["tensorrt"]):
             write_qdq_artifact(builder, role, target, cache, config, role_meta)
-        fp16 = write_fp16_onnx(fp32, staging / f"{role}.fp16.trt.onnx")
-        builder.add_artifact(role, TRT_ONNX_FORMAT, "fp16", fp16.name, {"source": fp32.name})
+        if not sized:
+            fp16 = write_fp16_onnx(fp32, staging / f"{role}.fp16.trt.onnx")
+            builder.add_artifact(role, TRT_ONNX_FORMAT, "fp16", fp16.name, {"source": fp32.name})
         if "openvino" in backends:
-            feeds = [{name: f[name][i:i + 1]} for f in _feeds(role, images, config.batch, device_graph, name)
+            feeds = [{**f, name: f[name][i:i + 1]} for f in _feeds(role, images, config.batch, device_graph, name, task)
                      for i in range(len(f[name]))]
             source = staging / f"{role}.fp32.xml"
             pixels = role == "device" and preprocess.get("graph_input") == PIXEL_GRAPH_INPUT  # cut from the ONNX graph
             xml = quantize_openvino(source if source.is_file() and not pixels else fp32, staging / f"{role}.int8.xml",
                                     feeds, config, full_bias_correction=role == "device",
-                                    preprocess=preprocess if role == "device" else None)
+                                    preprocess=preprocess if role == "device" else None,
+                                    quantize_types=CONV_OP_TYPES if sized else None)
             builder.add_artifact(role, "openvino", "int8", xml.name,
                                  {**meta, "weights": xml.with_suffix(".bin").name, "tool": "nncf",
                                   "preset": config.nncf_preset, "float_op_types": list(FLOAT_OP_TYPES),

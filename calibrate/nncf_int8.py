@@ -39,6 +39,7 @@ from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT, PreprocessSpec
 from sc2edge.runtime.preprocess import normalize_pixels
 
 FLOAT_OP_TYPES = ("Divide", "Multiply")
+CONV_OP_TYPES = ("Convolution", "GroupConvolution")  # a graph quantized in its convolutions only (ORT's op_types)
 # The ONNX ops of the pixel front (zoo.graphs.PixelInput): Transpose, Cast, / 255, - mean, / std.
 _FRONT_OPS = ("Transpose", "Cast", "Div", "Sub", "Mul", "Add")
 
@@ -50,7 +51,8 @@ def quantize_openvino(model: str | Path, out_xml: str | Path, feeds: Sequence[di
                       config: CalibConfig, *, max_drop: float | None = None,
                       validation: tuple[Sequence[Any], ValidationFn] | None = None,
                       full_bias_correction: bool = False,
-                      preprocess: PreprocessSpec | Mapping[str, Any] | None = None) -> Path:
+                      preprocess: PreprocessSpec | Mapping[str, Any] | None = None,
+                      quantize_types: Sequence[str] | None = None) -> Path:
     """Quantize an OpenVINO model (IR or ONNX) to INT8 and save it as IR.
 
     Args:
@@ -65,6 +67,9 @@ def quantize_openvino(model: str | Path, out_xml: str | Path, feeds: Sequence[di
             choice; slow on deep graphs). Defaults to False.
         preprocess (PreprocessSpec | Mapping | None): the bundle's record; where its graph takes uint8 pixels,
             ``model`` must be the ONNX graph and ``feeds`` (and validation inputs) are pixels. Defaults to None.
+        quantize_types (Sequence[str] | None): the only OpenVINO op types to quantize (every other type in the
+            model goes in the ignored scope), e.g. ``CONV_OP_TYPES`` to keep a detector's anchor decoding and NMS
+            in float. Defaults to None: every type NNCF quantizes but ``FLOAT_OP_TYPES``.
     """
     config = config.validate()
     ov, nncf = lazy_import("openvino"), lazy_import("nncf")
@@ -90,7 +95,10 @@ def quantize_openvino(model: str | Path, out_xml: str | Path, feeds: Sequence[di
     options: dict[str, Any] = {
         "preset": nncf.QuantizationPreset(config.nncf_preset), "subset_size": min(config.samples, len(feeds)),
         "fast_bias_correction": not full_bias_correction,
-        "ignored_scope": nncf.IgnoredScope(names=list(config.exclude), types=list(FLOAT_OP_TYPES), validate=False),
+        "ignored_scope": nncf.IgnoredScope(names=list(config.exclude), types=sorted(
+            {*FLOAT_OP_TYPES, *(op.get_type_name() for op in ov_model.get_ordered_ops()
+                                if quantize_types is not None and op.get_type_name() not in quantize_types)}),
+            validate=False),
     }
     if max_drop is None:
         quantized = nncf.quantize(ov_model, dataset, **options, advanced_parameters=advanced)

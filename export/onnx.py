@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -50,3 +51,58 @@ def export_onnx(graph: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ..
         torch.onnx.export(graph.eval(), examples, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
     return path
+
+
+def replace_scalar(path: Path, old: float, new: float) -> int:
+    """Set every float32 scalar constant of the ONNX graph at ``path`` that equals ``old`` (initializers and
+    Constant nodes) to ``new``; returns how many were set (the file is rewritten only when some were)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    tensors = [*model.graph.initializer, *(a.t for n in model.graph.node if n.op_type == "Constant"
+                                           for a in n.attribute if a.name == "value")]
+    replaced = 0
+    for tensor in tensors:
+        value = numpy_helper.to_array(tensor)
+        if value.dtype == np.float32 and value.size == 1 and value.item() == np.float32(old):
+            tensor.CopyFrom(numpy_helper.from_array(np.full_like(value, new), tensor.name))
+            replaced += 1
+    if replaced:
+        onnx.save(model, str(path))
+    return replaced
+
+
+def dynamic_empty_branches(path: Path) -> int:
+    """Rewrite each ``If`` branch that is one zero-size 1-D Constant (torchvision's ``batched_nms`` returns
+    ``torch.empty(0)`` when no box passed the score cut) to slice an empty tensor of its type from the ``If``'s
+    condition instead; returns how many (the file is rewritten only when some were). OpenVINO 2026.4's CPU plugin
+    returns such a branch's constant as one element of uninitialized memory: a detector that found nothing
+    reported one box of garbage (shape (1, 4) where ONNX Runtime gives (0, 4)); sliced, both give (0, 4)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    rewritten = 0
+    for node in (n for n in model.graph.node if n.op_type == "If"):
+        for branch in (a.g for a in node.attribute if a.name in ("then_branch", "else_branch")):
+            if len(branch.node) != 1 or branch.node[0].op_type != "Constant" or len(branch.output) != 1:
+                continue
+            value = numpy_helper.to_array(branch.node[0].attribute[0].t)
+            if value.size or value.ndim != 1:
+                continue
+            out, dtype = branch.output[0].name, branch.output[0].type.tensor_type.elem_type
+            branch.node.pop()
+            branch.node.extend([
+                helper.make_node("Constant", [], [f"{out}_flat_shape"], value=numpy_helper.from_array(
+                    np.array([-1], np.int64))),
+                helper.make_node("Constant", [], [f"{out}_zero"], value=numpy_helper.from_array(
+                    np.array([0], np.int64))),
+                helper.make_node("Reshape", [node.input[0], f"{out}_flat_shape"], [f"{out}_flat"]),
+                helper.make_node("Cast", [f"{out}_flat"], [f"{out}_cast"], to=dtype),
+                helper.make_node("Slice", [f"{out}_cast", f"{out}_zero", f"{out}_zero"], [out])])
+            rewritten += 1
+    if rewritten:
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
+    return rewritten

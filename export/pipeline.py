@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import tempfile
@@ -37,9 +38,12 @@ from sc2edge.export.onnx import (
     PIXEL_AXES,
     REFERENCE_IO,
     SERVER_INPUT,
+    dynamic_empty_branches,
     export_onnx,
+    replace_scalar,
 )
 from sc2edge.export.openvino import add_openvino_artifacts
+from sc2edge.export.server_int8 import ServerInt8Validation, validate_server_int8
 from sc2edge.export.validate import (
     ReferenceValidationResult,
     SymbolTolerance,
@@ -60,6 +64,8 @@ from sc2edge.zoo import LoadedModel, ReferenceModel, class_names, get_model, get
 from sc2edge.zoo.graphs import DeviceGraph, PixelInput, ServerGraph
 
 VALIDATION_IMAGES = 4
+OFFLINE_PHOTOS = "offline photos (sc2edge.photos.system_photos)"  # the INT8 checks' source without check images
+TRACE_SCORE_CUT = 2.0 ** -17  # a detector's score cut while traced: tiny, and a value no other constant has
 _VERSIONED_PACKAGES = ("torch", "torchvision", "compressai", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
 
 
@@ -267,8 +273,14 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     size = manifest["input"]["height"]
     channels = manifest["input"]["channels"]
     example = torch.zeros(1, channels, size, size)
+    # A detector is traced with a tiny score cut (an untrained one has no box above its real cut, and a tracer
+    # follows the branch taken); the real cut is then set in the graph (``set_score_cut``).
+    def tracing(model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+        return model.score_cut(TRACE_SCORE_CUT) if task.kind == "detection" else contextlib.nullcontext()
+
     if task.kind == "detection":
-        example = detection_example(loaded, manifest["preprocess"], images)
+        with tracing(loaded.model):
+            example = detection_example(loaded, manifest["preprocess"], images)
     with BundleBuilder(out, overwrite=config.overwrite) as builder, torch.no_grad():
         if bq:
             manifest["entropy"] = write_quantizer(loaded, builder.staging)
@@ -294,9 +306,14 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
             export_onnx(device_graph, device_example, builder.staging / "device.fp32.onnx", device_io,
                         opset=config.opset, input_axes=device_axes)
             builder.add_artifact("device", "onnx", "fp32", "device.fp32.onnx")
-            export_onnx(server_graph, (device_graph(device_example), *loaded.model.tail_inputs(example)),
-                        builder.staging / "server.fp32.onnx", ([server_input, *task.extra_inputs], task.output_names),
-                        opset=config.opset, output_axes={o.name: o.dynamic_axes() for o in task.outputs})
+            with tracing(server_graph.tail):  # the server graph's own copy of the model
+                export_onnx(server_graph, (device_graph(device_example), *loaded.model.tail_inputs(example)),
+                            builder.staging / "server.fp32.onnx",
+                            ([server_input, *task.extra_inputs], task.output_names),
+                            opset=config.opset, output_axes={o.name: o.dynamic_axes() for o in task.outputs})
+            if task.kind == "detection":
+                set_score_cut(builder.staging / "server.fp32.onnx", loaded.model.score_threshold)
+                dynamic_empty_branches(builder.staging / "server.fp32.onnx")  # OpenVINO's zero-box output
             builder.add_artifact("server", "onnx", "fp32", "server.fp32.onnx")
         reference = _reference(loaded.spec.name, config, trust_checkpoint)
         if reference is not None:
@@ -308,17 +325,18 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
         if config.int8:
             # A hyperprior quantizes its device graph (g_a, h_a) only: the server graph reads a float y_hat, and the
             # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph. A
-            # dynamic-input model (segmentation, detection) quantizes its device graph only too: INT8 streams, FP32
-            # server (calibrated at the export's size: ``calibrate.data.at_export_size``).
+            # dynamic-input model (segmentation, detection) is calibrated at the export's size
+            # (``calibrate.data.at_export_size``); its server graph is quantized in its convolutions only, the
+            # post-processing in float, and checked against FP32 (``validate_server_int8``).
             # The reference (the teacher) gets INT8 graphs when asked: the input-codec baselines' INT8 points run it.
-            roles = ("device",) if hyperprior or loaded.spec.preprocess.dynamic else ("device", "server")
+            roles = ("device",) if hyperprior else ("device", "server")
             manifest["calibration"] = add_int8_artifacts(
                 builder, manifest["preprocess"], config.calib,
                 config=CalibConfig(samples=config.calib_samples, recipe=config.int8_recipe,
                                    method=config.calib_method),
                 backends=config.backends,
                 roles=(*roles, "reference") if reference is not None and config.int8_reference else roles,
-                progress=config.progress)
+                progress=config.progress, task=task)
 
         builder.write_manifest(manifest)
         limits = measure_input_limits(builder.staging, config.backends)
@@ -337,14 +355,24 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
         _check([*results, *reference_results], config)
         if config.int8:
             manifest["calibration"]["int8_validation"] = _validate_int8(builder, config).to_json()
+            if loaded.spec.preprocess.dynamic:
+                manifest["calibration"]["server_int8_validation"] = _validate_server_int8(builder, config).to_json()
         builder.write_manifest(manifest)
         return builder.commit()
 
 
+def set_score_cut(graph: Path, cut: float) -> None:
+    """Put the detector's real score cut in place of the ``TRACE_SCORE_CUT`` the graph was traced with."""
+    if not replace_scalar(graph, TRACE_SCORE_CUT, cut):
+        raise Sc2edgeError(f"{graph.name}: the score cut {TRACE_SCORE_CUT} it was traced with is not a constant of "
+                           "the graph, so its real cut cannot be set")
+
+
 @torch.no_grad()
 def detection_example(loaded: LoadedModel, preprocess: dict[str, Any], images: list[Path]) -> torch.Tensor:
-    """The first validation image the detector finds something in, as the input to trace: tracing follows Python
-    branches, and torchvision's NMS takes an early return on zero boxes, which a blank image would bake in."""
+    """The first validation image the detector finds something in (at the trace's score cut), as the input to
+    trace: tracing follows Python branches, and torchvision's NMS takes an early return on zero boxes, which a
+    blank image would bake in."""
     for path in images:
         image = torch.from_numpy(float_input(path, preprocess, fast=False))[None]
         if len(loaded.model(image)[0]):
@@ -357,10 +385,7 @@ def _validate_int8(builder: BundleBuilder, config: ExportConfig) -> Int8Validati
     """The INT8 hook: each runtime's INT8 encoder against FP32 on held-out images, within ``int8_budget``
     (accuracy control first, when asked); over budget, no bundle is written unless explicitly allowed."""
     with tempfile.TemporaryDirectory(prefix="sc2edge-int8-check-") as tmp:
-        data = config.int8_check_images or config.validation_images
-        if data is None:  # the offline photos, as a file list
-            data = Path(tmp) / "photos.txt"
-            data.write_text("".join(f"{p}\n" for p in system_photos()))
+        data = _int8_check_data(config, Path(tmp))
 
         def check() -> Int8Validation:
             return validate_int8(Bundle.open(builder.staging, verify=False), data, config.int8_check_labels,
@@ -376,12 +401,37 @@ def _validate_int8(builder: BundleBuilder, config: ExportConfig) -> Int8Validati
             builder.artifacts = Bundle.open(builder.staging, verify=False).artifacts  # control re-hashed them
             verdict = check()
     if config.int8_check_images is None and config.validation_images is None:
-        verdict.source = "offline photos (sc2edge.photos.system_photos)"
+        verdict.source = OFFLINE_PHOTOS
     if not verdict and not config.allow_int8_over_budget:
         remedy = ("even after accuracy control" if config.int8_accuracy_control
                   else "pass --max-drop X for accuracy control")
         raise Sc2edgeError(f"{verdict.summary()}: no bundle written ({remedy}; --allow-int8-over-budget writes it "
                            "anyway; or export without --int8)")
+    return verdict
+
+
+def _int8_check_data(config: ExportConfig, tmp: Path) -> Path:
+    """The INT8 checks' held-out images: ``int8_check_images``, else ``validation_images``, else the offline photos
+    (as a file list in ``tmp``)."""
+    data = config.int8_check_images or config.validation_images
+    if data is None:
+        data = tmp / "photos.txt"
+        data.write_text("".join(f"{p}\n" for p in system_photos()))
+    return Path(data)
+
+
+def _validate_server_int8(builder: BundleBuilder, config: ExportConfig) -> ServerInt8Validation:
+    """A dynamic-input tail's INT8 server graphs against FP32 (``validate_server_int8``), within ``int8_budget``'s
+    drop; over budget, no bundle is written unless explicitly allowed."""
+    with tempfile.TemporaryDirectory(prefix="sc2edge-int8-server-check-") as tmp:
+        verdict = validate_server_int8(Bundle.open(builder.staging, verify=False), _int8_check_data(config, Path(tmp)),
+                                       backends=config.backends, budget=config.int8_budget,
+                                       images=config.int8_check_count, progress=False)
+    if config.int8_check_images is None and config.validation_images is None:
+        verdict.source = OFFLINE_PHOTOS
+    if not verdict and not config.allow_int8_over_budget:
+        raise Sc2edgeError(f"{verdict.summary()}: no bundle written (--allow-int8-over-budget writes it anyway; or "
+                           "export without --int8)")
     return verdict
 
 

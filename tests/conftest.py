@@ -173,8 +173,8 @@ def seg_voc_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def segmentation_bundle_dir(tmp_path_factory, seg_voc_dir, calib_dir) -> Path:
     """The DeepLabv3 student (random weights, the ImageNet student's encoder and tables), dynamic input, shorter
-    side 64, ONNX Runtime and OpenVINO, FP32 and an INT8 encoder (calibrated on two offline photos at the export's
-    size, validated on the two VOC photos): a second tail of ``fp32_bundle_dir``'s encoder."""
+    side 64, ONNX Runtime and OpenVINO, FP32 and INT8 (encoder and server, calibrated on two offline photos at the
+    export's size, validated on the two VOC photos): a second tail of ``fp32_bundle_dir``'s encoder."""
     from sc2edge.export import ExportConfig, export_bundle
 
     return export_bundle(SEGMENTATION_MODEL, tmp_path_factory.mktemp("bundles") / "seg",

@@ -20,6 +20,8 @@ post-processing (anchor decoding, NMS, boxes mapped back to the original image).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import torch
@@ -93,6 +95,19 @@ class EntropicStudentDetector(SplitClassifier):
         """The detection task's settings that come from the model (its manifest ``task`` section)."""
         return {"score_threshold": float(self.score_threshold)}
 
+    @contextmanager
+    def score_cut(self, value: float) -> Iterator[None]:
+        """Run with ``value`` as the score cut instead of ``score_threshold`` (export traces with a tiny one: a
+        tracer follows the branch taken, and an untrained model has no box above 0.05 to take NMS's branch)."""
+        self._set_score_cut(value)
+        try:
+            yield
+        finally:
+            self._set_score_cut(self.score_threshold)
+
+    def _set_score_cut(self, value: float) -> None:
+        raise NotImplementedError
+
     def tail_inputs(self, image: Tensor) -> tuple[Tensor, ...]:
         size = torch.tensor(image.shape[-2:], dtype=torch.int64)
         return size, size.clone(), size.clone()
@@ -122,6 +137,9 @@ class EntropicStudentFasterRCNN(EntropicStudentDetector):
         self.rpn, self.roi_heads = detector.rpn, detector.roi_heads
         self.score_threshold = detector.roi_heads.score_thresh
 
+    def _set_score_cut(self, value: float) -> None:
+        self.roi_heads.score_thresh = value
+
     def detect(self, features: OrderedDict[str, Tensor], images: SimpleNamespace) -> list[dict[str, Tensor]]:
         proposals, _ = self.rpn(images, features)
         return self.roi_heads(features, proposals, images.image_sizes)[0]
@@ -140,6 +158,9 @@ class EntropicStudentRetinaNet(EntropicStudentDetector):
         self.head, self.anchor_generator = detector.head, detector.anchor_generator
         self._postprocess = (detector,)  # its thresholds and box coder; a tuple keeps it out of the state dict
         self.score_threshold = detector.score_thresh
+
+    def _set_score_cut(self, value: float) -> None:
+        self._postprocess[0].score_thresh = value
 
     def detect(self, features: OrderedDict[str, Tensor], images: SimpleNamespace) -> list[dict[str, Tensor]]:
         maps = list(features.values())

@@ -197,3 +197,55 @@ def test_labels_are_a_coco_annotation_file_matched_by_image_name(task, tmp_path)
         task.load_labels(tmp_path / "bad.json", images, VOC_DETECTION)
     with pytest.raises(Sc2edgeError, match="no class names"):
         DetectionTask(91).load_labels(VOC_DETECTION / "annotations.json", images, VOC_DETECTION)
+
+
+def test_an_empty_constant_branch_becomes_a_sliced_empty_tensor_on_both_runtimes(tmp_path):
+    """torchvision's NMS returns a constant empty tensor when no box passed the cut; rewritten (OpenVINO read the
+    constant as one element of garbage), the branch still gives zero elements, and the other branch is untouched."""
+    import onnx
+    import onnxruntime as ort
+    import openvino as ov
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sc2edge.export.onnx import dynamic_empty_branches
+
+    def branch(name: str, node: onnx.NodeProto) -> onnx.GraphProto:
+        return helper.make_graph([node], name, [], [helper.make_tensor_value_info(f"{name}_out", TensorProto.INT64,
+                                                                                  [None])])
+
+    empty = helper.make_node("Constant", [], ["then_out"], value=numpy_helper.from_array(np.zeros(0, np.int64)))
+    graph = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["y"], then_branch=branch("then", empty),
+                          else_branch=branch("else", helper.make_node("Identity", ["x"], ["else_out"])))],
+        "g", [helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+              helper.make_tensor_value_info("x", TensorProto.INT64, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, [None])])
+    path = tmp_path / "if.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert dynamic_empty_branches(path) == 1 and dynamic_empty_branches(path) == 0
+    session = ort.InferenceSession(str(path))
+    compiled = ov.Core().compile_model(str(path), "CPU")
+    for cond, expected in ((True, []), (False, [3, 1])):
+        feed = {"cond": np.array(cond), "x": np.array([3, 1], np.int64)}
+        assert session.run(None, feed)[0].tolist() == expected
+        assert compiled.create_infer_request().infer(feed)[compiled.outputs[0]].tolist() == expected
+
+
+def test_replace_scalar_sets_only_the_traced_value(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sc2edge.export.onnx import replace_scalar
+
+    cut = helper.make_node("Constant", [], ["cut"], value=numpy_helper.from_array(np.array(2.0 ** -17, np.float32)))
+    other = helper.make_node("Constant", [], ["other"], value=numpy_helper.from_array(np.array(0.5, np.float32)))
+    graph = helper.make_graph([cut, other, helper.make_node("Greater", ["x", "cut"], ["a"]),
+                               helper.make_node("Greater", ["x", "other"], ["b"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+                              [helper.make_tensor_value_info(n, TensorProto.BOOL, [None]) for n in "ab"])
+    path = tmp_path / "cut.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert replace_scalar(path, 2.0 ** -17, 0.05) == 1 and replace_scalar(path, 2.0 ** -17, 0.05) == 0
+    values = {n.output[0]: numpy_helper.to_array(n.attribute[0].t).item() for n in onnx.load(str(path)).graph.node
+              if n.op_type == "Constant"}
+    assert values == {"cut": pytest.approx(0.05), "other": 0.5}

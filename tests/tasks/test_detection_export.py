@@ -26,7 +26,15 @@ from sc2edge.photos import system_photos
 from sc2edge.runtime import Bundle, Decoder, Encoder, pack_stream, unpack_stream
 from sc2edge.runtime.tails import TailDecoders, check_shared_encoder
 from sc2edge.tasks.detection import coco_evaluate, coco_ground_truth
-from tests.tasks._detection import PERSON, RETINANET, VOC_DETECTION, biased_detector, save_paper_checkpoint
+from tests.tasks._detection import (
+    FASTER_RCNN,
+    PERSON,
+    RETINANET,
+    VOC_DETECTION,
+    biased_detector,
+    save_paper_checkpoint,
+)
+from tests.tasks._int8 import fake_quantize_readers, quantized_op_types
 
 pytestmark = pytest.mark.slow
 RESIZE = 160  # shorter side (the longer bound scales with it: 267); small enough for 2 cores
@@ -197,7 +205,7 @@ def test_one_stream_decoded_by_the_classification_segmentation_and_detection_tai
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_int8_encoder_streams_decode_to_boxes_and_check_quant_reports_box_agreement_and_map(det_bundle, backend):
     int8 = {(a.role, a.format) for a in det_bundle.artifacts if a.precision == "int8"}
-    assert {("device", "onnx"), ("device", "openvino")} <= int8 and not any(r == "server" for r, _ in int8)
+    assert {("device", "onnx"), ("device", "openvino"), ("server", "onnx"), ("server", "openvino")} <= int8
     calibration = det_bundle.manifest["calibration"]
     assert calibration["count"] == 2 and calibration["bias_correction"]
     validation = calibration["int8_validation"]
@@ -227,3 +235,88 @@ def test_int8_encoder_streams_decode_to_boxes_and_check_quant_reports_box_agreem
     assert report.accuracy_fp32 == pytest.approx(task.metric(fp32, [truth[p.name] for p in voc_images()]))
     text = str(report)
     assert "COCO mAP@[.5:.95] INT8" in text and "agreement with FP32 (confident_matched)" in text
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_server_keeps_nms_in_float_and_decodes_int8_streams_to_boxes(det_bundle, backend):
+    """The INT8 server graph quantizes convolutions (ONNX Runtime: their outputs, never the anchor decoding's or
+    NMS's; OpenVINO: FakeQuantize feeds convolutions only), was checked at export against the FP32 server on the
+    held-out photos, and decodes INT8 streams to boxes in original pixels."""
+    if backend == "onnxruntime":
+        quantized = quantized_op_types(det_bundle.path / det_bundle.artifact("server", "onnx", "int8").path)
+        assert "Conv" in quantized and not quantized & {"Sigmoid", "Exp", "TopK", "NonMaxSuppression"}
+    else:
+        readers = fake_quantize_readers(det_bundle.path / det_bundle.artifact("server", "openvino", "int8").path)
+        assert readers and readers <= {"Convolution", "GroupConvolution"}
+    validation = det_bundle.manifest["calibration"]["server_int8_validation"]
+    result = next(r for r in validation["results"] if r["backend"] == backend)
+    assert list(result["server"]) == ["confident_matched", "same_count"] and validation["images"] == 2
+    assert result["passed"] == (result["drop"] <= 0.01 + 1e-9)
+    path = voc_images()[0]
+    with Encoder(det_bundle, backend, "int8") as encoder, Decoder(det_bundle, backend, "int8") as decoder:
+        prediction = decoder.decode(encoder.encode([path])[0])
+    with Image.open(path) as image:
+        assert len(prediction) > 0 and set(prediction.labels.tolist()) == {PERSON}
+        assert prediction.boxes[:, 2].max() <= image.width and prediction.boxes[:, 3].max() <= image.height
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_one_int8_stream_decoded_by_the_three_int8_tails(det_bundle, bundle_dir, seg_bundle, backend):
+    """The INT8 detection encoder's stream, decoded by the INT8 server graphs of the classifier (the session's
+    INT8 bundle), the segmenter and the detector, each as it decodes alone."""
+    bundles = [Bundle.open(bundle_dir), seg_bundle, det_bundle]
+    with Encoder(det_bundle, backend, "int8") as encoder:
+        stream = encoder.encode([voc_images()[2]])[0]
+    with TailDecoders(bundles, backend=backend, precision="int8") as tails:
+        predictions = tails.decode(stream)
+        assert {d.precision for d in tails.decoders.values()} == {"int8"}
+    assert set(predictions) == {"classification", "segmentation", "detection"}
+    for bundle in bundles:
+        with Decoder(bundle, backend, "int8") as decoder:
+            assert decoder.decode(stream).to_json() == predictions[decoder.task.kind].to_json()
+    with Decoder(seg_bundle, backend, "int8") as decoder:
+        assert predictions["segmentation"].mask.shape == decoder.decode_sized(stream)[1].input
+    assert len(predictions["detection"]) > 0
+
+
+def test_faster_rcnn_untrained_and_with_boxes_exports_and_decodes_like_pytorch_on_both_runtimes(tmp_path):
+    """The registry's random Faster R-CNN scores every class about 1/91, under its 0.05 cut, so no photo gives a
+    box to trace NMS with: export traces at a tiny cut and sets 0.05 in the graph, and both runtimes decode to no
+    boxes, as PyTorch does (OpenVINO's empty NMS branch included). With "person" made likely, the same model
+    decodes on OpenVINO to ONNX Runtime's boxes."""
+    import onnx
+    from onnx import numpy_helper
+
+    from sc2edge.export import ExportConfig, export_bundle
+    from sc2edge.export.pipeline import TRACE_SCORE_CUT
+    from sc2edge.zoo import get_model
+
+    images = tmp_path / "validation"
+    images.mkdir()
+    for path in voc_images()[:2]:
+        (images / path.name).symlink_to(path)
+    config = ExportConfig(backends=("onnxruntime", "openvino"), resize=96, validation_images=images, progress=False)
+    untrained = Bundle.open(export_bundle(FASTER_RCNN, tmp_path / "untrained", config=config))
+    assert untrained.manifest["model"]["trained"] is False and untrained.manifest["task"]["score_threshold"] == 0.05
+    constants = [numpy_helper.to_array(a.t) for n in onnx.load(str(untrained.path / "server.fp32.onnx")).graph.node
+                 if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    assert not any(c.size == 1 and c.dtype == np.float32 and c.item() == np.float32(TRACE_SCORE_CUT)
+                   for c in constants)
+    assert all(record["passed"] for record in untrained.manifest["validation"])
+    for backend in ("onnxruntime", "openvino"):
+        with Encoder(untrained, backend) as encoder, Decoder(untrained, backend) as decoder:
+            outputs = decoder.outputs(encoder.encode([voc_images()[2]])[0])
+        assert outputs["boxes"].shape == (0, 4) and outputs["scores"].shape == outputs["labels"].shape == (0,)
+
+    loaded = get_model(FASTER_RCNN)
+    loaded.model.load_state_dict(biased_detector(FASTER_RCNN).state_dict())
+    biased = Bundle.open(export_bundle(loaded, tmp_path / "biased", config=config))
+    assert all(record["passed"] for record in biased.manifest["validation"])
+    predictions = {}
+    for backend in ("onnxruntime", "openvino"):
+        with Encoder(biased, backend) as encoder, Decoder(biased, backend) as decoder:
+            predictions[backend] = decoder.decode(encoder.encode([voc_images()[2]])[0])
+    assert len(predictions["openvino"]) > 0 and set(predictions["openvino"].labels.tolist()) == {PERSON}
+    with Decoder(biased) as decoder:
+        assert decoder.task.agreement_checks(predictions["onnxruntime"], predictions["openvino"]) == {
+            "confident_matched": True, "same_count": True}

@@ -1,6 +1,7 @@
 """The task metric seam on segmentation: mean IoU and pixel agreement by hand, VOC masks as labels, the INT8
-export of the DeepLabv3 student on both runtimes (calibrated at the export's size, validated by pixel
-agreement), and check-quant's task figures on held-out VOC photos with their masks."""
+export of the DeepLabv3 student on both runtimes (both graphs, calibrated at the export's size, validated by pixel
+agreement: the encoder with the FP32 server, the server against the FP32 server), INT8 end to end, and
+check-quant's task figures on held-out VOC photos with their masks."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sc2edge.runtime import Decoder, Encoder
 from sc2edge.tasks import create_task
 from sc2edge.tasks.segmentation import SegmentationPrediction, load_mask
 from tests.conftest import VOC_MASKS
+from tests.tasks._int8 import fake_quantize_readers, quantized_op_types
 
 TASK = create_task({"kind": "segmentation", "num_classes": 3})
 
@@ -70,11 +72,10 @@ def test_calibration_of_a_dynamic_input_is_at_the_exports_size():
     assert at_export_size(cropped) is cropped
 
 
-def test_int8_export_quantizes_the_device_graph_for_both_runtimes_and_budgets_pixel_agreement(seg_bundle):
+def test_int8_export_quantizes_both_graphs_for_both_runtimes_and_budgets_pixel_agreement(seg_bundle):
     manifest = seg_bundle.manifest
     int8 = {(a.role, a.format) for a in seg_bundle.artifacts if a.precision == "int8"}
-    assert {("device", "onnx"), ("device", "openvino")} <= int8
-    assert not any(role == "server" for role, _ in int8)  # INT8 streams, FP32 server
+    assert {("device", "onnx"), ("device", "openvino"), ("server", "onnx"), ("server", "openvino")} <= int8
     calibration = manifest["calibration"]
     assert calibration["count"] == 2
     validation = calibration["int8_validation"]
@@ -84,6 +85,44 @@ def test_int8_export_quantizes_the_device_graph_for_both_runtimes_and_budgets_pi
         assert result["metric"] == "agreement" and 0.0 < result["int8"] <= 1.0
         assert result["drop"] == pytest.approx(1.0 - result["int8"])
         assert result["passed"] == (result["drop"] <= 0.01 + 1e-9 and abs(result["rate_change_pct"]) <= 2.0)
+
+
+def test_int8_server_quantizes_convolutions_only_and_is_validated_against_the_fp32_server(seg_bundle):
+    """Convolutions run INT8 (ONNX Runtime quantizes their outputs, OpenVINO their inputs); the resize to the
+    input and the argmax stay float; the export compared the INT8 server's class maps with the FP32 server's on
+    the held-out VOC photos (pixel agreement, budgeted) and the whole INT8 path (recorded)."""
+    server = seg_bundle.path / seg_bundle.artifact("server", "onnx", "int8").path
+    quantized = quantized_op_types(server)
+    assert "Conv" in quantized and not quantized & {"Resize", "ArgMax"}
+    readers = fake_quantize_readers(seg_bundle.path / seg_bundle.artifact("server", "openvino", "int8").path)
+    assert readers and readers <= {"Convolution", "GroupConvolution"}
+    validation = seg_bundle.manifest["calibration"]["server_int8_validation"]
+    assert validation["images"] == 2 and validation["calibration_images_excluded"] == 0
+    assert validation["budgeted_on"] == "the task's agreement with the FP32 server"
+    assert {r["backend"] for r in validation["results"]} == {"onnxruntime", "openvino"}
+    for result in validation["results"]:
+        assert list(result["server"]) == list(result["end_to_end"]) == ["pixels", "mean IoU"]
+        assert 0.0 < result["server"]["pixels"] <= 1.0 and 0.0 < result["end_to_end"]["pixels"] <= 1.0
+        assert result["drop"] == pytest.approx(1.0 - result["server"]["pixels"])
+        assert result["passed"] == (result["drop"] <= 0.01 + 1e-9)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_server_decodes_streams_at_the_images_own_sizes(seg_bundle, seg_voc_dir, backend):
+    """INT8 end to end (INT8 encoder, INT8 server) at each photo's size: class maps at the input size, agreeing
+    with the FP32 path's on most pixels (random weights: the figure is the agreement, not an accuracy)."""
+    task = create_task(seg_bundle.manifest["task"], seg_bundle.labels)
+    paths = sorted(seg_voc_dir.iterdir())
+    with Encoder(seg_bundle, backend) as encoder, Decoder(seg_bundle, backend) as decoder, \
+            Encoder(seg_bundle, backend, "int8") as int8_encoder, Decoder(seg_bundle, backend, "int8") as int8_decoder:
+        fp32 = [decoder.decode(encoder.encode([p])[0]) for p in paths]
+        int8 = [int8_decoder.decode(int8_encoder.encode([p])[0]) for p in paths]
+        sizes = [encoder.preprocess_sized(p)[1].input for p in paths]
+    assert [p.mask.shape for p in int8] == sizes and len(set(sizes)) == 2
+    assert task.agreement(fp32, int8) > 0.5
+    recorded = next(r for r in seg_bundle.manifest["calibration"]["server_int8_validation"]["results"]
+                    if r["backend"] == backend)
+    assert task.agreement_scores(fp32, int8) == pytest.approx(recorded["end_to_end"])
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
