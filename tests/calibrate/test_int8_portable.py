@@ -178,6 +178,52 @@ def test_export_refuses_int8_over_budget(fm_bundle, fm_data, blank_calibration, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blank", "bundle"]  # no staging left behind
 
 
+def test_export_refuses_server_int8_over_budget(fm_bundle, fm_data, tmp_path, monkeypatch):
+    """Budgeted as deployed: a server graph whose ranges are damaged (every activation range squeezed to +-1e-3)
+    fails its own rows while the device row passes, and the export is refused in one line naming the server."""
+    from sc2edge.calibrate import artifacts
+
+    collect = artifacts.collect_ranges
+
+    def damaged_server(model, feeds, config, cache, **kwargs):
+        out = collect(model, feeds, config, cache, **kwargs)
+        if Path(cache).name.startswith("server."):
+            ranges = json.loads(Path(out).read_text())
+            for value in ranges["data"].values():
+                for key, bound in (("lowest", -1e-3), ("highest", 1e-3)):
+                    value[key] = {"data": bound, "dtype": "float32", "CLS": "numpy.array"}
+            Path(out).write_text(json.dumps(ranges))
+        return out
+
+    monkeypatch.setattr(artifacts, "collect_ranges", damaged_server)
+    calibration, test = fm_data
+    out = tmp_path / "bundle"
+    shutil.copytree(fm_bundle, out)
+    before = (out / "manifest.json").read_bytes()
+    with pytest.raises(Sc2edgeError, match="INT8 over budget .* no bundle written") as refused:
+        export_bundle(MODEL, out, config=ExportConfig(
+            int8=True, calib=calibration, calib_samples=100, validation_images=test.parent, int8_check_labels=test,
+            int8_check_count=200, overwrite=True))
+    message = str(refused.value)
+    assert "\n" not in message and "onnxruntime/int8 server (FP32 device + INT8 server) accuracy" in message
+    assert "onnxruntime/int8 device " not in message  # the device graph is within budget
+    assert (out / "manifest.json").read_bytes() == before and Bundle.open(out)  # the old bundle, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no staging left behind
+
+
+def test_budget_rows_cover_int8_as_deployed(fm_bundle):
+    """Every INT8 combination the bundle ships has its own budgeted row, on both runtimes."""
+    validation = Bundle.open(fm_bundle).manifest["calibration"]["int8_validation"]
+    rows = {(r["backend"], r["graph"]): r for r in validation["results"]}
+    assert set(rows) == {(b, g) for b in BACKENDS for g in ("device", "server", "both")}  # no INT8 reference
+    for backend in BACKENDS:
+        server = rows[backend, "server"]
+        assert server["symbols_changed_pct"] == 0.0 and server["bytes_int8"] == server["bytes_fp32"]
+        assert server["kernel_saturation_pct"] is None and server["passed"] == (abs(server["drop"]) <= 0.01 + 1e-9)
+        assert rows[backend, "both"]["bytes_int8"] == rows[backend, "device"]["bytes_int8"]
+    assert validation["passed"] == all(r["passed"] for r in rows.values())
+
+
 def test_allowed_over_budget_is_recorded_as_failed(fm_data, blank_calibration, tmp_path):
     _, test = fm_data
     out = export_bundle(MODEL, tmp_path / "bundle", config=ExportConfig(
