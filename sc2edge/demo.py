@@ -204,7 +204,8 @@ def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoS
                                 f"{result['rate_change_pct']:+.2f} % | {verdict.split(':')[0]} |")
         if not result["passed"]:
             summary.int8_budget.append(
-                f"{bundle_dir} {result['backend']}/int8 ({DEPLOYED_GRAPHS[graph]} INT8): {figures} on "
+                f"{bundle_dir} {result['backend']}/int8{'' if graph == 'device' else f' ({DEPLOYED_GRAPHS[graph]})'}: "
+                f"{figures} on "
                 f"{validation['images']} held-out {_inputs(validation)} (budget "
                 f"{100 * validation['budget']['max_drop']:.2f} points, {validation['budget']['max_bytes_pct']:.2f} % "
                 "bytes)")
