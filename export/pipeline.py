@@ -381,7 +381,7 @@ def _validate_int8(builder: BundleBuilder, config: ExportConfig) -> Int8Validati
                 control_accuracy(builder.staging, data, config.int8_budget.max_drop, labels=config.int8_check_labels,
                                  backend=backend, images=config.int8_check_count, calib=config.calib,
                                  progress=False, crops=config.int8_check_crops, role=role)
-            builder.artifacts = Bundle.open(builder.staging, verify=False).artifacts  # control re-hashed them
+            builder.reload_staged()  # control rewrote graphs and hashed them afresh
             verdict = check()
     if config.int8_check_images is None and config.validation_images is None:
         verdict.source = "offline photos (sc2edge.photos.system_photos)"
