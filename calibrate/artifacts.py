@@ -141,7 +141,8 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
             subset = images if role == "device" else replace(
                 images, paths=images.paths[:SERVER_BIAS_SAMPLES], _arrays=images.arrays()[:SERVER_BIAS_SAMPLES])
             shifts = correct_biases(fp32, cache, config,
-                                    partial(_feeds, role, subset, config.batch, device_graph, name))
+                                    partial(_feeds, role, subset, config.batch, device_graph, name),
+                                    in_place=role != "device")
             corrections = staging / f"{role}.int8.bias.json"
             corrections.write_text(json.dumps(shifts_to_json(shifts)))
             role_meta["bias_correction"] = corrections.name
