@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,12 +42,16 @@ from sc2edge.calibrate.nncf_int8 import FLOAT_OP_TYPES, quantize_openvino
 from sc2edge.calibrate.onnxrt import FeedReader, quantize_onnx
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime import Bundle, create_runner
-from sc2edge.runtime.backends import canonical_backend
+from sc2edge.runtime.backends import backend_info, canonical_backend, runner_class
 from sc2edge.runtime.bundle_writer import BundleEditor
 from sc2edge.runtime.manifest import PIXEL_GRAPH_INPUT
 from sc2edge.tasks import bundle_task
 
 CONTROL_BACKENDS = ("onnxruntime", "openvino")
+CONTROL_ROLES = ("device", "server")
+# ONNX Runtime: convs whose control drop alone in float is measured (one evaluation each); a deep server graph's
+# other convs follow by input SQNR. The default student's device graph has 7 convs, its server 45.
+MEASURED_CONVS = 8
 
 
 def rank_convs(int8_onnx: Path, inputs: list[dict[str, np.ndarray]]) -> list[str]:
@@ -76,20 +81,26 @@ def rank_convs(int8_onnx: Path, inputs: list[dict[str, np.ndarray]]) -> list[str
 def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float, *,
                      labels: str | Path | None = None, backend: str = "onnxruntime", images: int = 100,
                      seed: int = 0, calib: str | Path | None = None, threads: int | None = None,
-                     progress: bool = True, crops: int = 1) -> tuple[QuantReport, list[str]]:
-    """Rewrite the bundle's INT8 device graph so that its drop on the control set is at most ``max_drop``.
+                     progress: bool = True, crops: int = 1, role: str = "device") -> tuple[QuantReport, list[str]]:
+    """Rewrite the bundle's INT8 ``role`` graph ("device" or "server") so that the drop on the control set is at
+    most ``max_drop`` either way (``QuantReport`` is two-sided, like the export's budget).
 
-    The control set (``control_set``) is crops of the calibration images ``calib``, minus every image of the
-    held-out evaluation set (``data``, ``images``, ``seed``, as ``check_quant`` chooses it), about as many inputs
-    as that set (``images`` x ``crops``). Returns the report on the control set and the node names kept in float;
-    the INT8 artifacts record which images the control used. Leaves the bundle unchanged when the drop already
-    is within bounds. ``labels`` (of the held-out images) only shape the evaluation set: control never scores
-    against them.
+    The device graph is measured with the FP32 server, the server graph behind the FP32 device graph: each its
+    own budget row, whose reference is then FP32 throughout (NNCF's accuracy control measures its drop against the
+    model it is given, the FP32 server: behind the INT8 device graph, a drop the device made would not count).
+    The control set (``control_set``) is crops of the calibration images
+    ``calib``, minus every image of the held-out evaluation set (``data``, ``images``, ``seed``, as ``check_quant``
+    chooses it), about as many inputs as that set (``images`` x ``crops``). Returns the report on the control set
+    and the node names kept in float; the INT8 artifacts record which images the control used. Leaves the bundle
+    unchanged when the drop already is within bounds. ``labels`` (of the held-out images) only shape the
+    evaluation set: control never scores against them.
     """
     check_max_drop(max_drop)
     backend = canonical_backend(backend)
     if backend not in CONTROL_BACKENDS:
         raise Sc2edgeError(f'accuracy control supports {" and ".join(CONTROL_BACKENDS)}, not "{backend}"')
+    if role not in CONTROL_ROLES:
+        raise Sc2edgeError(f'accuracy control tunes the {" and ".join(CONTROL_ROLES)} graphs, not "{role}"')
     if calib is None:
         raise Sc2edgeError("accuracy control tunes on crops of the calibration images, never the held-out ones: "
                            "pass the calibration images (--calib DIR)")
@@ -98,34 +109,43 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
         raise Sc2edgeError(f"accuracy control supports factorized-prior bundles, not {bundle.spec.entropy.kind}: "
                            "export without --max-drop (check-quant reports what INT8 costs)")
     control, truth, source, record = control_inputs(bundle, data, calib, images, seed, crops, progress)
+    fmt = backend_info(backend).artifact_format
+    # the device graph the measured server runs behind (FP32), or None: the device is measured
+    fp32_device = bundle.path / bundle.artifact("device", fmt, "fp32").path if role == "server" else None
+
+    def measure(graph: Path) -> QuantReport:
+        device, server = (fp32_device, graph) if fp32_device else (graph, None)
+        return evaluate(bundle, control, truth, backend, device, threads=threads, max_drop=max_drop,
+                        progress=progress, truth_source=source, server_graph=server)
+
     if backend == "openvino":
-        return _control_openvino(bundle, control, truth, source, record, max_drop, calib, threads, progress)
-    artifact = bundle.artifact("device", "onnx", "int8")
+        return _control_openvino(bundle, role, control, truth, record, max_drop, calib, threads, progress, measure)
+    artifact = bundle.artifact(role, "onnx", "int8")
     if "ranges" not in artifact.meta:
         raise Sc2edgeError(f"{artifact.path} has no stored calibration ranges: re-export with --int8")
     config = CalibConfig.from_json(artifact.meta["config"])
-    fp32 = bundle.path / bundle.artifact("device", "onnx", "fp32").path
+    fp32 = bundle.path / bundle.artifact(role, "onnx", "fp32").path
     ranges = bundle.path / artifact.meta["ranges"]
     current = bundle.path / artifact.path
-    report = evaluate(bundle, control, truth, "onnxruntime", current, threads=threads, max_drop=max_drop,
-                      progress=progress, truth_source=source)
+    report = measure(current)
     excluded = list(config.exclude)
     with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
 
         def quantized_without(names: list[str], file: str) -> QuantReport:
             candidate = replace(config, exclude=tuple(names))
-            graph = quantize_onnx(fp32, Path(tmp) / file, ranges, candidate,
-                                  bias_shift=stored_bias_shift(bundle.path, artifact.meta, candidate))
-            return evaluate(bundle, control, truth, "onnxruntime", graph, threads=threads, max_drop=max_drop,
-                            progress=progress, truth_source=source)
+            return measure(quantize_onnx(fp32, Path(tmp) / file, ranges, candidate,
+                                         bias_shift=stored_bias_shift(bundle.path, artifact.meta, candidate)))
 
         if not report:
-            inputs = [{"image": x[None]} for x in control.arrays()[:LAYER_IMAGES]]
-            by_sqnr = rank_convs(current, inputs)
-            # measured sensitivity: the control drop with that conv alone kept in float (ties: lower input SQNR
-            # first). Input SQNR alone floated 5 of the default model's 7 device convs; see docs/DESIGN.md
-            alone = [quantized_without([*excluded, name], f"alone{i}.onnx").drop for i, name in enumerate(by_sqnr)]
-            candidates = [name for _, name in sorted(zip(alone, by_sqnr, strict=True), key=lambda pair: pair[0])]
+            by_sqnr = rank_convs(current, graph_inputs(role, control, fp32_device, LAYER_IMAGES))
+            # measured sensitivity: the control drop (either way) with that conv alone kept in float (ties: lower
+            # input SQNR first), for the MEASURED_CONVS lowest-SQNR convs; the rest follow by SQNR. Input SQNR
+            # alone floated 5 of the default model's 7 device convs; see docs/DESIGN.md
+            measured = by_sqnr[:MEASURED_CONVS]
+            alone = [abs(quantized_without([*excluded, name], f"alone{i}.onnx").drop)
+                     for i, name in enumerate(measured)]
+            candidates = [name for _, name in sorted(zip(alone, measured, strict=True), key=lambda pair: pair[0])]
+            candidates += by_sqnr[MEASURED_CONVS:]
             while not report and candidates:
                 excluded.append(candidates.pop(0))
                 report = quantized_without(excluded, f"candidate{len(excluded)}.onnx")
@@ -136,9 +156,19 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
                 **({"bias_correction": artifact.meta["bias_correction"]} if "bias_correction" in artifact.meta else {})}
         with BundleEditor(bundle) as edit:  # both graphs or neither: the bundle stays valid if one fails
             for target in ("onnxruntime", "tensorrt"):
-                write_qdq_artifact(edit, "device", target, ranges, final, meta)
+                write_qdq_artifact(edit, role, target, ranges, final, meta)
             edit.commit()
     return report, excluded
+
+
+def graph_inputs(role: str, control: ImageSet, fp32_device: Path | None, count: int) -> list[dict[str, np.ndarray]]:
+    """The first ``count`` control inputs of the ``role`` graph: images, or the symbols the FP32 device graph
+    ``fp32_device`` (ONNX) makes of them."""
+    images = [{"image": x[None]} for x in control.arrays()[:count]]
+    if role == "device" or fp32_device is None:
+        return images
+    with runner_class("onnxruntime")(fp32_device) as device:
+        return [{ROLE_INPUT[role]: device.infer(x)[ROLE_INPUT[role]]} for x in images]
 
 
 def control_inputs(bundle: Bundle, data: str | Path, calib: str | Path, images: int, seed: int, crops: int,
@@ -159,46 +189,62 @@ def control_inputs(bundle: Bundle, data: str | Path, calib: str | Path, images: 
     return control, truth, source, record
 
 
-def _control_openvino(bundle: Bundle, held: ImageSet, truth: np.ndarray | None, source: str | None, record: dict,
-                      max_drop: float, calib: str | Path, threads: int | None,
-                      progress: bool) -> tuple[QuantReport, list[str]]:
-    """NNCF's accuracy-aware quantization, its validation metric computed on the control set ``held``."""
-    artifact = bundle.artifact("device", "openvino", "int8")
+def _control_openvino(bundle: Bundle, role: str, held: ImageSet, truth: np.ndarray | None, record: dict,
+                      max_drop: float, calib: str | Path, threads: int | None, progress: bool,
+                      measure: Callable[[Path], QuantReport]) -> tuple[QuantReport, list[str]]:
+    """NNCF's accuracy-aware quantization of the ``role`` graph, its validation metric computed on the control set
+    ``held`` (the server's behind the FP32 device graph) and made two-sided: NNCF keeps layers in float
+    while the metric drops more than ``max_drop``, and the metric it sees is FP32's minus the distance from it."""
+    artifact = bundle.artifact(role, "openvino", "int8")
     config = CalibConfig.from_json(bundle.manifest.get("calibration", {}).get("config", {}))  # the export's
     images = calibration_set(calib, bundle.preprocess, config.samples, config.seed, progress)
+    task = bundle_task(bundle)
     with create_runner("openvino", bundle, "device", "fp32", threads=threads) as device, \
             create_runner("openvino", bundle, "server", "fp32", threads=threads) as server:
-        task = bundle_task(bundle)
 
         def predict(symbols: np.ndarray):
             return task.predictions(server.infer({"symbols": symbols}))[0]
 
         reference = [predict(device.infer({"image": x[None]})["symbols"]) for x in held.arrays()]
         targets = list(truth) if truth is not None else reference
+        score = (lambda predicted: task.metric(predicted, targets)) if truth is not None else (
+            lambda predicted: task.agreement(targets, predicted))
+        fp32_score = score(reference)
+        if role == "device":
+            inputs = [x[None] for x in held.arrays()]
+            output = predict
+        else:  # the server reads what the FP32 device graph sends
+            inputs = [device.infer({"image": x[None]})["symbols"] for x in held.arrays()]
+            output = None
 
         def metric(compiled, items):  # items: (input, target) pairs; targets are labels or FP32 predictions
-            predictions = [predict(compiled({ROLE_INPUT["device"]: x})[0]) for x, _ in items]
-            expected = [t for _, t in items]
-            return task.metric(predictions, expected) if truth is not None else task.agreement(expected, predictions)
+            predictions = []
+            for x, _ in items:
+                result = compiled({ROLE_INPUT[role]: x})
+                predictions.append(output(result[0]) if output else task.predictions(
+                    {port.get_any_name(): value for port, value in result.items()})[0])
+            return fp32_score - abs(fp32_score - score(predictions))
 
-        validation = ([(x[None], t) for x, t in zip(held.arrays(), targets, strict=True)], metric)
-        pixels = bundle.preprocess.get("graph_input") == PIXEL_GRAPH_INPUT  # quantized from the ONNX graph's float part
-        source = bundle.path / bundle.artifact("device", "onnx" if pixels else "openvino", "fp32").path
+        validation = ([(x, t) for x, t in zip(inputs, targets, strict=True)], metric)
+        pixels = role == "device" and bundle.preprocess.get("graph_input") == PIXEL_GRAPH_INPUT
+        source = bundle.path / bundle.artifact(role, "onnx" if pixels else "openvino", "fp32").path
         with tempfile.TemporaryDirectory(prefix="sc2edge-control-") as tmp:
-            feeds = [{"image": x[None]} for x in images.arrays()]
-            out = quantize_openvino(source, Path(tmp) / "device.int8.xml", feeds,
+            if role == "device":
+                feeds = [{"image": x[None]} for x in images.arrays()]
+            else:
+                feeds = [{"symbols": device.infer({"image": x[None]})["symbols"]} for x in images.arrays()]
+            out = quantize_openvino(source, Path(tmp) / f"{role}.int8.xml", feeds,
                                     replace(config, samples=len(images)), max_drop=max_drop, validation=validation,
-                                    full_bias_correction=True, preprocess=bundle.preprocess)
+                                    full_bias_correction=role == "device",
+                                    preprocess=bundle.preprocess if role == "device" else None)
             with BundleEditor(bundle) as edit:
                 for suffix in (".xml", ".bin"):
                     shutil.copy(out.with_suffix(suffix), (edit.staging / artifact.path).with_suffix(suffix))
-                edit.add_artifact("device", "openvino", "int8", artifact.path,
+                edit.add_artifact(role, "openvino", "int8", artifact.path,
                                   {**artifact.meta, "max_drop": max_drop, "float_op_types": list(FLOAT_OP_TYPES),
                                    "tool": "nncf.quantize_with_accuracy_control", "control": record})
                 edit.commit()
-    report = evaluate(bundle, held, truth, "openvino", bundle.path / artifact.path, threads=threads,
-                      max_drop=max_drop, progress=progress, truth_source=source)
-    return report, _float_convs(bundle.path / artifact.path)
+    return measure(bundle.path / artifact.path), _float_convs(bundle.path / artifact.path)
 
 
 def _float_convs(xml: Path) -> list[str]:

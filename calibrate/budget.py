@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sc2edge.calibrate.check import (
     DEFAULT_IMAGES,
     TRUTH_TEACHER,
@@ -23,10 +25,13 @@ from sc2edge.calibrate.check import (
     kernel_saturation_pct,
     truth_source,
 )
+from sc2edge.calibrate.data import ImageSet
 from sc2edge.errors import Sc2edgeError
 from sc2edge.runtime import Bundle
-from sc2edge.runtime.backends import backend_info
+from sc2edge.runtime.backends import backend_info, create_runner
 from sc2edge.runtime.cpu import this_cpu
+from sc2edge.runtime.preprocess import float_item
+from sc2edge.runtime.reference import REFERENCE_INPUT, REFERENCE_OUTPUT, REFERENCE_ROLE, has_reference
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,15 @@ class Int8Budget:
 
 
 TEACHER_METRIC = "teacher agreement"
+# What each budgeted row runs in INT8 (the rest in FP32): INT8 as deployed is every combination the bundle ships.
+DEVICE_ROW, SERVER_ROW, BOTH_ROW, REFERENCE_ROW = "device", "server", "both", "reference"
+ROW_TEXT = {DEVICE_ROW: "INT8 device + FP32 server", SERVER_ROW: "FP32 device + INT8 server",
+            BOTH_ROW: "INT8 device + INT8 server", REFERENCE_ROW: "INT8 reference (teacher)"}
 
 
 @dataclass
 class Int8Check:
-    """One runtime's INT8 encoder against its FP32 encoder (both with the FP32 server)."""
+    """One runtime's INT8 graphs (``graph``: which of them, ``ROW_TEXT``) against its FP32 graphs."""
 
     backend: str
     # "accuracy" (labels given), "teacher agreement" (accuracy against the teacher's FP32 top-1, pseudo-labels),
@@ -61,9 +70,10 @@ class Int8Check:
     symbols_changed_pct: float
     bytes_fp32: float
     bytes_int8: float
-    kernel_saturation_pct: float
+    kernel_saturation_pct: float | None  # the device graph's (None: a row without the INT8 device graph)
     budget: Int8Budget = field(default_factory=Int8Budget)
     agreement_fp32: float | None = None  # top-1 agreement of INT8 with FP32, reported beside an accuracy
+    graph: str = DEVICE_ROW
 
     @property
     def drop(self) -> float:
@@ -78,12 +88,20 @@ class Int8Check:
         # either way, like bytes: INT8 far "better" than FP32 on a few hundred inputs is a deviation too
         return abs(self.drop) <= self.budget.max_drop + 1e-9 and abs(self.rate_change_pct) <= self.budget.max_bytes_pct
 
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/int8 {self.graph}"
+
     def __str__(self) -> str:
-        return (f"{'PASS' if self else 'FAIL'} {self.backend}/int8: {self.metric} {100 * self.fp32:.2f} -> "
-                f"{100 * self.int8:.2f} % (drop {100 * self.drop:.2f} points, max {100 * self.budget.max_drop:.2f}), "
-                f"bytes {self.bytes_fp32:.1f} -> {self.bytes_int8:.1f} ({self.rate_change_pct:+.2f} %, max "
-                f"{self.budget.max_bytes_pct:.2f} %), symbols changed {self.symbols_changed_pct:.3f} %, kernel "
-                f"saturation on this CPU {self.kernel_saturation_pct:.3f} %" + self._beside())
+        text = (f"{'PASS' if self else 'FAIL'} {self.label} ({ROW_TEXT[self.graph]}): {self.metric} "
+                f"{100 * self.fp32:.2f} -> {100 * self.int8:.2f} % (drop {100 * self.drop:.2f} points, max "
+                f"{100 * self.budget.max_drop:.2f})")
+        if self.graph != REFERENCE_ROW:  # the reference sends the image, not symbols
+            text += (f", bytes {self.bytes_fp32:.1f} -> {self.bytes_int8:.1f} ({self.rate_change_pct:+.2f} %, max "
+                     f"{self.budget.max_bytes_pct:.2f} %), symbols changed {self.symbols_changed_pct:.3f} %")
+        if self.kernel_saturation_pct is not None:
+            text += f", kernel saturation on this CPU {self.kernel_saturation_pct:.3f} %"
+        return text + self._beside()
 
     def _beside(self) -> str:
         if self.metric == "agreement" or self.agreement_fp32 is None:
@@ -117,8 +135,8 @@ class Int8Validation:
     def summary(self) -> str:
         """One line naming what is over budget."""
         failed = [c for c in self.checks if not c]
-        parts = [f"{c.backend} {c.metric} -{100 * c.drop:.2f} points, bytes {c.rate_change_pct:+.2f} %"
-                 for c in failed or self.checks]
+        parts = [f"{c.label} ({ROW_TEXT[c.graph]}) {c.metric} {-100 * c.drop:+.2f} points, bytes "
+                 f"{c.rate_change_pct:+.2f} %" for c in failed or self.checks]
         return (f"INT8 {'over' if failed else 'within'} budget (max drop {100 * self.budget.max_drop:.2f} points, "
                 f"bytes +-{self.budget.max_bytes_pct:.2f} %) on {self.describe_inputs()}: " + "; ".join(parts))
 
@@ -141,24 +159,54 @@ def validate_int8(bundle: Bundle | str | Path, data: str | Path, labels: str | P
                   backends: Sequence[str] = ("onnxruntime",), budget: Int8Budget = Int8Budget(),
                   images: int = DEFAULT_IMAGES, seed: int = 0, threads: int | None = None,
                   progress: bool = True, crops: int = 1) -> Int8Validation:
-    """Check the bundle's INT8 device graph of each of ``backends`` against FP32 on held-out images of ``data``
-    (never its calibration images; ``crops`` inputs each, see ``check_quant``), with accuracy when ``labels``
-    are given, else accuracy against the reference model's pseudo-labels (its FP32 top-1) when the bundle carries
-    one, else top-1 agreement with FP32."""
+    """Check the bundle's INT8 graphs of each of ``backends`` as deployed against FP32 on held-out images of
+    ``data`` (never its calibration images; ``crops`` inputs each, see ``check_quant``): the INT8 device graph
+    with the FP32 server, and where the bundle has an INT8 server graph, that behind the FP32 device graph and
+    both halves INT8; an INT8 reference graph against its FP32 graph. Accuracy when ``labels`` are given, else
+    accuracy against the reference model's pseudo-labels (its FP32 top-1) when the bundle carries one, else top-1
+    agreement with FP32."""
     budget = budget.validate()
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     held, truth = held_out(bundle, data, labels, images, seed, progress, crops)
     source = truth_source(bundle, labels)
     checks = []
     for backend in backends:
-        graph = bundle.path / bundle.artifact("device", backend_info(backend).artifact_format, "int8").path
-        report = evaluate(bundle, held, truth, backend, graph, threads=threads, progress=progress,
-                          truth_source=source)
-        labelled = report.accuracy_fp32 is not None and report.accuracy_int8 is not None
-        metric = ("accuracy" if source != TRUTH_TEACHER else TEACHER_METRIC) if labelled else "agreement"
-        checks.append(Int8Check(
-            backend, metric,
-            report.accuracy_fp32 if labelled else 1.0, report.accuracy_int8 if labelled else report.agreement,
-            report.symbols_changed_pct, report.bytes_fp32, report.bytes_int8,
-            kernel_saturation_pct(backend, graph, held, threads), budget, report.agreement))
+        fmt = backend_info(backend).artifact_format
+        device = bundle.path / bundle.artifact("device", fmt, "int8").path
+        saturation = kernel_saturation_pct(backend, device, held, threads)
+        rows = [(DEVICE_ROW, device, None, saturation)]
+        if any(a.role == "server" and a.format == fmt and a.precision == "int8" for a in bundle.artifacts):
+            server = bundle.path / bundle.artifact("server", fmt, "int8").path
+            rows += [(SERVER_ROW, bundle.path / bundle.artifact("device", fmt, "fp32").path, server, None),
+                     (BOTH_ROW, device, server, saturation)]
+        for graph, device_graph, server_graph, kernels in rows:
+            report = evaluate(bundle, held, truth, backend, device_graph, threads=threads, progress=progress,
+                              truth_source=source, server_graph=server_graph)
+            labelled = report.accuracy_fp32 is not None and report.accuracy_int8 is not None
+            metric = ("accuracy" if source != TRUTH_TEACHER else TEACHER_METRIC) if labelled else "agreement"
+            checks.append(Int8Check(
+                backend, metric,
+                report.accuracy_fp32 if labelled else 1.0, report.accuracy_int8 if labelled else report.agreement,
+                report.symbols_changed_pct, report.bytes_fp32, report.bytes_int8, kernels, budget, report.agreement,
+                graph))
+        if has_reference(bundle, backend, "int8"):
+            metric = TEACHER_METRIC if source == TRUTH_TEACHER else "accuracy"
+            checks.append(reference_check(bundle, held, truth, metric, backend, budget, threads))
     return Int8Validation(budget, str(data), len(held), held.excluded, checks, held.crops)
+
+
+def reference_check(bundle: Bundle, held: ImageSet, truth: Sequence[int] | np.ndarray | None, metric: str,
+                    backend: str, budget: Int8Budget, threads: int | None = None) -> Int8Check:
+    """The INT8 reference graph (the teacher the input-codec baselines run) against its FP32 graph on ``held``:
+    accuracy against ``truth`` (labels, or the teacher's pseudo-labels: then FP32 scores 100 %), else top-1
+    agreement with FP32."""
+    predictions = {}
+    for precision in ("fp32", "int8"):
+        with create_runner(backend, bundle, REFERENCE_ROLE, precision, threads=threads) as runner:
+            predictions[precision] = np.array([int(np.argmax(runner.infer({REFERENCE_INPUT: float_item(
+                x[None], bundle.preprocess)})[REFERENCE_OUTPUT][0])) for x in held.arrays()])
+    agreement = float(np.mean(predictions["fp32"] == predictions["int8"]))
+    if truth is None:
+        return Int8Check(backend, "agreement", 1.0, agreement, 0.0, 0.0, 0.0, None, budget, agreement, REFERENCE_ROW)
+    fp32, int8 = (float(np.mean(predictions[p] == np.asarray(truth))) for p in ("fp32", "int8"))
+    return Int8Check(backend, metric, fp32, int8, 0.0, 0.0, 0.0, None, budget, agreement, REFERENCE_ROW)

@@ -113,7 +113,9 @@ def quantize_onnx(model: str | Path, out: str | Path, cache: str | Path, config:
         source = with_bias_shift(model, bias_shift, Path(tmp) / "corrected.onnx") if bias_shift else model
         _quantize_static(source, out, cache, config, trt)
     _drop_unused_constants(Path(out))
-    if not trt:
+    if trt:
+        _float_inputs_of_float_convs(Path(out))
+    else:
         _float_symbol_input(Path(out))
     return Path(out)
 
@@ -146,6 +148,45 @@ def _drop_unused_constants(path: Path) -> None:
         for node in unused:
             graph.node.remove(node)
         onnx.save(model, str(path))
+
+
+def _float_inputs_of_float_convs(path: Path) -> None:
+    """Give each conv kept in float (``CalibConfig.exclude``) its float input in a TensorRT Q/DQ graph.
+
+    ORT's quantizer still quantizes an excluded conv's input where the tensor is quantized for another reader or
+    as a quantized node's output: a float weight behind a DequantizeLinear input, which TensorRT's Q/DQ rules do
+    not fuse (``check_trt_qdq``), and a rounding the float conv was excluded to avoid. The conv reads the tensor
+    before its QuantizeLinear instead; a Q/DQ pair nothing else reads is removed."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    changed = False
+    for conv in [n for n in graph.node if n.op_type == "Conv"]:
+        dequantize, weights = (producers.get(name) for name in conv.input[:2])
+        if dequantize is None or dequantize.op_type != "DequantizeLinear" or (
+                weights is not None and weights.op_type == "DequantizeLinear"):
+            continue
+        quantize = producers.get(dequantize.input[0])
+        if quantize is None or quantize.op_type != "QuantizeLinear":
+            continue
+        conv.input[0] = quantize.input[0]
+        changed = True
+    if not changed:
+        return
+    while True:  # Q/DQ pairs left without a reader (graph outputs count as readers)
+        read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        unread = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                  and not set(n.output) & read]
+        if not unread:
+            break
+        for node in unread:
+            graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name not in used]:  # their scales and zero points
+        graph.initializer.remove(init)
+    onnx.save(model, str(path))
 
 
 # Element-wise ops between the latent conv and the symbol rounding (the entropy model's medians are subtracted).

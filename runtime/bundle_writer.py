@@ -119,6 +119,13 @@ class BundleBuilder:
         self.artifacts.append(artifact)
         return artifact
 
+    def reload_staged(self) -> None:
+        """Take the artifacts and file hashes of the staged manifest, after a ``BundleEditor`` on the staging
+        directory (export-time accuracy control) rewrote files: the hashes recorded before are stale."""
+        staged = Bundle.open(self.staging, verify=False)
+        self.artifacts = list(staged.artifacts)
+        self._hashed = dict(staged.spec.files)
+
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Write manifest.json into the staging directory, with the sha256 of every other file.
 

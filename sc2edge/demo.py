@@ -35,6 +35,7 @@ class DemoSummary:
     check_quant: dict[str, str] = field(default_factory=dict)
     labelled: dict[str, Any] = field(default_factory=dict)
     int8_budget: list[str] = field(default_factory=list)  # one line per INT8 validation that failed its budget
+    deployed: list[str] = field(default_factory=list)  # table rows: every budgeted INT8 combination (device, server..)
     budget_metric: str = ""  # what the default model's INT8 budget measured
     report: Path | None = None
     seconds: float = 0.0
@@ -53,6 +54,11 @@ class DemoSummary:
         for r in self.rows:
             lines.append(f"| {r['backend']} | {r['precision']} | {r['bytes']:.0f} | {r['bpp']:.4f} | "
                          f"{r['agreement']:.0%} | {r['device_ms']:.2f} | {r.get('budget', '')} |")
+        if self.deployed:
+            lines += ["", "INT8 as deployed (the export's budget rows; the rest of each pipeline in FP32):",
+                      "| backend | INT8 graphs | budgeted metric FP32 -> INT8 | bytes | INT8 budget |",
+                      "|---|---|---|---|---|",
+                      *self.deployed]
         for backend, text in self.check_quant.items():
             lines += ["", f"check-quant ({backend}):", text]
         if self.labelled:
@@ -164,27 +170,45 @@ def _budget_verdicts(bundle_dir: Path, summary: DemoSummary) -> dict[str, str]:
     from sc2edge.runtime import Bundle
 
     bundle = Bundle.open(bundle_dir)
-    return budget_verdicts(bundle.manifest["calibration"]["int8_validation"], bundle_dir, summary,
-                           {"onnxruntime": bundle.artifact("device", "onnx", "int8").meta.get("excluded", [])})
+    kept = {}
+    for role in ("device", "server"):
+        if any(a.role == role and a.format == "onnx" and a.precision == "int8" for a in bundle.artifacts):
+            excluded = bundle.artifact(role, "onnx", "int8").meta.get("excluded", [])
+            kept["onnxruntime" if role == "device" else f"onnxruntime {role}"] = excluded
+    return budget_verdicts(bundle.manifest["calibration"]["int8_validation"], bundle_dir, summary, kept)
+
+
+# What each budget row runs in INT8 (``calibrate.budget.ROW_TEXT``, repeated: the summary reads manifests only)
+DEPLOYED_GRAPHS = {"device": "device", "server": "server", "both": "device + server", "reference": "reference"}
 
 
 def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoSummary,
                     kept_float: dict[str, list[str]] | None = None) -> dict[str, str]:
-    """PASS/FAIL per backend of a manifest's ``calibration.int8_validation``; failures go into the summary.
-    ``kept_float``: per backend, the device convs accuracy control kept in float."""
+    """PASS/FAIL per backend of a manifest's ``calibration.int8_validation`` (its device row: INT8 device graph,
+    FP32 server); every row goes into the summary's INT8-as-deployed table, failures into its budget lines.
+    ``kept_float``: per backend, the device convs accuracy control kept in float ("BACKEND server": the server's)."""
     verdicts = {}
     for result in validation["results"]:
-        convs = (kept_float or {}).get(result["backend"])
+        graph = result.get("graph", "device")
+        convs = {role: (kept_float or {}).get(result["backend"] if role == "device" else f"{result['backend']} {role}")
+                 for role in ("device", "server") if role in DEPLOYED_GRAPHS[graph]}
         figures = (f"{result['metric']} {100 * result['fp32']:.2f} -> {100 * result['int8']:.2f} %"
                    + _agreement_beside(result) + f", bytes {result['rate_change_pct']:+.2f} %"
-                   + (f", {len(convs)} device convs kept float by accuracy control ({', '.join(convs)})"
-                      if convs else ""))
-        verdicts[result["backend"]] = f"{'PASS' if result['passed'] else 'FAIL'}: {figures}"
+                   + "".join(f", {len(names)} {role} convs kept float by accuracy control ({', '.join(names)})"
+                             for role, names in convs.items() if names))
+        verdict = f"{'PASS' if result['passed'] else 'FAIL'}: {figures}"
+        if graph == "device":
+            verdicts[result["backend"]] = verdict
+        summary.deployed.append(f"| {result['backend']} | {DEPLOYED_GRAPHS[graph]} | {result['metric']} "
+                                f"{100 * result['fp32']:.2f} -> {100 * result['int8']:.2f} % | "
+                                f"{result['rate_change_pct']:+.2f} % | {verdict.split(':')[0]} |")
         if not result["passed"]:
             summary.int8_budget.append(
-                f"{bundle_dir} {result['backend']}/int8: {figures} on {validation['images']} "
-                f"held-out {_inputs(validation)} (budget {100 * validation['budget']['max_drop']:.2f} points, "
-                f"{validation['budget']['max_bytes_pct']:.2f} % bytes)")
+                f"{bundle_dir} {result['backend']}/int8{'' if graph == 'device' else f' ({DEPLOYED_GRAPHS[graph]})'}: "
+                f"{figures} on "
+                f"{validation['images']} held-out {_inputs(validation)} (budget "
+                f"{100 * validation['budget']['max_drop']:.2f} points, {validation['budget']['max_bytes_pct']:.2f} % "
+                "bytes)")
     return verdicts
 
 

@@ -42,3 +42,22 @@ def test_convs_kept_float_by_accuracy_control_are_named(tmp_path):
     verdict = budget_verdicts(validation, tmp_path, summary, {"onnxruntime": ["/enc/conv2", "/enc/conv7"]})
     assert verdict["onnxruntime"].endswith("2 device convs kept float by accuracy control (/enc/conv2, /enc/conv7)")
     assert "kept float" not in budget_verdicts(validation, tmp_path, summary)["onnxruntime"]
+
+
+def test_server_rows_are_shown_and_budgeted(tmp_path):
+    """INT8 as deployed: the server rows get their own lines in the summary, and one over budget fails the demo
+    even when the device row passes."""
+    device = {"backend": "onnxruntime", "graph": "device", "metric": "teacher agreement", "fp32": 0.6719,
+              "int8": 0.6719, "agreement_fp32": 0.93, "rate_change_pct": 0.26, "passed": True}
+    server = {**device, "graph": "server", "int8": 0.6510, "rate_change_pct": 0.0, "passed": False}
+    both = {**device, "graph": "both", "int8": 0.6719}
+    validation = {"images": 192, "crops": 16, "budget": {"max_drop": 0.01, "max_bytes_pct": 2.0},
+                  "results": [device, server, both]}
+    summary = DemoSummary("m", True, tmp_path, 12, 59)
+    verdicts = budget_verdicts(validation, tmp_path, summary, {"onnxruntime": [], "onnxruntime server": ["/conv_head"]})
+    assert verdicts == {"onnxruntime": verdicts["onnxruntime"]} and verdicts["onnxruntime"].startswith("PASS")
+    text = str(summary)
+    assert "| onnxruntime | server | teacher agreement 67.19 -> 65.10 % | +0.00 % | FAIL |" in text
+    assert "| onnxruntime | device + server | teacher agreement 67.19 -> 67.19 % | +0.26 % | PASS |" in text
+    assert "INT8 budget: FAIL" in text and "onnxruntime/int8 (server): teacher agreement 67.19 -> 65.10 %" in text
+    assert "1 server convs kept float by accuracy control (/conv_head)" in text and not summary.passed

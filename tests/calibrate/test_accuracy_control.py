@@ -105,3 +105,16 @@ def test_cli_apply_needs_max_drop(int8_bundle_dir, photos):
 def test_control_rejects_bad_options_before_any_work(tmp_path, backend, max_drop, calib, message):
     with pytest.raises(Sc2edgeError, match=message):  # the bundle does not even exist: nothing ran
         control_accuracy(tmp_path / "no-bundle", tmp_path, max_drop, backend=backend, calib=calib, progress=False)
+
+
+def test_control_check_is_two_sided():
+    """INT8 far "better" than FP32 on a few hundred inputs is a deviation like a drop: the control's check (the
+    report's truth) holds it to ``max_drop`` either way, as the export's budget does."""
+    from sc2edge.calibrate.check import QuantReport
+
+    def report(fp32: float, int8: float) -> QuantReport:
+        return QuantReport("b", "onnxruntime", 192, 0, True, fp32, int8, {"top-1": 0.9}, 10.0, 1.0, 100.0, 100.0,
+                           max_drop=0.01)
+
+    assert report(0.80, 0.795) and report(0.80, 0.805) and report(0.80, 0.81)
+    assert not report(0.80, 0.78) and not report(0.80, 0.82)

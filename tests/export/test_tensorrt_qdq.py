@@ -44,6 +44,33 @@ def test_trt_qdq_graph_conforms(bundle, role):
     assert {n.op_type for n in model.graph.node} <= TRT_SUPPORTED_OPS
 
 
+@pytest.mark.parametrize("role", ["device", "server"])
+def test_convs_kept_float_keep_trt_qdq_rules(bundle, role, tmp_path):
+    """Accuracy control's exclusions: every conv of the real graph kept float alone in turn. ORT's quantizer left
+    some (e.g. the device's latent conv) with float weights behind a DequantizeLinear input, which the check
+    refused; each must now read a float input and the graph conform, the other convs staying INT8."""
+    from dataclasses import replace
+
+    from sc2edge.calibrate import CalibConfig
+    from sc2edge.calibrate.onnxrt import quantize_onnx
+
+    artifact = bundle.artifact(role, "onnx", "int8")
+    config = CalibConfig.from_json(artifact.meta["config"])
+    fp32 = bundle.path / bundle.artifact(role, "onnx", "fp32").path
+    convs = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"]
+    for name in convs[::max(1, len(convs) // 12)]:
+        out = quantize_onnx(fp32, tmp_path / "trt.onnx", bundle.path / artifact.meta["ranges"],
+                            replace(config, exclude=(name,)), target="tensorrt")
+        report = check_trt_qdq(out)
+        assert report, f"{name} kept float: {report}"
+        assert report.float_convs == [name] and len(report.quantized_convs) == len(convs) - 1
+        model = onnx.load(str(out))
+        producers = {o: n for n in model.graph.node for o in n.output}
+        conv = next(n for n in model.graph.node if n.name == name)
+        assert getattr(producers.get(conv.input[0]), "op_type", None) != "DequantizeLinear"
+        onnx.checker.check_model(model)
+
+
 def test_onnxruntime_int8_graph_is_not_trt_conformant(bundle):
     """The check can fail: ORT's U8S8 graph has uint8 activations with non-zero zero points."""
     report = check_trt_qdq(bundle.path / bundle.artifact("device", "onnx", "int8").path)
