@@ -190,9 +190,15 @@ def evaluation_crops(
     crops = []
     for path in paths:
         crops.append(preprocess_image(path, preprocess))
+        if per_photo == 1:
+            continue
         img = load_rgb(path, max_side=1024)
+        if preprocess.get("grayscale"):  # the random crops in the model's own colour mode, like the centre crop
+            img = img.convert("L")
         extra = np.stack([random_resized_crop(img, preprocess["crop"], rng, scale=(0.25, 1.0))
                           for _ in range(per_photo - 1)])
+        if extra.ndim == 3:  # N x H x W from mode L: one channel, as preprocess_image gives it
+            extra = extra[..., None]
         crops.extend(extra if pixels else normalize(extra, preprocess["mean"], preprocess["std"]))
     return np.stack(crops)
 
