@@ -149,7 +149,11 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
         cache = collect_ranges(fp32, _feeds(role, images, config.batch, device_graph, name, task), config,
                                staging / f"{role}.int8.ranges.json", total=batches)
         role_meta = dict(meta)
-        if role in BIAS_CORRECTED_ROLES and "onnxruntime" in backends:
+        # A server graph fed image sizes ends in post-processing TensorRT's Q/DQ rules refuse (ArgMax, NMS): it gets
+        # ONNX Runtime and OpenVINO INT8 only, convolutions only, and no bias correction (its INT8 is checked
+        # against the FP32 server at export instead: ``export.server_int8``).
+        sized = role == "server" and task is not None and bool(task.extra_inputs)
+        if role in BIAS_CORRECTED_ROLES and "onnxruntime" in backends and not sized:
             subset = images if role == "device" else replace(
                 images, paths=images.paths[:SERVER_BIAS_SAMPLES], _arrays=images.arrays()[:SERVER_BIAS_SAMPLES])
             shifts = correct_biases(fp32, cache, config,
@@ -159,9 +163,6 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
             corrections.write_text(json.dumps(shifts_to_json(shifts)))
             role_meta["bias_correction"] = corrections.name
             record["bias_correction"] = BIAS_CORRECTION
-        # A server graph fed image sizes ends in post-processing TensorRT's Q/DQ rules refuse (ArgMax, NMS): it gets
-        # ONNX Runtime and OpenVINO INT8 only.
-        sized = role == "server" and task is not None and bool(task.extra_inputs)
         for target in (["onnxruntime"] if "onnxruntime" in backends else []) + ([] if sized else ["tensorrt"]):
             write_qdq_artifact(builder, role, target, cache, config, role_meta)
         if not sized:
