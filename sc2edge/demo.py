@@ -244,7 +244,7 @@ def _labelled_check(out: Path, threads: int | None, summary: DemoSummary) -> dic
     bundle = export_bundle(LABELLED_MODEL, out / "bundle", config=ExportConfig(
         backends=BACKENDS, int8=True, calib=calibration.parent, calib_samples=LABELLED_CALIBRATION,
         validation_images=test.parent, int8_check_labels=test, int8_check_count=LABELLED_TEST, overwrite=True,
-        allow_int8_over_budget=True))
+        int8_accuracy_control=True, allow_int8_over_budget=True))
     budget = _budget_verdicts(bundle, summary)
     rows = {}
     for backend in BACKENDS:
