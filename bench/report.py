@@ -477,6 +477,10 @@ def compare_tables(report: dict[str, Any]) -> list[Table]:
             "average bytes of the curve relative to JPEG (FP32, teacher) at equal score over the score range both "
             "reach (negative = fewer bytes; n/a = no overlap). Device ms = median per image, one pass, "
             f"{report['backend']}, {report['threads']} thread(s); INT8 rows on {isa}.")
+    if "kept_from" in report:
+        kept = report["kept_from"]
+        note += (f" Rows of {', '.join(kept['methods'])} come from the run of {kept['created']} (kept: same items, "
+                 "runtime and teacher; its device times are that run's).")
     if untrained:
         note += " UNTRAINED: some curves have random weights; their scores say nothing about the method."
     return [Table("Rate-accuracy summary per method",

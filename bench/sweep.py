@@ -300,10 +300,27 @@ def summarize(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def keep_points(previous: dict[str, Any], report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The points of an earlier compare ``previous`` whose methods ``report`` did not measure, each marked with
+    the run it comes from: one retrained method need not re-measure the others (their bytes and scores do not
+    change; their times are the earlier run's). Refuses a report of other items, runtime or teacher."""
+    if previous.get("schema") != "sc2edge-compare":
+        raise Sc2edgeError("--keep-from needs a compare.json written by sc2edge compare")
+    for what, key in (("items", lambda r: r["items"]["files"]), ("crop protocol", lambda r: r["items"]["protocol"]),
+                      ("runtime", lambda r: r["backend"]), ("teacher", lambda r: r["teacher"]["name"]),
+                      ("metric", lambda r: r["metric"])):
+        if key(previous) != key(report):
+            raise Sc2edgeError(f"--keep-from: that report has other {what} than this run: its points would not "
+                               "compare")
+    measured = {p["method"] for p in report["points"]}
+    return [{**p, "measured": p.get("measured", previous["created"])} for p in previous["points"]
+            if p["method"] not in measured]
+
+
 def run_compare(methods: Sequence[str | Path], *, images: Sequence[Path] = (), labels_file: Path | None = None,
                 backend: str = "onnxruntime", precisions: Sequence[str] = ("fp32",), threads: int | None = 1,
                 max_images: int | None = None, allow_calibration_images: bool = False,
-                out_dir: Path | None = None) -> dict[str, Any]:
+                out_dir: Path | None = None, keep_from: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every method over the same items and return (and with ``out_dir``, write) the comparison.
 
     Args:
@@ -318,6 +335,8 @@ def run_compare(methods: Sequence[str | Path], *, images: Sequence[Path] = (), l
         allow_calibration_images (bool): measure even when images are INT8 calibration images (flagged in the
             report) instead of refusing. Defaults to False.
         out_dir (Path | None): write compare.json, compare.md and rate_accuracy.png there. Defaults to None.
+        keep_from (dict | None): an earlier compare report of the same items; its points of methods not run here
+            join this report (``keep_points``). Defaults to None.
     """
     parsed = parse_methods(methods)
     backend = canonical_backend(backend)
@@ -364,6 +383,12 @@ def run_compare(methods: Sequence[str | Path], *, images: Sequence[Path] = (), l
         "warnings": [warning] if warning else [],
     }
     report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    if keep_from is not None:
+        kept = keep_points(keep_from, report)
+        report["kept_from"] = {"created": keep_from["created"], "methods": sorted({p["method"] for p in kept}),
+                               "load_average_at_end": keep_from["machine"].get("load_average_at_end")}
+        report["points"] = kept + points
+        report["summary"] = summarize(report["points"])
     if out_dir is not None:
         from sc2edge.bench.report import write_compare_reports
 

@@ -72,6 +72,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-calibration-images", action="store_true",
                         help="measure even if evaluation images were INT8 calibration images (flagged), "
                              "instead of refusing")
+    parser.add_argument("--keep-from", type=Path, default=None,
+                        help="an earlier compare.json of the same items and runtime: its rows of methods not given "
+                             "here are kept (re-measure one retrained method, not the whole figure)")
     parser.add_argument("--out", type=Path, default=Path("compare-report"),
                         help="report folder: compare.md, compare.json, rate_accuracy.png (default: %(default)s)")
     add_json_argument(parser)
@@ -139,13 +142,19 @@ def run(args: argparse.Namespace) -> int:
         from sc2edge.zoo.datasets import write_fashion_mnist_images
 
         data = [write_fashion_mnist_images("test", args.out / "data", args.max_images or DEFAULT_DATASET_IMAGES)]
+    keep_from = None
+    if args.keep_from is not None:  # read before the exports, which take minutes, so a bad path fails at once
+        import json
+
+        keep_from = json.loads(args.keep_from.read_text())
     int8 = "int8" in args.precision
     calib = args.calib or (_default_calibration(args) if int8 and args.data is None else None)
     methods = _export_models(args.methods, args.bundles or args.out / "bundles", int8, calib, args.export_backends,
                              args.calib_samples)
     report = run_compare(methods, images=data, labels_file=labels, backend=args.backend,
                          precisions=tuple(args.precision), threads=args.threads or 1, max_images=args.max_images,
-                         allow_calibration_images=args.allow_calibration_images, out_dir=args.out)
+                         allow_calibration_images=args.allow_calibration_images, out_dir=args.out,
+                         keep_from=keep_from)
     if args.json:
         print_json(report)
         return 0

@@ -10,7 +10,8 @@ import pytest
 
 from sc2edge._files import sha256_file
 from sc2edge.bench.evaluation import CalibrationImagesError
-from sc2edge.bench.sweep import bd_rate, run_compare
+from sc2edge.bench.sweep import bd_rate, keep_points, run_compare, summarize
+from sc2edge.errors import Sc2edgeError
 from sc2edge.photos import read_file_list
 from sc2edge.runtime import Bundle
 from tests.conftest import run_cli
@@ -92,6 +93,27 @@ def test_bd_rate_reads_half_the_bytes_at_equal_accuracy():
     # A dominated point (more bytes, lower accuracy) does not bend the curve.
     assert bd_rate(anchor, [(50, 0.5), (100, 0.7), (150, 0.65), (200, 0.8)]) == pytest.approx(
         bd_rate(anchor, [(50, 0.5), (100, 0.7), (200, 0.8)]))
+
+
+def _report(created: str, points: list[tuple[str, int, float]], files: tuple[str, ...] = ("a.png", "b.png")) -> dict:
+    """A compare report of (method, bytes, score) points, as ``run_compare`` writes it (the fields keep reads)."""
+    return {"schema": "sc2edge-compare", "created": created, "backend": "onnxruntime", "metric": "top-1 accuracy",
+            "items": {"files": list(files), "protocol": "files"}, "teacher": {"name": "t"}, "machine": {},
+            "points": [{"method": m, "kind": "codec" if m == "jpeg" else "split", "setting": str(b),
+                        "precision": "fp32", "bytes_mean": b, "bytes_max": b, "score": s,
+                        "device_ms": {"p50": 1.0}} for m, b, s in points]}
+
+
+def test_keep_from_adds_only_the_methods_not_measured_again_and_refuses_other_items():
+    old = _report("old", [("jpeg", 100, 0.5), ("jpeg", 200, 0.8), ("es", 50, 0.7), ("bq", 300, 0.1)])
+    new = _report("new", [("bq", 150, 0.6), ("bq", 250, 0.7)])
+    kept = keep_points(old, new)
+    assert sorted((p["method"], p["bytes_mean"]) for p in kept) == [("es", 50), ("jpeg", 100), ("jpeg", 200)]
+    assert {p["measured"] for p in kept} == {"old"}
+    bq = {s["method"]: s for s in summarize(kept + new["points"])}["bq"]
+    assert bq["bytes_mean_range"] == [150, 250] and bq["bd_rate_vs_jpeg_pct"] is not None  # the new point, vs JPEG
+    with pytest.raises(Sc2edgeError, match="other items"):
+        keep_points(_report("old", [("jpeg", 100, 0.5)], files=("c.png",)), new)
 
 
 def _calibrated_copy(bundle: Path, images: list[Path], where: Path) -> Path:
