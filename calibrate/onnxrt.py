@@ -183,10 +183,15 @@ def _float_inputs_of_float_convs(path: Path) -> None:
             break
         for node in unread:
             graph.node.remove(node)
-    used = {name for node in graph.node for name in node.input}
-    for init in [i for i in graph.initializer if i.name not in used]:  # their scales and zero points
-        graph.initializer.remove(init)
+    _drop_unread_initializers(graph)
     onnx.save(model, str(path))
+
+
+def _drop_unread_initializers(graph) -> None:
+    """Remove the initializers no node reads any more (the scales and zero points of removed Q/DQ pairs)."""
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
 
 
 # Element-wise ops between the latent conv and the symbol rounding (the entropy model's medians are subtracted).
@@ -227,7 +232,5 @@ def _float_symbol_input(path: Path) -> None:
     if removed:
         for node in removed:
             graph.node.remove(node)
-        used = {name for node in graph.node for name in node.input}
-        for init in [i for i in graph.initializer if i.name not in used]:  # their scales and zero points
-            graph.initializer.remove(init)
+        _drop_unread_initializers(graph)
         onnx.save(model, str(path))
