@@ -108,6 +108,12 @@ class EntropicStudentDetector(SplitClassifier):
     def _set_score_cut(self, value: float) -> None:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def make_likely(self, category: int) -> None:
+        """Raise ``category``'s prior so that random weights report boxes of it (an untrained detector scores
+        every box under the 0.05 cut): measuring how faithfully runtimes and INT8 reproduce NMS needs boxes."""
+        raise NotImplementedError
+
     def tail_inputs(self, image: Tensor) -> tuple[Tensor, ...]:
         size = torch.tensor(image.shape[-2:], dtype=torch.int64)
         return size, size.clone(), size.clone()
@@ -140,6 +146,10 @@ class EntropicStudentFasterRCNN(EntropicStudentDetector):
     def _set_score_cut(self, value: float) -> None:
         self.roi_heads.score_thresh = value
 
+    @torch.no_grad()
+    def make_likely(self, category: int) -> None:
+        self.roi_heads.box_predictor.cls_score.bias[category] = 5.0  # softmax over the classes
+
     def detect(self, features: OrderedDict[str, Tensor], images: SimpleNamespace) -> list[dict[str, Tensor]]:
         proposals, _ = self.rpn(images, features)
         return self.roi_heads(features, proposals, images.image_sizes)[0]
@@ -161,6 +171,11 @@ class EntropicStudentRetinaNet(EntropicStudentDetector):
 
     def _set_score_cut(self, value: float) -> None:
         self._postprocess[0].score_thresh = value
+
+    @torch.no_grad()
+    def make_likely(self, category: int) -> None:
+        head = self.head.classification_head  # logits laid out anchor-major, num_classes per anchor
+        head.cls_logits.bias[category::head.num_classes] = -1.0
 
     def detect(self, features: OrderedDict[str, Tensor], images: SimpleNamespace) -> list[dict[str, Tensor]]:
         maps = list(features.values())
