@@ -99,6 +99,17 @@ def test_compare_matches_boxes_by_iou_and_label_not_by_order(task):
     assert not task.agree(task.predict(reference), task.predict(moved))
 
 
+def test_compare_refuses_a_detection_under_the_score_cut(task):
+    """Post-processing drops boxes under the threshold: one that comes out (OpenVINO's garbage box for an empty
+    NMS scored -2e-29) fails validation, matched or not, while a box at the cut may still fall either way."""
+    nothing = _outputs([], [], [])
+    garbage = _outputs([[0, 0, 0, 0]], [-2e-29], [0])
+    assert task.compare(nothing, _outputs([[0, 0, 5, 5]], [0.051], [1]))["unmatched"].passed
+    assert task.compare(nothing, garbage)["unmatched"].max_abs_err == 1
+    assert not task.compare(garbage, garbage)["unmatched"].passed
+    assert not task.compare(nothing, _outputs([[0, 0, 5, 5]], [0.049], [1]))["unmatched"].passed
+
+
 def test_prediction_prints_boxes_round_trips_json_and_writes_coco_results(task):
     prediction = task.predict(_outputs([[10, 20, 110, 220]], [0.75], [PERSON]))
     assert "person 0.750 [10, 20, 110, 220]" in str(prediction)
