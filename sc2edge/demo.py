@@ -35,7 +35,7 @@ class DemoSummary:
     check_quant: dict[str, str] = field(default_factory=dict)
     labelled: dict[str, Any] = field(default_factory=dict)
     int8_budget: list[str] = field(default_factory=list)  # one line per INT8 validation that failed its budget
-    deployed: list[str] = field(default_factory=list)  # table rows: every budgeted INT8 combination (device, server..)
+    deployed: list[str] = field(default_factory=list)  # table rows: each model's budgeted INT8 combinations
     budget_metric: str = ""  # what the default model's INT8 budget measured
     report: Path | None = None
     seconds: float = 0.0
@@ -56,8 +56,8 @@ class DemoSummary:
                          f"{r['agreement']:.0%} | {r['device_ms']:.2f} | {r.get('budget', '')} |")
         if self.deployed:
             lines += ["", "INT8 as deployed (the export's budget rows; the rest of each pipeline in FP32):",
-                      "| backend | INT8 graphs | budgeted metric FP32 -> INT8 | bytes | INT8 budget |",
-                      "|---|---|---|---|---|",
+                      "| model | backend | INT8 graphs | budgeted metric FP32 -> INT8 | bytes | INT8 budget |",
+                      "|---|---|---|---|---|---|",
                       *self.deployed]
         for backend, text in self.check_quant.items():
             lines += ["", f"check-quant ({backend}):", text]
@@ -175,7 +175,8 @@ def _budget_verdicts(bundle_dir: Path, summary: DemoSummary) -> dict[str, str]:
         if any(a.role == role and a.format == "onnx" and a.precision == "int8" for a in bundle.artifacts):
             excluded = bundle.artifact(role, "onnx", "int8").meta.get("excluded", [])
             kept["onnxruntime" if role == "device" else f"onnxruntime {role}"] = excluded
-    return budget_verdicts(bundle.manifest["calibration"]["int8_validation"], bundle_dir, summary, kept)
+    return budget_verdicts(bundle.manifest["calibration"]["int8_validation"], bundle_dir, summary, kept,
+                           model=bundle.manifest["model"]["name"])
 
 
 # What each budget row runs in INT8 (``calibrate.budget.ROW_TEXT``, repeated: the summary reads manifests only)
@@ -183,9 +184,10 @@ DEPLOYED_GRAPHS = {"device": "device", "server": "server", "both": "device + ser
 
 
 def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoSummary,
-                    kept_float: dict[str, list[str]] | None = None) -> dict[str, str]:
+                    kept_float: dict[str, list[str]] | None = None, *, model: str) -> dict[str, str]:
     """PASS/FAIL per backend of a manifest's ``calibration.int8_validation`` (its device row: INT8 device graph,
-    FP32 server); every row goes into the summary's INT8-as-deployed table, failures into its budget lines.
+    FP32 server); every row goes into the summary's INT8-as-deployed table under ``model``'s short name (the
+    demo budgets two models into one table), failures into its budget lines.
     ``kept_float``: per backend, the device convs accuracy control kept in float ("BACKEND server": the server's)."""
     verdicts = {}
     for result in validation["results"]:
@@ -199,8 +201,8 @@ def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoS
         verdict = f"{'PASS' if result['passed'] else 'FAIL'}: {figures}"
         if graph == "device":
             verdicts[result["backend"]] = verdict
-        summary.deployed.append(f"| {result['backend']} | {DEPLOYED_GRAPHS[graph]} | {result['metric']} "
-                                f"{100 * result['fp32']:.2f} -> {100 * result['int8']:.2f} % | "
+        summary.deployed.append(f"| {short_model_name(model)} | {result['backend']} | {DEPLOYED_GRAPHS[graph]} | "
+                                f"{result['metric']} {100 * result['fp32']:.2f} -> {100 * result['int8']:.2f} % | "
                                 f"{result['rate_change_pct']:+.2f} % | {verdict.split(':')[0]} |")
         if not result["passed"]:
             summary.int8_budget.append(
@@ -210,6 +212,12 @@ def budget_verdicts(validation: dict[str, Any], bundle_dir: Path, summary: DemoS
                 f"{100 * validation['budget']['max_drop']:.2f} points, {validation['budget']['max_bytes_pct']:.2f} % "
                 "bytes)")
     return verdicts
+
+
+def short_model_name(name: str) -> str:
+    """A registry name without the Entropic Student family prefix (both demo models are students):
+    ``efficientnet_lite0_beta1.6``, ``fashion_mnist_beta0.1``; other families keep theirs."""
+    return name.removeprefix("entropic_student_")
 
 
 def budget_metric(validation: dict[str, Any]) -> str:
