@@ -105,9 +105,9 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
         raise Sc2edgeError("accuracy control tunes on crops of the calibration images, never the held-out ones: "
                            "pass the calibration images (--calib DIR)")
     bundle = Bundle.open(bundle_path)
-    if bundle.spec.entropy.kind != "factorized":
-        raise Sc2edgeError(f"accuracy control supports factorized-prior bundles, not {bundle.spec.entropy.kind}: "
-                           "export without --max-drop (check-quant reports what INT8 costs)")
+    unsupported = control_unsupported(bundle)
+    if unsupported:
+        raise Sc2edgeError(f"{unsupported}: export without --max-drop (check-quant reports what INT8 costs)")
     control, truth, source, record = control_inputs(bundle, data, calib, images, seed, crops, progress)
     fmt = backend_info(backend).artifact_format
     # the device graph the measured server runs behind (FP32), or None: the device is measured
@@ -159,6 +159,20 @@ def control_accuracy(bundle_path: str | Path, data: str | Path, max_drop: float,
                 write_qdq_artifact(edit, role, target, ranges, final, meta)
             edit.commit()
     return report, excluded
+
+
+def control_unsupported(bundle: Bundle) -> str | None:
+    """Why accuracy control cannot tune this bundle's INT8 graphs (None: it can), in one line. A dynamic input
+    (segmentation, detection) is not supported: the control set is random crops at one fixed size, and the server
+    graph is fed symbols only, never the image sizes such a server also reads; the export then skips control and
+    records why (``Int8Validation.control_skipped``)."""
+    if bundle.spec.entropy.kind != "factorized":
+        return f"accuracy control supports factorized-prior bundles, not {bundle.spec.entropy.kind}"
+    if bundle.spec.preprocess.dynamic:
+        return ("accuracy control supports fixed-size inputs only (it tunes on random crops of one size and feeds "
+                "the server graph symbols alone); this bundle's input follows the image and its server graph reads "
+                "the image sizes")
+    return None
 
 
 def graph_inputs(role: str, control: ImageSet, fp32_device: Path | None, count: int) -> list[dict[str, np.ndarray]]:

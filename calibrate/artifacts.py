@@ -150,8 +150,8 @@ def add_int8_artifacts(builder: Any, preprocess: dict[str, Any], calib: str | Pa
                                staging / f"{role}.int8.ranges.json", total=batches)
         role_meta = dict(meta)
         # A server graph fed image sizes ends in post-processing TensorRT's Q/DQ rules refuse (ArgMax, NMS): it gets
-        # ONNX Runtime and OpenVINO INT8 only, convolutions only, and no bias correction (its INT8 is checked
-        # against the FP32 server at export instead: ``export.server_int8``).
+        # ONNX Runtime and OpenVINO INT8 only, convolutions only, and no bias correction (its INT8 is budgeted
+        # against the FP32 server at export instead: ``calibrate.budget.validate_int8``'s server and both rows).
         sized = role == "server" and task is not None and bool(task.extra_inputs)
         if role in BIAS_CORRECTED_ROLES and "onnxruntime" in backends and not sized:
             subset = images if role == "device" else replace(

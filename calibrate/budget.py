@@ -4,7 +4,9 @@ Like FP32's validation against PyTorch, this decides whether the INT8 artifacts 
 accuracy (with labels; without them, against the reference model's pseudo-labels when the bundle carries it) or
 in top-1 agreement with FP32, the change in rANS bytes per image, the symbols changed, and how many symbols this
 CPU's real kernels get wrong against the exact emulation (``check.kernel_saturation_pct``). Agreement with FP32
-is recorded beside a budgeted accuracy.
+is recorded beside a budgeted accuracy. One mechanism for every task: a dynamic-input bundle (segmentation,
+detection) runs each held-out image at its own size (``check.evaluate``), its rows budgeted on the task's agreement
+(pixels, confident boxes matched) with its other agreement scores beside it.
 """
 
 from __future__ import annotations
@@ -72,8 +74,11 @@ class Int8Check:
     bytes_int8: float
     kernel_saturation_pct: float | None  # the device graph's (None: a row without the INT8 device graph)
     budget: Int8Budget = field(default_factory=Int8Budget)
-    agreement_fp32: float | None = None  # top-1 agreement of INT8 with FP32, reported beside an accuracy
+    agreement_fp32: float | None = None  # the task's agreement of INT8 with FP32 (the first of ``agreements``)
     graph: str = DEVICE_ROW
+    # every agreement score of the task (``Task.agreement_scores``: top1/top5, pixels/mean IoU, confident_matched/
+    # same_count), the first budgeted when there are no labels; the others reported beside it, not budgeted
+    agreements: dict[str, float] = field(default_factory=dict)
 
     @property
     def drop(self) -> float:
@@ -92,8 +97,15 @@ class Int8Check:
     def label(self) -> str:
         return f"{self.backend}/int8 {self.graph}"
 
+    @property
+    def metric_text(self) -> str:
+        """The budgeted metric, an agreement named by its task's score ("agreement (pixels)")."""
+        if self.metric == "agreement" and self.agreements:
+            return f"agreement ({next(iter(self.agreements))})"
+        return self.metric
+
     def __str__(self) -> str:
-        text = (f"{'PASS' if self else 'FAIL'} {self.label} ({ROW_TEXT[self.graph]}): {self.metric} "
+        text = (f"{'PASS' if self else 'FAIL'} {self.label} ({ROW_TEXT[self.graph]}): {self.metric_text} "
                 f"{100 * self.fp32:.2f} -> {100 * self.int8:.2f} % (drop {100 * self.drop:.2f} points, max "
                 f"{100 * self.budget.max_drop:.2f})")
         if self.graph != REFERENCE_ROW:  # the reference sends the image, not symbols
@@ -104,10 +116,13 @@ class Int8Check:
         return text + self._beside()
 
     def _beside(self) -> str:
-        if self.metric == "agreement" or self.agreement_fp32 is None:
-            return ""
         truth = f" ({TRUTH_TEXT[TRUTH_TEACHER]})" if self.metric == TEACHER_METRIC else ""
-        return f"{truth}; top-1 agreement with FP32 {100 * self.agreement_fp32:.2f} % (not budgeted)"
+        beside = {name: value for i, (name, value) in enumerate(self.agreements.items())
+                  if i or self.metric != "agreement"}
+        if not beside:
+            return truth
+        scores = ", ".join(f"{name} {100 * value:.2f} %" for name, value in beside.items())
+        return f"{truth}; agreement with FP32: {scores} (not budgeted)"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -125,6 +140,7 @@ class Int8Validation:
     calibration_images_excluded: int
     checks: list[Int8Check]
     crops: int = 1  # inputs per held-out image (``images`` counts inputs)
+    control_skipped: str | None = None  # why accuracy control, asked for over budget, did not run
 
     def __bool__(self) -> bool:
         return all(self.checks)
@@ -135,7 +151,7 @@ class Int8Validation:
     def summary(self) -> str:
         """One line naming what is over budget."""
         failed = [c for c in self.checks if not c]
-        parts = [f"{c.label} ({ROW_TEXT[c.graph]}) {c.metric} {-100 * c.drop:+.2f} points, bytes "
+        parts = [f"{c.label} ({ROW_TEXT[c.graph]}) {c.metric_text} {-100 * c.drop:+.2f} points, bytes "
                  f"{c.rate_change_pct:+.2f} %" for c in failed or self.checks]
         return (f"INT8 {'over' if failed else 'within'} budget (max drop {100 * self.budget.max_drop:.2f} points, "
                 f"bytes +-{self.budget.max_bytes_pct:.2f} %) on {self.describe_inputs()}: " + "; ".join(parts))
@@ -152,7 +168,8 @@ class Int8Validation:
         return {"budget": asdict(self.budget), "budgeted_on": truth, "source": self.source, "images": self.images,
                 "crops": self.crops,
                 "calibration_images_excluded": self.calibration_images_excluded, "cpu": this_cpu().to_json(),
-                "results": [c.to_json() for c in self.checks], "passed": bool(self)}
+                "results": [c.to_json() for c in self.checks], "passed": bool(self),
+                **({"accuracy_control_skipped": self.control_skipped} if self.control_skipped else {})}
 
 
 def validate_int8(bundle: Bundle | str | Path, data: str | Path, labels: str | Path | None = None, *,
@@ -188,7 +205,7 @@ def validate_int8(bundle: Bundle | str | Path, data: str | Path, labels: str | P
                 backend, metric,
                 report.accuracy_fp32 if labelled else 1.0, report.accuracy_int8 if labelled else report.agreement,
                 report.symbols_changed_pct, report.bytes_fp32, report.bytes_int8, kernels, budget, report.agreement,
-                graph))
+                graph, report.agreements))
         if has_reference(bundle, backend, "int8"):
             metric = TEACHER_METRIC if source == TRUTH_TEACHER else "accuracy"
             checks.append(reference_check(bundle, held, truth, metric, backend, budget, threads))
@@ -207,6 +224,8 @@ def reference_check(bundle: Bundle, held: ImageSet, truth: Sequence[int] | np.nd
                 x[None], bundle.preprocess)})[REFERENCE_OUTPUT][0])) for x in held.arrays()])
     agreement = float(np.mean(predictions["fp32"] == predictions["int8"]))
     if truth is None:
-        return Int8Check(backend, "agreement", 1.0, agreement, 0.0, 0.0, 0.0, None, budget, agreement, REFERENCE_ROW)
+        return Int8Check(backend, "agreement", 1.0, agreement, 0.0, 0.0, 0.0, None, budget, agreement, REFERENCE_ROW,
+                         {"top1": agreement})
     fp32, int8 = (float(np.mean(predictions[p] == np.asarray(truth))) for p in ("fp32", "int8"))
-    return Int8Check(backend, metric, fp32, int8, 0.0, 0.0, 0.0, None, budget, agreement, REFERENCE_ROW)
+    return Int8Check(backend, metric, fp32, int8, 0.0, 0.0, 0.0, None, budget, agreement, REFERENCE_ROW,
+                     {"top1": agreement})

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from sc2edge._files import package_versions
-from sc2edge.calibrate.accuracy import control_accuracy
+from sc2edge.calibrate.accuracy import control_accuracy, control_unsupported
 from sc2edge.calibrate.artifacts import add_int8_artifacts
 from sc2edge.calibrate.budget import BOTH_ROW, DEVICE_ROW, SERVER_ROW, Int8Budget, Int8Validation, validate_int8
 from sc2edge.calibrate.config import RECIPES, CalibConfig
@@ -43,7 +43,6 @@ from sc2edge.export.onnx import (
     replace_scalar,
 )
 from sc2edge.export.openvino import add_openvino_artifacts
-from sc2edge.export.server_int8 import ServerInt8Validation, validate_server_int8
 from sc2edge.export.validate import (
     ReferenceValidationResult,
     SymbolTolerance,
@@ -103,7 +102,8 @@ class ExportConfig:
         int8_accuracy_control (bool): over budget, keep the most harmful layers of the device graph (device row)
             and of the server graph (server or both-halves rows) in float until the drop is within budget
             (``sc2edge.calibrate.control_accuracy``, tuned on crops of the calibration images, never the check
-            images). Defaults to False.
+            images). A bundle control cannot tune (dynamic input, hyperprior: ``control_unsupported``) is checked
+            as it is, the reason recorded (``accuracy_control_skipped``). Defaults to False.
         allow_int8_over_budget (bool): write INT8 artifacts that are over budget (recorded as failed).
             Defaults to False: an INT8 export over budget writes no bundle.
         reference (bool | None): also export the reference model (the unmodified teacher, image -> logits) for
@@ -330,7 +330,8 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
             # index path (h_s) runs in sc2edge's deterministic float32 code on both ends, never in a graph. A
             # dynamic-input model (segmentation, detection) is calibrated at the export's size
             # (``calibrate.data.at_export_size``); its server graph is quantized in its convolutions only, the
-            # post-processing in float, and checked against FP32 (``validate_server_int8``).
+            # post-processing in float; ``validate_int8`` budgets it behind the FP32 device graph and with the
+            # INT8 one, each held-out image at its own size.
             # The reference (the teacher) gets INT8 graphs when asked: the input-codec baselines' INT8 points run it.
             roles = ("device",) if hyperprior else ("device", "server")
             manifest["calibration"] = add_int8_artifacts(
@@ -358,8 +359,6 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
         _check([*results, *reference_results], config)
         if config.int8:
             manifest["calibration"]["int8_validation"] = _validate_int8(builder, config).to_json()
-            if loaded.spec.preprocess.dynamic:
-                manifest["calibration"]["server_int8_validation"] = _validate_server_int8(builder, config).to_json()
         builder.write_manifest(manifest)
         return builder.commit()
 
@@ -397,6 +396,9 @@ def _validate_int8(builder: BundleBuilder, config: ExportConfig) -> Int8Validati
 
         verdict = check()
         if not verdict and config.int8_accuracy_control:
+            # a bundle control cannot tune (a dynamic input, a hyperprior) is checked as it is, the reason recorded
+            verdict.control_skipped = control_unsupported(Bundle.open(builder.staging, verify=False))
+        if not verdict and config.int8_accuracy_control and not verdict.control_skipped:
             # the device graph on its row, the server on its own (behind the FP32 device graph), which also
             # serves a both-halves row over budget. The reference (the teacher) gets no control: over budget, it is
             # refused or written as failed.
@@ -411,7 +413,8 @@ def _validate_int8(builder: BundleBuilder, config: ExportConfig) -> Int8Validati
     if config.int8_check_images is None and config.validation_images is None:
         verdict.source = OFFLINE_PHOTOS
     if not verdict and not config.allow_int8_over_budget:
-        remedy = ("even after accuracy control" if config.int8_accuracy_control
+        remedy = (f"accuracy control skipped: {verdict.control_skipped}" if verdict.control_skipped
+                  else "even after accuracy control" if config.int8_accuracy_control
                   else "pass --max-drop X for accuracy control")
         raise Sc2edgeError(f"{verdict.summary()}: no bundle written ({remedy}; --allow-int8-over-budget writes it "
                            "anyway; or export without --int8)")
@@ -426,21 +429,6 @@ def _int8_check_data(config: ExportConfig, tmp: Path) -> Path:
         data = tmp / "photos.txt"
         data.write_text("".join(f"{p}\n" for p in system_photos()))
     return Path(data)
-
-
-def _validate_server_int8(builder: BundleBuilder, config: ExportConfig) -> ServerInt8Validation:
-    """A dynamic-input tail's INT8 server graphs against FP32 (``validate_server_int8``), within ``int8_budget``'s
-    drop; over budget, no bundle is written unless explicitly allowed."""
-    with tempfile.TemporaryDirectory(prefix="sc2edge-int8-server-check-") as tmp:
-        verdict = validate_server_int8(Bundle.open(builder.staging, verify=False), _int8_check_data(config, Path(tmp)),
-                                       backends=config.backends, budget=config.int8_budget,
-                                       images=config.int8_check_count, progress=False)
-    if config.int8_check_images is None and config.validation_images is None:
-        verdict.source = OFFLINE_PHOTOS
-    if not verdict and not config.allow_int8_over_budget:
-        raise Sc2edgeError(f"{verdict.summary()}: no bundle written (--allow-int8-over-budget writes it anyway; or "
-                           "export without --int8)")
-    return verdict
 
 
 def _reference(model: str, config: ExportConfig, trust_checkpoint: bool) -> ReferenceModel | None:

@@ -67,8 +67,7 @@ def export(task: str, out: Path, calib: Path, held_out: Path, calib_samples: int
     manifest = json.loads((bundle / "manifest.json").read_text())
     calibration = manifest.get("calibration", {})
     record.update(input=manifest["input"], validation=manifest["validation"],
-                  int8_validation=calibration.get("int8_validation"),
-                  server_int8_validation=calibration.get("server_int8_validation"))
+                  int8_validation=calibration.get("int8_validation"))
     return bundle, record
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from sc2edge.commands._common import add_json_argument, comma_list, print_json, show_progress
 
@@ -97,13 +98,26 @@ def run(args: argparse.Namespace) -> int:
         for result in reference["validation"]:
             print(f"validation reference {reference['name']} {validation_summary(result)}"
                   + ("" if reference["trained"] else " (UNTRAINED reference: random weights)"))
-    checked = bundle.manifest.get("calibration", {}).get("int8_validation")
-    for result in checked["results"] if checked else []:
-        print(f"INT8 validation {result['backend']}: {'PASS' if result['passed'] else 'FAIL (over budget)'}, "
-              f"{result['metric']} {100 * result['fp32']:.2f} -> {100 * result['int8']:.2f} %, bytes "
-              f"{result['rate_change_pct']:+.2f} %, kernel saturation on this CPU "
-              f"{result['kernel_saturation_pct']:.3f} % of symbols ({checked['images']} held-out images)")
+    for line in int8_validation_lines(bundle.manifest.get("calibration", {}).get("int8_validation")):
+        print(line)
     if not bundle.manifest["model"]["trained"]:
         print("note: UNTRAINED model (deterministic random weights): bytes and predictions are meaningless")
     print(f"wrote {out} ({', '.join(f'{a.role}/{a.format}/{a.precision}' for a in bundle.artifacts)})")
     return 0
+
+
+def int8_validation_lines(checked: dict[str, Any] | None) -> list[str]:
+    """One line per row of a manifest's ``calibration.int8_validation``: each INT8 graph as deployed (device,
+    server, both halves; a row without the INT8 device graph has no kernel saturation)."""
+    lines = []
+    for result in checked["results"] if checked else []:
+        saturation = result["kernel_saturation_pct"]
+        lines.append(f"INT8 validation {result['backend']}/int8 {result.get('graph', 'device')}: "
+                     f"{'PASS' if result['passed'] else 'FAIL (over budget)'}, {result['metric']} "
+                     f"{100 * result['fp32']:.2f} -> {100 * result['int8']:.2f} %, bytes "
+                     f"{result['rate_change_pct']:+.2f} %"
+                     + ("" if saturation is None else f", kernel saturation on this CPU {saturation:.3f} % of symbols")
+                     + f" ({checked['images']} held-out images)")
+    if checked and checked.get("accuracy_control_skipped"):
+        lines.append(f"INT8 accuracy control skipped: {checked['accuracy_control_skipped']}")
+    return lines
