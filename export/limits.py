@@ -67,10 +67,11 @@ def _failure(bundle: Bundle, backend: str, side: int) -> str | None:
     return "the outputs are not finite"
 
 
-def measure_input_limits(bundle_dir: Path, backends: Sequence[str]) -> InputLimits | None:
-    """The smallest square input every backend's FP32 graphs run on, and the declared largest; None for an entropy
-    model whose server input is not the device's symbols (hyperprior, CR+BQ: their exported latent stays the
-    bound)."""
+def measure_input_limits(bundle_dir: Path, backends: Sequence[str], largest: int | None = None
+                         ) -> InputLimits | None:
+    """The smallest square input every backend's FP32 graphs run on, and the declared largest (``largest``, else
+    ``MAX_INPUT_SCALE`` times the exported side, at most ``MAX_IMAGE_SIDE``); None for an entropy model whose server
+    input is not the device's symbols (hyperprior, CR+BQ: their exported latent stays the bound)."""
     bundle = Bundle.open(bundle_dir, verify=False)
     if bundle.spec.entropy.kind != "factorized":
         return None
@@ -90,5 +91,10 @@ def measure_input_limits(bundle_dir: Path, backends: Sequence[str]) -> InputLimi
             middle = (failing + working) // 2
             failing, working = (failing, middle) if _failure(bundle, backend, middle) is None else (middle, working)
         low = working
-    largest = min(MAX_INPUT_SCALE * max(int(image["height"]), int(image["width"])), MAX_IMAGE_SIDE)
+    side = max(int(image["height"]), int(image["width"]))
+    if largest is None:
+        largest = min(MAX_INPUT_SCALE * side, MAX_IMAGE_SIDE)
+    elif not side <= largest <= MAX_IMAGE_SIDE:
+        raise Sc2edgeError(f"--max-input must be between the exported input side {side} and {MAX_IMAGE_SIDE}, "
+                           f"got {largest}")
     return InputLimits(low, largest, int(latent["channels"]), geometry)

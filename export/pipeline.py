@@ -118,6 +118,9 @@ class ExportConfig:
         resize (int | None): for a model with a dynamic input (no crop: segmentation, detection), the shorter side
             images are resized to instead of the registry's (smaller is faster; the bundle records it). Defaults to
             None.
+        max_input (int | None): the largest input side a stream may come from (the runtime refuses a larger
+            latent before decoding it). A classifier that is to decode the streams of its encoder's detector
+            needs the detector's side (1344). Defaults to None: 4x the exported side, at most 4096.
     """
 
     backends: tuple[str, ...] = ("onnxruntime",)
@@ -144,6 +147,7 @@ class ExportConfig:
     reference_checkpoint: Path | None = None
     int8_reference: bool = False
     resize: int | None = None
+    max_input: int | None = None
 
     def validate(self) -> ExportConfig:
         backends = tuple(dict.fromkeys(canonical_backend(b) for b in self.backends))
@@ -176,6 +180,8 @@ class ExportConfig:
                 raise Sc2edgeError(f"{name} not found: {path}")
         if self.resize is not None and not 1 <= self.resize <= MAX_IMAGE_SIDE:
             raise Sc2edgeError(f"--resize must be 1..{MAX_IMAGE_SIDE}, got {self.resize}")
+        if self.max_input is not None and not 1 <= self.max_input <= MAX_IMAGE_SIDE:
+            raise Sc2edgeError(f"--max-input must be 1..{MAX_IMAGE_SIDE}, got {self.max_input}")
         self.int8_budget.validate()
         return ExportConfig(**{**self.__dict__, "backends": backends})
 
@@ -268,6 +274,9 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     # CR+BQ, hyperprior and dynamic-input (segmentation) device graphs take float images for now
     pixels = takes_pixels(config) and not (bq or hyperprior or loaded.spec.preprocess.dynamic)
     manifest = _manifest(loaded, task, tables, config, pixels)
+    if (bq or hyperprior) and config.max_input is not None:
+        raise Sc2edgeError("--max-input is for factorized-prior models (a hyperprior or CR+BQ bundle takes its exported "
+                           "latent only): export without it")
     if hyperprior and config.int8_accuracy_control:
         raise Sc2edgeError("accuracy control (--max-drop) supports factorized-prior models; export this hyperprior "
                            "without it")
@@ -343,7 +352,7 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
                 progress=config.progress, task=task)
 
         builder.write_manifest(manifest)
-        limits = measure_input_limits(builder.staging, config.backends)
+        limits = measure_input_limits(builder.staging, config.backends, config.max_input)
         if limits is not None:
             limits.apply(manifest)
         builder.write_manifest(manifest)

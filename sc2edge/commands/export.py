@@ -52,6 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     parser.add_argument("--resize", type=int, help="for a model whose input follows the image (segmentation): "
                         "resize the shorter side to this instead of the registry's (e.g. 513)")
+    parser.add_argument("--max-input", type=int, help="the largest input side a stream may come from (default: "
+                        "4x the exported side); e.g. 1344 for a classifier that decodes its encoder's detection "
+                        "streams")
     parser.add_argument("--validation-images", type=Path, help="images for the PyTorch comparison "
                         "(default: offline photos installed on this machine)")
     parser.add_argument("--allow-failed-validation", action="store_true",
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                           int8_budget=budget, int8_accuracy_control=args.max_drop is not None,
                           allow_int8_over_budget=args.allow_int8_over_budget, int8_reference=args.int8_reference,
                           reference=args.reference, reference_checkpoint=args.reference_checkpoint,
-                          resize=args.resize)
+                          resize=args.resize, max_input=args.max_input)
     out = export_bundle(args.model, args.out, checkpoint=args.checkpoint, trust_checkpoint=args.trust_checkpoint,
                         config=config)
     bundle = Bundle.open(out)

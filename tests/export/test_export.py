@@ -161,3 +161,28 @@ def test_the_input_size_probe_logs_nothing_and_says_in_one_line_why_a_size_fails
     with Encoder(bundle) as encoder, pytest.raises(Exception, match="Invalid input shape"):
         encoder.symbols(np.zeros(*graph_input_spec(bundle.preprocess, 1, 1)))
     assert "Invalid input shape" in capfd.readouterr().err
+
+
+def test_max_input_declares_the_largest_latent_a_stream_may_carry(fp32_bundle_dir):
+    """A classifier that decodes its encoder's detection streams (800 x 1088 and up) needs more than 4x its 224 px
+    crop: ``max_input`` (``--max-input``) declares it; by default such a latent is refused in one line, and no
+    value under the exported side or over 4096 is taken."""
+    from sc2edge.errors import StreamError
+    from sc2edge.export.limits import measure_input_limits
+    from sc2edge.runtime.entropy import LatentLimits, latent_size
+
+    default = measure_input_limits(fp32_bundle_dir, ["onnxruntime"])
+    wide = measure_input_limits(fp32_bundle_dir, ["onnxruntime"], 1344)
+    assert (default.max_side, wide.max_side, wide.min_side) == (4 * 224, 1344, default.min_side)
+    manifest = json.loads((fp32_bundle_dir / "manifest.json").read_text())
+    detection_latent = (default.channels, *(latent_size(side, default.geometry) for side in (800, 1088)))
+    default.apply(manifest)
+    with pytest.raises(StreamError, match="outside what this bundle's model takes"):
+        LatentLimits(manifest).check(detection_latent)
+    wide.apply(manifest)
+    LatentLimits(manifest).check(detection_latent)
+    for side in (100, 5000):
+        with pytest.raises(Sc2edgeError, match="--max-input"):
+            measure_input_limits(fp32_bundle_dir, ["onnxruntime"], side)
+    with pytest.raises(Sc2edgeError, match="--max-input"):
+        ExportConfig(max_input=0).validate()
