@@ -275,8 +275,8 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     pixels = takes_pixels(config) and not (bq or hyperprior or loaded.spec.preprocess.dynamic)
     manifest = _manifest(loaded, task, tables, config, pixels)
     if (bq or hyperprior) and config.max_input is not None:
-        raise Sc2edgeError("--max-input is for factorized-prior models (a hyperprior or CR+BQ bundle takes its exported "
-                           "latent only): export without it")
+        raise Sc2edgeError("--max-input is for factorized-prior models (a hyperprior or CR+BQ bundle takes its "
+                           "exported latent only): export without it")
     if hyperprior and config.int8_accuracy_control:
         raise Sc2edgeError("accuracy control (--max-drop) supports factorized-prior models; export this hyperprior "
                            "without it")

@@ -63,7 +63,8 @@ def export(task: str, out: Path, calib: Path, held_out: Path, calib_samples: int
         export_bundle(model, bundle, config=ExportConfig(
             backends=BACKENDS, validation_images=held_out, int8=True, calib=calib, calib_samples=calib_samples,
             int8_check_images=held_out, int8_check_count=3, int8_check_crops=1, allow_int8_over_budget=True,
-            progress=False, overwrite=True, reference=False, max_input=DETECTION_SIDE))
+            progress=False, overwrite=True, reference=False,
+            max_input=DETECTION_SIDE if task == "classification" else None))
         record["export_s"], record["load_after"] = round(time.perf_counter() - started, 1), _load()
     manifest = json.loads((bundle / "manifest.json").read_text())
     calibration = manifest.get("calibration", {})
