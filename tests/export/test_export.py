@@ -186,3 +186,9 @@ def test_max_input_declares_the_largest_latent_a_stream_may_carry(fp32_bundle_di
             measure_input_limits(fp32_bundle_dir, ["onnxruntime"], side)
     with pytest.raises(Sc2edgeError, match="--max-input"):
         ExportConfig(max_input=0).validate()
+
+
+def test_max_input_under_the_exported_side_is_refused_before_any_work(tmp_path):
+    with pytest.raises(Sc2edgeError, match="--max-input 100 is under the exported input side 224"):
+        export_bundle(DEFAULT_TEST_MODEL, tmp_path / "b", config=ExportConfig(max_input=100))
+    assert not (tmp_path / "b").exists()
