@@ -91,10 +91,17 @@ def measure_input_limits(bundle_dir: Path, backends: Sequence[str], largest: int
             middle = (failing + working) // 2
             failing, working = (failing, middle) if _failure(bundle, backend, middle) is None else (middle, working)
         low = working
-    side = max(int(image["height"]), int(image["width"]))
-    if largest is None:
-        largest = min(MAX_INPUT_SCALE * side, MAX_IMAGE_SIDE)
-    elif not side <= largest <= MAX_IMAGE_SIDE:
-        raise Sc2edgeError(f"--max-input must be between the exported input side {side} and {MAX_IMAGE_SIDE}, "
-                           f"got {largest}")
+    largest = declared_largest_side(max(int(image["height"]), int(image["width"])), largest)
     return InputLimits(low, largest, int(latent["channels"]), geometry)
+
+
+def declared_largest_side(side: int, largest: int | None) -> int:
+    """The largest input side a stream may come from, for graphs exported at ``side``: ``largest`` (``--max-input``),
+    refused in one line under ``side`` or over ``MAX_IMAGE_SIDE``; else ``MAX_INPUT_SCALE`` times ``side``, capped."""
+    if largest is None:
+        return min(MAX_INPUT_SCALE * side, MAX_IMAGE_SIDE)
+    if largest < side:
+        raise Sc2edgeError(f"--max-input {largest} is under the exported input side {side}")
+    if largest > MAX_IMAGE_SIDE:
+        raise Sc2edgeError(f"--max-input {largest} is over the largest image side {MAX_IMAGE_SIDE}")
+    return largest

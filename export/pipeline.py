@@ -29,7 +29,7 @@ from sc2edge.export.hyperprior import (
     stage_hyperprior,
     validate_hyperprior_bundle,
 )
-from sc2edge.export.limits import measure_input_limits
+from sc2edge.export.limits import declared_largest_side, measure_input_limits
 from sc2edge.export.onnx import (
     DEFAULT_OPSET,
     DEVICE_IO,
@@ -277,9 +277,8 @@ def export_bundle(model: str | LoadedModel, out: str | Path, *, checkpoint: str 
     if (bq or hyperprior) and config.max_input is not None:
         raise Sc2edgeError("--max-input is for factorized-prior models (a hyperprior or CR+BQ bundle takes its "
                            "exported latent only): export without it")
-    exported_side = max(int(manifest["input"]["height"]), int(manifest["input"]["width"]))
-    if config.max_input is not None and config.max_input < exported_side:
-        raise Sc2edgeError(f"--max-input {config.max_input} is under the exported input side {exported_side}")
+    declared_largest_side(max(int(manifest["input"]["height"]), int(manifest["input"]["width"])),
+                          config.max_input)  # refused before any work
     if hyperprior and config.int8_accuracy_control:
         raise Sc2edgeError("accuracy control (--max-drop) supports factorized-prior models; export this hyperprior "
                            "without it")
