@@ -224,8 +224,8 @@ def reference_check(bundle: Bundle, held: ImageSet, truth: Sequence[int] | np.nd
                 x[None], bundle.preprocess)})[REFERENCE_OUTPUT][0])) for x in held.arrays()])
     agreement = float(np.mean(predictions["fp32"] == predictions["int8"]))
     if truth is None:
-        return Int8Check(backend, "agreement", 1.0, agreement, 0.0, 0.0, 0.0, None, budget, agreement, REFERENCE_ROW,
-                         {"top1": agreement})
-    fp32, int8 = (float(np.mean(predictions[p] == np.asarray(truth))) for p in ("fp32", "int8"))
+        metric, fp32, int8 = "agreement", 1.0, agreement
+    else:
+        fp32, int8 = (float(np.mean(predictions[p] == np.asarray(truth))) for p in ("fp32", "int8"))
     return Int8Check(backend, metric, fp32, int8, 0.0, 0.0, 0.0, None, budget, agreement, REFERENCE_ROW,
                      {"top1": agreement})
