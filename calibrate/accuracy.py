@@ -219,7 +219,8 @@ def _control_openvino(bundle: Bundle, role: str, held: ImageSet, truth: np.ndarr
         def predict(symbols: np.ndarray):
             return task.predictions(server.infer({"symbols": symbols}))[0]
 
-        reference = [predict(device.infer({"image": x[None]})["symbols"]) for x in held.arrays()]
+        symbols = [device.infer({"image": x[None]})["symbols"] for x in held.arrays()]
+        reference = [predict(s) for s in symbols]
         targets = list(truth) if truth is not None else reference
         score = (lambda predicted: task.metric(predicted, targets)) if truth is not None else (
             lambda predicted: task.agreement(targets, predicted))
@@ -228,7 +229,7 @@ def _control_openvino(bundle: Bundle, role: str, held: ImageSet, truth: np.ndarr
             inputs = [x[None] for x in held.arrays()]
             output = predict
         else:  # the server reads what the FP32 device graph sends
-            inputs = [device.infer({"image": x[None]})["symbols"] for x in held.arrays()]
+            inputs = symbols
             output = None
 
         def metric(compiled, items):  # items: (input, target) pairs; targets are labels or FP32 predictions
