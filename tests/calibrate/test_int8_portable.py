@@ -172,19 +172,28 @@ def blank_calibration(tmp_path):
     return folder
 
 
-def test_export_refuses_int8_over_budget(fm_bundle, fm_data, blank_calibration, tmp_path):
-    _, test = fm_data
+def _refused_export(fm_bundle: Path, tmp_path: Path, config: ExportConfig) -> str:
+    """Export over a copy of ``fm_bundle`` in ``tmp_path``, which must be refused in one line ("INT8 over budget
+    ... no bundle written"), leaving the old bundle intact and no staging behind; the refusal's message."""
     out = tmp_path / "bundle"
     shutil.copytree(fm_bundle, out)
     before = (out / "manifest.json").read_bytes()
+    entries = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(Sc2edgeError, match="INT8 over budget .* no bundle written") as refused:
-        export_bundle(MODEL, out, config=ExportConfig(
-            int8=True, calib=blank_calibration, validation_images=test.parent, int8_check_labels=test,
-            int8_check_count=100, overwrite=True))
+        export_bundle(MODEL, out, config=config)
     message = str(refused.value)
-    assert "\n" not in message and "onnxruntime/int8 device (INT8 device + FP32 server) accuracy" in message
+    assert "\n" not in message
     assert (out / "manifest.json").read_bytes() == before and Bundle.open(out)  # the old bundle, intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blank", "bundle"]  # no staging left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == entries  # no staging left behind
+    return message
+
+
+def test_export_refuses_int8_over_budget(fm_bundle, fm_data, blank_calibration, tmp_path):
+    _, test = fm_data
+    message = _refused_export(fm_bundle, tmp_path, ExportConfig(
+        int8=True, calib=blank_calibration, validation_images=test.parent, int8_check_labels=test,
+        int8_check_count=100, overwrite=True))
+    assert "onnxruntime/int8 device (INT8 device + FP32 server) accuracy" in message
 
 
 def test_export_refuses_server_int8_over_budget(fm_bundle, fm_data, tmp_path, monkeypatch):
@@ -206,18 +215,11 @@ def test_export_refuses_server_int8_over_budget(fm_bundle, fm_data, tmp_path, mo
 
     monkeypatch.setattr(artifacts, "collect_ranges", damaged_server)
     calibration, test = fm_data
-    out = tmp_path / "bundle"
-    shutil.copytree(fm_bundle, out)
-    before = (out / "manifest.json").read_bytes()
-    with pytest.raises(Sc2edgeError, match="INT8 over budget .* no bundle written") as refused:
-        export_bundle(MODEL, out, config=ExportConfig(
-            int8=True, calib=calibration, calib_samples=100, validation_images=test.parent, int8_check_labels=test,
-            int8_check_count=200, overwrite=True))
-    message = str(refused.value)
-    assert "\n" not in message and "onnxruntime/int8 server (FP32 device + INT8 server) accuracy" in message
+    message = _refused_export(fm_bundle, tmp_path, ExportConfig(
+        int8=True, calib=calibration, calib_samples=100, validation_images=test.parent, int8_check_labels=test,
+        int8_check_count=200, overwrite=True))
+    assert "onnxruntime/int8 server (FP32 device + INT8 server) accuracy" in message
     assert "onnxruntime/int8 device " not in message  # the device graph is within budget
-    assert (out / "manifest.json").read_bytes() == before and Bundle.open(out)  # the old bundle, intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no staging left behind
 
 
 def test_budget_rows_cover_int8_as_deployed(fm_bundle):
